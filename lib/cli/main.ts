@@ -1,0 +1,204 @@
+#!/usr/bin/env node
+import * as readline from "node:readline/promises";
+import { Command, CommanderError, Option } from "commander";
+import { z } from "zod";
+import type { ProgressEvent } from "../environment";
+import { openEnvironment } from "../environment";
+import { ensurePulumi, locatePulumi, PulumiCli } from "../engine/pulumi-cli";
+import { ExitCode, StackpinError } from "../errors";
+import { deploy } from "../operations/deploy";
+import { history } from "../operations/history";
+import { type Plan } from "../operations/plan";
+import { preview } from "../operations/preview";
+import { previewRollback, rollback } from "../operations/rollback";
+import { setSecret } from "../operations/secret";
+import { status } from "../operations/status";
+import { renderApply, renderHistory, renderPlan, renderProgress, renderStatus } from "./render";
+
+/** The environment variables the CLI reads, validated once here and nowhere else. */
+const envSchema = z.object({
+  PULUMI_CONFIG_PASSPHRASE: z.string().optional(),
+  PULUMI_CONFIG_PASSPHRASE_FILE: z.string().min(1).optional(),
+  PULUMI_HOME: z.string().min(1).optional(),
+  STACKPIN_PULUMI: z.string().min(1).optional(),
+  STACKPIN_BACKEND: z.string().min(1).optional(),
+  STACKPIN_ACTOR: z.string().min(1).optional(),
+  STACKPIN_DEBUG: z.string().optional(),
+  PATH: z.string().default(""),
+});
+type Env = z.infer<typeof envSchema>;
+
+interface CommonFlags {
+  stack: string;
+  json?: boolean;
+  projectDir?: string;
+  backend?: string;
+}
+
+const err = (line: string) => process.stderr.write(`${line}\n`);
+
+async function findPulumi(env: Env, quiet: boolean): Promise<PulumiCli> {
+  const cli = await locatePulumi({ explicit: env.STACKPIN_PULUMI, searchPath: env.PATH, pulumiHome: env.PULUMI_HOME });
+  if (!quiet) err(`using Pulumi CLI ${cli.version} from ${cli.source} (${cli.root})`);
+  return cli;
+}
+
+async function context(flags: CommonFlags, env: Env) {
+  return openEnvironment({
+    stack: flags.stack,
+    projectDir: flags.projectDir,
+    backendUrl: flags.backend ?? env.STACKPIN_BACKEND,
+    passphrase:
+      env.PULUMI_CONFIG_PASSPHRASE !== undefined || env.PULUMI_CONFIG_PASSPHRASE_FILE
+        ? { value: env.PULUMI_CONFIG_PASSPHRASE, file: env.PULUMI_CONFIG_PASSPHRASE_FILE }
+        : undefined,
+    pulumiHome: env.PULUMI_HOME,
+    actor: env.STACKPIN_ACTOR,
+    pulumi: await findPulumi(env, !!flags.json),
+  });
+}
+
+function progress(): { onProgress: (e: ProgressEvent) => void } {
+  return {
+    onProgress: (e) => {
+      const line = renderProgress(e);
+      if (line) err(line);
+    },
+  };
+}
+
+/** Asks on the terminal; without one, refuses (a script must say --yes). */
+function confirmer(flags: { yes?: boolean; json?: boolean }): ((plan: Plan) => Promise<boolean>) | undefined {
+  if (flags.yes) return undefined;
+  return async (plan) => {
+    err(renderPlan(plan));
+    if (!process.stdin.isTTY) {
+      err("not confirmed: no terminal to ask on; re-run with --yes to apply");
+      return false;
+    }
+    const rl = readline.createInterface({ input: process.stdin, output: process.stderr });
+    const answer = await rl.question(`apply ${plan.op} ${plan.from ?? ""} -> ${plan.to} to stack ${plan.stack}? [y/N] `);
+    rl.close();
+    return /^y(es)?$/i.test(answer.trim());
+  };
+}
+
+function out(flags: { json?: boolean }, value: unknown, text: () => string): void {
+  process.stdout.write(flags.json ? `${JSON.stringify(value, null, 2)}\n` : `${text()}\n`);
+}
+
+function withCommon(cmd: Command): Command {
+  return cmd
+    .requiredOption("-s, --stack <name>", "the stack (a directory under stacks/)")
+    .option("--json", "print one JSON document on stdout and nothing else")
+    .option("--project-dir <dir>", "the project directory holding stacks/ and .stackpin/ (default: the current directory)")
+    .option("--backend <url>", "the state backend URL (default: stack.yaml's, else file://<project>/.stackpin/state)");
+}
+
+/** Builds the `stackpin` command line. `env` is the process environment, validated here. */
+export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
+  const env = envSchema.parse(rawEnv);
+  const program = new Command("stackpin")
+    .description("Version-pinned Pulumi stacks: deploy, preview, roll back, with history in the backend")
+    .exitOverride()
+    .showHelpAfterError();
+
+  withCommon(program.command("deploy").description("deploy a version (previews and asks first unless --yes)"))
+    .requiredOption("-v, --version <version>", "the version to deploy, e.g. v42")
+    .option("-m, --message <text>", "why, recorded in history")
+    .option("-y, --yes", "apply without previewing and asking")
+    .action(async (flags) => {
+      const ctx = await context(flags, env);
+      const result = await deploy(ctx, { version: flags.version, message: flags.message, confirm: confirmer(flags), ...progress() });
+      out(flags, result, () => renderApply(result));
+    });
+
+  withCommon(program.command("preview").description("show the config and resource diff of applying a version; changes nothing"))
+    .addOption(new Option("-v, --version <version>", "preview deploying this version").conflicts("to"))
+    .option("-t, --to <version>", "preview rolling back to this version (or 'previous')")
+    .action(async (flags) => {
+      if (!flags.version && !flags.to) throw new CommanderError(ExitCode.usage, "usage", "preview needs --version or --to");
+      const ctx = await context(flags, env);
+      const plan = flags.to
+        ? await previewRollback(ctx, { to: flags.to, ...progress() })
+        : await preview(ctx, { version: flags.version, ...progress() });
+      out(flags, plan, () => renderPlan(plan));
+    });
+
+  withCommon(program.command("rollback").description("re-apply an earlier version; recorded as a new history entry"))
+    .requiredOption("-t, --to <version>", "the version to go back to, or 'previous'")
+    .option("-r, --reason <text>", "why, recorded in history")
+    .option("-y, --yes", "apply without previewing and asking")
+    .action(async (flags) => {
+      const ctx = await context(flags, env);
+      const result = await rollback(ctx, { to: flags.to, reason: flags.reason, confirm: confirmer(flags), ...progress() });
+      out(flags, result, () => renderApply(result));
+    });
+
+  withCommon(program.command("history").description("every deploy and rollback of the stack, newest first")).action(async (flags) => {
+    const entries = await history(await context(flags, env));
+    out(flags, entries, () => renderHistory(flags.stack, entries));
+  });
+
+  withCommon(program.command("status").description("the live version, last operation and outputs")).action(async (flags) => {
+    const s = await status(await context(flags, env));
+    out(flags, s, () => renderStatus(s));
+  });
+
+  const secret = program.command("secret").description("manage encrypted values in version files");
+  withCommon(secret.command("set").description("encrypt a value read from stdin into a version file"))
+    .requiredOption("-v, --version <version>", "the version file to write into")
+    .requiredOption("-k, --key <key>", "the config key")
+    .action(async (flags) => {
+      const value = (await readStdin()).replace(/\r?\n$/, "");
+      const result = await setSecret(await context(flags, env), { version: flags.version, key: flags.key, value });
+      out(flags, result, () => `wrote ${result.key} (encrypted) to ${result.file}`);
+    });
+
+  program
+    .command("setup")
+    .description("find or build the Pulumi CLI (Go build from Pulumi's modules, else PulumiCommand.install)")
+    .option("--json", "print one JSON document")
+    .action(async (flags) => {
+      const cli = await ensurePulumi({ explicit: env.STACKPIN_PULUMI, searchPath: env.PATH, pulumiHome: env.PULUMI_HOME, onProgress: err });
+      out(flags, { version: cli.version, source: cli.source, root: cli.root }, () => `Pulumi CLI ${cli.version} from ${cli.source}: ${cli.root}`);
+    });
+  return program;
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+/** Runs the CLI and resolves to the exit code; never prints a stack trace for a user's mistake. */
+export async function main(argv: string[], rawEnv: NodeJS.ProcessEnv): Promise<number> {
+  const json = argv.includes("--json");
+  try {
+    await buildCli(rawEnv).parseAsync(argv, { from: "user" });
+    return ExitCode.ok;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (e.code === "commander.helpDisplayed" || e.code === "commander.version" || e.exitCode === 0) return ExitCode.ok;
+      if (e.code === "usage") err(`error: ${e.message}`);
+      if (json) process.stdout.write(`${JSON.stringify({ error: { code: "usage", message: e.message } })}\n`);
+      return ExitCode.usage;
+    }
+    if (e instanceof StackpinError) {
+      err(`error: ${e.message}`);
+      if (json) process.stdout.write(`${JSON.stringify({ error: { code: e.code, message: e.message } }, null, 2)}\n`);
+      return e.exitCode;
+    }
+    err(`internal error: ${(e as Error).message}`);
+    if (rawEnv.STACKPIN_DEBUG) err((e as Error).stack ?? "");
+    if (json) process.stdout.write(`${JSON.stringify({ error: { code: "internal", message: (e as Error).message } })}\n`);
+    return ExitCode.internal;
+  }
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2), process.env).then((code) => {
+    process.exitCode = code;
+  });
+}

@@ -1,0 +1,109 @@
+import Table from "cli-table3";
+import pc from "picocolors";
+import type { ProgressEvent } from "../environment";
+import type { HistoryEntry } from "../history-record";
+import type { ApplyResult } from "../operations/apply";
+import type { Plan } from "../operations/plan";
+import type { Status } from "../operations/status";
+import type { ConfigChange } from "../versions/config-diff";
+
+const opColour: Record<string, (s: string) => string> = {
+  create: pc.green,
+  update: pc.yellow,
+  delete: pc.red,
+  replace: pc.magenta,
+  "create-replacement": pc.magenta,
+  "delete-replaced": pc.magenta,
+};
+
+// Borders stay uncoloured so piped output and logs hold no escape codes.
+const tableStyle = { head: [] as string[], border: [] as string[] };
+
+function show(value: unknown): string {
+  return value === undefined ? "" : typeof value === "string" ? value : JSON.stringify(value);
+}
+
+function configTable(changes: ConfigChange[]): string {
+  if (changes.length === 0) return "  (no config changes)";
+  const table = new Table({ head: ["", "key", "live", "target"], style: tableStyle });
+  const sign = { added: pc.green("+"), removed: pc.red("-"), changed: pc.yellow("~") };
+  for (const c of changes) table.push([sign[c.kind], c.key, show(c.before), show(c.after)]);
+  return table.toString();
+}
+
+/** A plan for people: what changes, in config and in resources, and what to read first. */
+export function renderPlan(plan: Plan): string {
+  const lines = [
+    pc.bold(`${plan.op} ${plan.from ?? "(nothing live)"} -> ${plan.to} on stack ${plan.stack}`) +
+      (plan.description ? `  ${pc.dim(plan.description)}` : ""),
+    "",
+    pc.bold("config"),
+    configTable(plan.configChanges),
+    "",
+    pc.bold("resources"),
+  ];
+  if (plan.resourceChanges.length === 0) lines.push("  (no resource changes)");
+  for (const s of plan.resourceChanges) {
+    const colour = opColour[s.op] ?? ((x: string) => x);
+    const keys = s.diffKeys.length ? `  [${s.diffKeys.join(", ")}]` : "";
+    lines.push(`  ${colour(s.op.padEnd(18))} ${s.name} ${pc.dim(s.type)}${keys}`);
+  }
+  const counts = Object.entries(plan.changeSummary).map(([k, v]) => `${v} ${k}`).join(", ");
+  lines.push("", `  ${counts || "no resources"}`);
+  for (const w of [...new Set(plan.warnings)]) lines.push(pc.yellow(`  ! ${w}`));
+  return lines.join("\n");
+}
+
+/** The outcome of a deploy or rollback. */
+export function renderApply(result: ApplyResult): string {
+  const counts = Object.entries(result.changeSummary).map(([k, v]) => `${v} ${k}`).join(", ");
+  const lines = [
+    pc.green(`${result.op} ${result.from ?? "(nothing)"} -> ${result.to} on stack ${result.stack}: done`) +
+      ` (revision ${result.revision}, ${(result.durationMs / 1000).toFixed(1)} s; ${counts})`,
+  ];
+  for (const [k, o] of Object.entries(result.outputs)) lines.push(`  ${k}: ${show(o.value)}`);
+  return lines.join("\n");
+}
+
+/** History as a table, newest first, like `helm history`. */
+export function renderHistory(stack: string, entries: HistoryEntry[]): string {
+  if (entries.length === 0) return `stack ${stack} has no history yet`;
+  const table = new Table({
+    head: ["revision", "when", "op", "from", "to", "result", "who", "why"],
+    style: tableStyle,
+  });
+  for (const e of entries) {
+    const result = e.result === "succeeded" ? pc.green(e.result) : e.result === "failed" ? pc.red(e.result) : e.result;
+    table.push([e.revision, e.startedAt.replace("T", " ").slice(0, 19), e.op, e.from ?? "", e.to ?? "", result, e.who ?? "", e.reason ?? ""]);
+  }
+  return table.toString();
+}
+
+/** Which version is live, and how it got there. */
+export function renderStatus(s: Status): string {
+  const lines = [pc.bold(`stack ${s.stack}: ${s.liveVersion ? `${s.liveVersion} live` : "no version live"}`)];
+  if (s.revision !== undefined) lines.push(`  since revision ${s.revision}`);
+  if (s.lastOperation) {
+    const l = s.lastOperation;
+    lines.push(`  last operation: ${l.op} ${l.from ? `${l.from} -> ` : ""}${l.to ?? ""} ${l.result} at ${l.startedAt}${l.who ? ` by ${l.who}` : ""}`);
+  }
+  if (s.failed) lines.push(pc.red(`  ! the last apply (${s.failed.to}, revision ${s.failed.revision}) failed; the stack may be partially updated`));
+  lines.push(`  versions: ${s.versions.join(", ") || "(none)"}`);
+  for (const [k, o] of Object.entries(s.outputs)) lines.push(`  ${k}: ${show(o.value)}`);
+  return lines.join("\n");
+}
+
+/** One progress line for stderr, or undefined for events not worth a line. */
+export function renderProgress(e: ProgressEvent): string | undefined {
+  switch (e.type) {
+    case "phase":
+      return pc.cyan(`▸ ${e.message}`);
+    case "resource": {
+      const colour = opColour[e.op] ?? ((x: string) => x);
+      const mark = e.status === "started" ? "…" : e.status === "done" ? pc.green("✓") : pc.red("✗");
+      return `  ${mark} ${colour(e.op)} ${e.name}`;
+    }
+    case "diagnostic":
+      return e.severity === "error" ? pc.red(`  error: ${e.message}`) : pc.yellow(`  warning: ${e.message}`);
+  }
+}

@@ -1,0 +1,275 @@
+import * as fs from "node:fs";
+import * as path from "node:path";
+import {
+  CommandError,
+  ConcurrentUpdateError,
+  EngineEvent,
+  LocalWorkspace,
+  OpMap,
+  PulumiFn,
+  Stack,
+  StackNotFoundError,
+  StackSettingsConfigValue,
+  UpdateSummary,
+} from "@pulumi/pulumi/automation";
+import {
+  ConcurrentOperationError,
+  MissingPassphraseError,
+  StackNotDeployedError,
+  WrongPassphraseError,
+} from "../errors";
+import type { PulumiCli } from "./pulumi-cli";
+import { writeDynamicProviderPlugin } from "./pulumi-cli";
+
+/** How stackpin reaches one Pulumi stack. */
+export interface OpenEngineStackOptions {
+  /** The stack's name in the backend. */
+  stackName: string;
+  /** The Pulumi project name. */
+  projectName: string;
+  /** The state backend, e.g. `file:///srv/state`. */
+  backendUrl: string;
+  /** `passphrase`, or a cloud KMS URL passed to Pulumi as is. */
+  secretsProvider: string;
+  /** The passphrase provider's salt from `stack.yaml`; absent before the stack's first use. */
+  encryptionSalt?: string;
+  /** The passphrase, when the provider is `passphrase`. */
+  passphrase?: { value?: string; file?: string };
+  /** The program, run inline (no language host binary is needed). */
+  program: PulumiFn;
+  /** The CLI to run. */
+  pulumi: PulumiCli;
+  /** Directory for scratch workspaces and the dynamic provider plugin. */
+  workRoot: string;
+  /** `PULUMI_HOME` for the CLI; defaults to the CLI's own default. */
+  pulumiHome?: string;
+  /** Extra environment for the CLI and the program's providers. */
+  env?: Record<string, string>;
+}
+
+/** A resource the engine plans to touch or touched, without values: op, identity and changed keys. */
+export interface ResourceStep {
+  op: string;
+  urn: string;
+  type: string;
+  name: string;
+  /** The input keys that differ; a key that forces replacement is listed in `replaceKeys` too. */
+  diffKeys: string[];
+  replaceKeys: string[];
+}
+
+/** What the engine planned or did. */
+export interface EngineRun {
+  steps: ResourceStep[];
+  changeSummary: OpMap;
+}
+
+/** A stack output; `value` is `"[secret]"` when the output is secret. */
+export interface StackOutput {
+  value: unknown;
+  secret: boolean;
+}
+
+// The engine reports a replacement as three steps; people and scripts want one line per resource.
+const hiddenOps = new Set(["same", "create-replacement", "delete-replaced", "discard-replaced"]);
+
+function changedInputKeys(olds: Record<string, unknown> = {}, news: Record<string, unknown> = {}): string[] {
+  const keys = new Set([...Object.keys(olds), ...Object.keys(news)]);
+  keys.delete("__provider");
+  return [...keys].filter((k) => JSON.stringify(olds[k]) !== JSON.stringify(news[k])).sort();
+}
+
+function stepFromEvent(event: EngineEvent): ResourceStep | undefined {
+  const md = event.resourcePreEvent?.metadata;
+  if (!md || hiddenOps.has(md.op) || md.type.startsWith("pulumi:providers:") || md.type === "pulumi:pulumi:Stack") {
+    return undefined;
+  }
+  const detailed = md.detailedDiff ?? {};
+  const diffKeys = md.diffs?.length ? md.diffs : Object.keys(detailed);
+  return {
+    op: md.op,
+    urn: md.urn,
+    type: md.type,
+    name: md.urn.split("::").pop() ?? md.urn,
+    diffKeys: (diffKeys.length ? diffKeys : changedInputKeys(md.old?.inputs, md.new?.inputs))
+      .filter((k) => k !== "__provider")
+      .sort(),
+    replaceKeys: [
+      ...new Set([
+        ...(md.keys ?? []),
+        ...Object.entries(detailed)
+          .filter(([, d]) => String(d.diffKind).endsWith("-replace"))
+          .map(([k]) => k),
+      ]),
+    ]
+      .filter((k) => k !== "__provider")
+      .sort(),
+  };
+}
+
+/** Maps the CLI's failures to the errors a user can act on. */
+export function translateEngineError(stackName: string, backendUrl: string, err: unknown): unknown {
+  if (err instanceof StackNotFoundError) return new StackNotDeployedError(stackName, backendUrl);
+  if (err instanceof ConcurrentUpdateError) return new ConcurrentOperationError(stackName, { cause: err });
+  if (err instanceof CommandError) {
+    const text = err.message;
+    if (/incorrect passphrase/i.test(text)) return new WrongPassphraseError(stackName);
+    if (/passphrase must be set|PULUMI_CONFIG_PASSPHRASE/i.test(text) && /must be set|not set/i.test(text)) {
+      return new MissingPassphraseError(stackName);
+    }
+  }
+  return err;
+}
+
+/**
+ * The one seam between stackpin and Pulumi's Automation API: a stack in a scratch workspace whose stack
+ * settings file is rewritten with the desired config before each preview or update. Operations never
+ * touch the Automation API themselves.
+ */
+export class EngineStack {
+  private constructor(
+    private readonly options: OpenEngineStackOptions,
+    private readonly workspace: LocalWorkspace,
+    private readonly stack: Stack,
+    private readonly workDir: string,
+  ) {}
+
+  /** Selects the stack in the backend, creating it when `create` is true; raises a typed error otherwise. */
+  static async open(options: OpenEngineStackOptions & { create: boolean }): Promise<EngineStack> {
+    fs.mkdirSync(options.workRoot, { recursive: true });
+    const pluginDir = writeDynamicProviderPlugin(path.join(options.workRoot, "bin"));
+    const workDir = fs.mkdtempSync(path.join(options.workRoot, `work-${options.stackName}-`));
+    const backend = options.backendUrl;
+    if (backend.startsWith("file://")) fs.mkdirSync(backend.slice("file://".length), { recursive: true });
+    const envVars: Record<string, string> = {
+      PATH: `${pluginDir}${path.delimiter}${options.pulumi.root}${path.delimiter}${process.env.PATH ?? ""}`,
+      PULUMI_SKIP_UPDATE_CHECK: "true",
+      PULUMI_SKIP_CONFIRMATIONS: "true",
+      ...options.env,
+    };
+    if (options.passphrase?.value !== undefined) envVars.PULUMI_CONFIG_PASSPHRASE = options.passphrase.value;
+    if (options.passphrase?.file !== undefined) envVars.PULUMI_CONFIG_PASSPHRASE_FILE = options.passphrase.file;
+    try {
+      const workspace = await LocalWorkspace.create({
+        workDir,
+        program: options.program,
+        pulumiCommand: options.pulumi.command,
+        pulumiHome: options.pulumiHome,
+        envVars,
+        projectSettings: { name: options.projectName, runtime: "nodejs", backend: { url: backend } },
+        stackSettings: options.encryptionSalt
+          ? { [options.stackName]: { encryptionSalt: options.encryptionSalt } }
+          : undefined,
+      });
+      const stack = options.create
+        ? await Stack.createOrSelect(options.stackName, workspace)
+        : await Stack.select(options.stackName, workspace);
+      return new EngineStack(options, workspace, stack, workDir);
+    } catch (err) {
+      fs.rmSync(workDir, { recursive: true, force: true });
+      throw translateEngineError(options.stackName, options.backendUrl, err);
+    }
+  }
+
+  /** The passphrase salt now in the stack settings (set by Pulumi when the stack was first created here). */
+  async encryptionSalt(): Promise<string | undefined> {
+    const settings = await this.workspace.stackSettings(this.options.stackName);
+    return settings.encryptionSalt;
+  }
+
+  /** Replaces the stack's config with exactly `config` (keys fully qualified; secure values as ciphertext). */
+  async setConfig(config: Record<string, StackSettingsConfigValue>): Promise<void> {
+    const settings = await this.workspace.stackSettings(this.options.stackName);
+    await this.workspace.saveStackSettings(this.options.stackName, { ...settings, config });
+  }
+
+  /** Encrypts a value with the stack's secrets provider; returns Pulumi's ciphertext. */
+  async encrypt(key: string, plaintext: string): Promise<string> {
+    await this.guard(() => this.stack.setConfig(key, { value: plaintext, secret: true }));
+    const settings = await this.workspace.stackSettings(this.options.stackName);
+    const value = settings.config?.[key] as { secure?: string } | undefined;
+    if (!value?.secure) throw new Error(`Pulumi did not encrypt ${key}`);
+    return value.secure;
+  }
+
+  /** Plans an update with the config last set; changes nothing. */
+  async preview(onEvent?: (e: EngineEvent) => void): Promise<EngineRun> {
+    const steps: ResourceStep[] = [];
+    const result = await this.guard(() =>
+      this.stack.preview({
+        onEvent: (e) => {
+          const step = stepFromEvent(e);
+          if (step) steps.push(step);
+          onEvent?.(e);
+        },
+      }),
+    );
+    return { steps, changeSummary: result.changeSummary };
+  }
+
+  /** Runs an update with the config last set, recording `message` in the backend's update history. */
+  async up(message: string, onEvent?: (e: EngineEvent) => void): Promise<EngineRun & { outputs: Record<string, StackOutput> }> {
+    const steps: ResourceStep[] = [];
+    const result = await this.guard(() =>
+      this.stack.up({
+        message,
+        onEvent: (e) => {
+          const step = stepFromEvent(e);
+          if (step) steps.push(step);
+          onEvent?.(e);
+        },
+      }),
+    );
+    return {
+      steps,
+      changeSummary: result.summary.resourceChanges ?? {},
+      outputs: maskOutputs(result.outputs),
+    };
+  }
+
+  /** Removes every resource of the stack (its history stays). */
+  async destroy(message: string, onEvent?: (e: EngineEvent) => void): Promise<void> {
+    await this.guard(() => this.stack.destroy({ message, onEvent }));
+  }
+
+  /** The stack's outputs, secrets masked. */
+  async outputs(): Promise<Record<string, StackOutput>> {
+    return maskOutputs(await this.guard(() => this.stack.outputs()));
+  }
+
+  /** The backend's update history, newest first, with config secrets left encrypted. */
+  async history(): Promise<UpdateSummary[]> {
+    return this.guard(() => this.stack.history(undefined, undefined, false));
+  }
+
+  /** Stack tags, as stored in the backend. */
+  async tags(): Promise<Record<string, string>> {
+    return this.guard(() => this.workspace.listTags(this.options.stackName));
+  }
+
+  /** Sets stack tags in the backend, one CLI call each. */
+  async setTags(tags: Record<string, string>): Promise<void> {
+    for (const [k, v] of Object.entries(tags)) {
+      await this.guard(() => this.workspace.setTag(this.options.stackName, k, v));
+    }
+  }
+
+  /** Removes the scratch workspace. The stack and its state stay in the backend. */
+  close(): void {
+    fs.rmSync(this.workDir, { recursive: true, force: true });
+  }
+
+  private async guard<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      throw translateEngineError(this.options.stackName, this.options.backendUrl, err);
+    }
+  }
+}
+
+function maskOutputs(outputs: Record<string, { value: unknown; secret: boolean }>): Record<string, StackOutput> {
+  return Object.fromEntries(
+    Object.entries(outputs).map(([k, o]) => [k, { value: o.secret ? "[secret]" : o.value, secret: o.secret }]),
+  );
+}

@@ -1,0 +1,142 @@
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import type { EngineEvent } from "@pulumi/pulumi/automation";
+import { builtinPrograms, ProgramFactory } from "../programs";
+import { EngineStack } from "./engine/stack";
+import { locatePulumi, PulumiCli } from "./engine/pulumi-cli";
+import { InvalidVersionFileError, MissingPassphraseError } from "./errors";
+import { StackDefinition, VersionStore } from "./versions/store";
+
+/** How to reach one environment: a stack under `stacks/`, its backend, its passphrase and its CLI. */
+export interface OpenEnvironmentOptions {
+  /** The stack (a directory under `stacks/`). */
+  stack: string;
+  /** The project directory holding `stacks/` and the local `.stackpin/` folder. Defaults to the cwd. */
+  projectDir?: string;
+  /** The `stacks/` directory. Defaults to `<projectDir>/stacks`. */
+  stacksDir?: string;
+  /** The state backend URL. Defaults to `stack.yaml`'s `backend`, else `file://<projectDir>/.stackpin/state`. */
+  backendUrl?: string;
+  /** The secrets passphrase (`PULUMI_CONFIG_PASSPHRASE`) or a file holding it. Required for passphrase stacks. */
+  passphrase?: { value?: string; file?: string };
+  /** The Pulumi CLI; found with {@link locatePulumi} when absent. */
+  pulumi?: PulumiCli;
+  /** `PULUMI_HOME` for the CLI. */
+  pulumiHome?: string;
+  /** Who is acting, recorded in history. Defaults to the OS user. */
+  actor?: string;
+  /** Programs a stack may name; defaults to the built-in ones in `programs/`. */
+  programs?: Record<string, ProgramFactory>;
+}
+
+/** Progress of an operation, for people: phases and resources as the engine touches them. */
+export type ProgressEvent =
+  | { type: "phase"; phase: "validate" | "preview" | "apply" | "record"; message: string }
+  | { type: "resource"; op: string; name: string; resourceType: string; status: "started" | "done" | "failed" }
+  | { type: "diagnostic"; severity: string; message: string };
+
+/** Options every operation that runs the engine accepts. */
+export interface ProgressOptions {
+  /** stackpin's progress events (phases, resources). */
+  onProgress?: (event: ProgressEvent) => void;
+  /** The engine's raw event stream, as Pulumi's Automation API delivers it. */
+  onEngineEvent?: (event: EngineEvent) => void;
+}
+
+/** Everything an operation needs about one environment; built once by {@link openEnvironment}. */
+export interface EnvironmentContext {
+  stack: StackDefinition;
+  store: VersionStore;
+  projectDir: string;
+  backendUrl: string;
+  actor: string;
+  pulumi: PulumiCli;
+  /** Opens the stack in the engine; `create` makes it in the backend on first use. */
+  openEngine(options: { create: boolean }): Promise<EngineStack>;
+}
+
+/** Turns engine events into {@link ProgressEvent}s for a caller's handler. */
+export function progressBridge(options: ProgressOptions): (e: EngineEvent) => void {
+  return (e) => {
+    options.onEngineEvent?.(e);
+    const say = options.onProgress;
+    if (!say) return;
+    const pre = e.resourcePreEvent?.metadata;
+    const out = e.resOutputsEvent?.metadata;
+    const failed = e.resOpFailedEvent?.metadata;
+    for (const [md, status] of [
+      [pre, "started"],
+      [out, "done"],
+      [failed, "failed"],
+    ] as const) {
+      if (md && md.op !== "same" && !md.type.startsWith("pulumi:providers:") && md.type !== "pulumi:pulumi:Stack") {
+        say({ type: "resource", op: md.op, name: md.urn.split("::").pop() ?? md.urn, resourceType: md.type, status });
+      }
+    }
+    const diag = e.diagnosticEvent;
+    // The engine warns each time it runs our dynamic provider plugin from PATH; that is by design here.
+    if (diag && /using pulumi-resource-pulumi-nodejs from \$PATH/.test(diag.message)) return;
+    if (diag && (diag.severity === "error" || diag.severity === "warning") && !diag.ephemeral) {
+      say({ type: "diagnostic", severity: diag.severity, message: diag.message.trim() });
+    }
+  };
+}
+
+/**
+ * Validates the stack's definition and the passphrase, finds the CLI, and returns the context operations
+ * run in. Nothing touches the backend here: a bad stack, stack file or missing passphrase fails first.
+ */
+export async function openEnvironment(options: OpenEnvironmentOptions): Promise<EnvironmentContext> {
+  const projectDir = path.resolve(options.projectDir ?? process.cwd());
+  const store = new VersionStore(path.resolve(projectDir, options.stacksDir ?? "stacks"));
+  const stack = store.stack(options.stack);
+  const programs = options.programs ?? builtinPrograms;
+  const factory = programs[stack.settings.program];
+  if (!factory) {
+    throw new InvalidVersionFileError(path.join(stack.dir, "stack.yaml"), [
+      `program: "${stack.settings.program}" is not one of ${Object.keys(programs).join(", ")}`,
+    ]);
+  }
+  const passphrase = options.passphrase;
+  if (stack.settings.secretsProvider === "passphrase" && passphrase?.value === undefined && !passphrase?.file) {
+    throw new MissingPassphraseError(stack.name);
+  }
+  const localDir = path.join(projectDir, ".stackpin");
+  const backendUrl = options.backendUrl ?? stack.settings.backend ?? `file://${path.join(localDir, "state")}`;
+  const pulumi = options.pulumi ?? (await locatePulumi({ searchPath: process.env.PATH }));
+  const stateDir = path.join(localDir, "local", stack.name);
+  const program = factory({ stackName: stack.name, stateDir });
+  return {
+    stack,
+    store,
+    projectDir,
+    backendUrl,
+    actor: options.actor ?? os.userInfo().username,
+    pulumi,
+    async openEngine({ create }) {
+      const engine = await EngineStack.open({
+        stackName: stack.name,
+        projectName: stack.settings.project,
+        backendUrl,
+        secretsProvider: stack.settings.secretsProvider,
+        encryptionSalt: stack.settings.encryptionsalt,
+        passphrase,
+        program,
+        pulumi,
+        workRoot: path.join(localDir, "engine"),
+        pulumiHome: options.pulumiHome,
+        create,
+      });
+      if (!stack.settings.encryptionsalt && stack.settings.secretsProvider === "passphrase") {
+        const salt = await engine.encryptionSalt();
+        if (salt) {
+          store.recordEncryptionSalt(stack, salt);
+          stack.settings.encryptionsalt = salt;
+        }
+      }
+      fs.mkdirSync(stateDir, { recursive: true });
+      return engine;
+    },
+  };
+}

@@ -1,0 +1,143 @@
+/**
+ * Every failure a user can cause or meet has its own class, carrying the stack, the version and the next
+ * step in its message, and exactly one process exit code (see {@link ExitCode} and the README).
+ */
+
+/** Exit codes of the `stackpin` CLI. Stable: scripts may rely on them. */
+export const ExitCode = {
+  ok: 0,
+  internal: 1,
+  usage: 2,
+  unknownStack: 3,
+  unknownVersion: 4,
+  invalidVersionFile: 5,
+  missingPassphrase: 6,
+  concurrentOperation: 7,
+  applyFailed: 8,
+  notConfirmed: 9,
+  pulumiUnavailable: 10,
+} as const;
+
+/** One of the {@link ExitCode} values. */
+export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];
+
+/** Base class of every error stackpin raises on purpose; `exitCode` is what the CLI exits with. */
+export abstract class StackpinError extends Error {
+  abstract readonly exitCode: ExitCodeValue;
+  /** A short machine-readable name, used in `--json` error documents. */
+  abstract readonly code: string;
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** The stack has no directory under `stacks/`. */
+export class UnknownStackError extends StackpinError {
+  readonly exitCode = ExitCode.unknownStack;
+  readonly code = "unknown-stack";
+  constructor(readonly stackName: string, readonly known: string[]) {
+    super(
+      `stack "${stackName}" not found; known: ${known.length ? known.join(", ") : "(none)"}. ` +
+        `Create stacks/${stackName}/stack.yaml with \`stackpin init --stack ${stackName}\`.`,
+    );
+  }
+}
+
+/** The stack is defined under `stacks/` but was never deployed to the backend. */
+export class StackNotDeployedError extends StackpinError {
+  readonly exitCode = ExitCode.unknownStack;
+  readonly code = "stack-not-deployed";
+  constructor(readonly stackName: string, readonly backendUrl: string) {
+    super(
+      `stack ${stackName} has never been deployed to ${backendUrl}: nothing to roll back or show. ` +
+        `Deploy a version first: \`stackpin deploy --stack ${stackName} --version <v>\`.`,
+    );
+  }
+}
+
+/** The version asked for has no file, or a symbolic version (`previous`) cannot be resolved. */
+export class UnknownVersionError extends StackpinError {
+  readonly exitCode = ExitCode.unknownVersion;
+  readonly code = "unknown-version";
+  constructor(readonly stackName: string, readonly version: string, readonly known: string[], hint?: string) {
+    super(
+      hint ??
+        `version ${version} not found for stack ${stackName}; known: ${known.length ? known.join(", ") : "(none)"}`,
+    );
+  }
+}
+
+/** A file under `stacks/` is not valid YAML or fails validation. Nothing was applied. */
+export class InvalidVersionFileError extends StackpinError {
+  readonly exitCode = ExitCode.invalidVersionFile;
+  readonly code = "invalid-version-file";
+  constructor(readonly file: string, readonly problems: string[]) {
+    super(`${file} is invalid, nothing was changed:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
+  }
+}
+
+/** The stack's secrets provider is `passphrase` but no passphrase was given. */
+export class MissingPassphraseError extends StackpinError {
+  readonly exitCode = ExitCode.missingPassphrase;
+  readonly code = "missing-passphrase";
+  constructor(readonly stackName: string) {
+    super(
+      `stack ${stackName} encrypts its secrets with a passphrase, and none was given: ` +
+        `set PULUMI_CONFIG_PASSPHRASE or PULUMI_CONFIG_PASSPHRASE_FILE. Nothing was changed.`,
+    );
+  }
+}
+
+/** The passphrase given does not decrypt the stack's secrets. */
+export class WrongPassphraseError extends StackpinError {
+  readonly exitCode = ExitCode.missingPassphrase;
+  readonly code = "wrong-passphrase";
+  constructor(readonly stackName: string) {
+    super(`the passphrase given does not decrypt stack ${stackName}'s secrets (incorrect passphrase). Nothing was changed.`);
+  }
+}
+
+/** Another operation holds the stack's lock in the backend. */
+export class ConcurrentOperationError extends StackpinError {
+  readonly exitCode = ExitCode.concurrentOperation;
+  readonly code = "concurrent-operation";
+  constructor(readonly stackName: string, options?: { cause?: unknown }) {
+    super(
+      `another operation is running on stack ${stackName} (its lock is held in the backend). ` +
+        `Wait for it to finish; if it died, clear the lock with \`pulumi cancel\` and re-run. Nothing was changed.`,
+      options,
+    );
+  }
+}
+
+/** The engine ran and the update failed; the stack may be partially updated. */
+export class ApplyFailedError extends StackpinError {
+  readonly exitCode = ExitCode.applyFailed;
+  readonly code = "apply-failed";
+  constructor(readonly stackName: string, readonly version: string, readonly detail: string, options?: { cause?: unknown }) {
+    super(
+      `applying ${version} to stack ${stackName} failed; the stack may be partially updated. ` +
+        `Run \`stackpin status --stack ${stackName}\`, then re-apply or roll back.\n${detail}`,
+      options,
+    );
+  }
+}
+
+/** A rollback that requires confirmation was neither confirmed nor run with `--yes`. */
+export class NotConfirmedError extends StackpinError {
+  readonly exitCode = ExitCode.notConfirmed;
+  readonly code = "not-confirmed";
+  constructor(readonly stackName: string, readonly version: string) {
+    super(`not confirmed: ${version} was not applied to stack ${stackName}. Re-run with --yes to apply without asking.`);
+  }
+}
+
+/** No usable Pulumi CLI could be found or built. */
+export class PulumiUnavailableError extends StackpinError {
+  readonly exitCode = ExitCode.pulumiUnavailable;
+  readonly code = "pulumi-unavailable";
+  constructor(detail: string) {
+    super(`no usable Pulumi CLI: ${detail}\nRun \`npm run setup\` to build one from Pulumi's Go modules.`);
+  }
+}

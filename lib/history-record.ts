@@ -1,0 +1,112 @@
+import type { UpdateSummary } from "@pulumi/pulumi/automation";
+
+/** What stackpin writes into each update's message, so the backend alone tells the story. */
+export interface ApplyRecord {
+  op: "deploy" | "rollback";
+  /** The version live before this apply (absent on a stack's first apply). */
+  from?: string;
+  to: string;
+  who: string;
+  /** Free text from `--message`, or why a rollback happened. */
+  reason?: string;
+}
+
+const marker = "stackpin-record: ";
+
+/** The update message: a line for people (`pulumi stack history` shows it), then the record as JSON. */
+export function encodeRecord(record: ApplyRecord): string {
+  const arrow = record.from ? `${record.from} -> ${record.to}` : record.to;
+  const head = `stackpin ${record.op} ${arrow} by ${record.who}${record.reason ? `: ${record.reason}` : ""}`;
+  return `${head.replace(/\s+/g, " ")}\n${marker}${JSON.stringify(record)}`;
+}
+
+/** The record in an update message, or undefined for updates stackpin did not make. */
+export function decodeRecord(message: string | undefined): ApplyRecord | undefined {
+  const line = message?.split("\n").find((l) => l.startsWith(marker));
+  if (!line) return undefined;
+  try {
+    const r = JSON.parse(line.slice(marker.length)) as ApplyRecord;
+    return r && typeof r.to === "string" && (r.op === "deploy" || r.op === "rollback") ? r : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** One entry of a stack's history, newest first: every update in the backend, stackpin's or not. */
+export interface HistoryEntry {
+  /** Pulumi's update number for the stack; grows by one per update, like a Helm revision. */
+  revision: number;
+  /** `deploy` or `rollback` for stackpin's applies; Pulumi's kind (`refresh`, `destroy`, `update`) otherwise. */
+  op: string;
+  from?: string;
+  /** The version the update applied, when known. */
+  to?: string;
+  who?: string;
+  reason?: string;
+  result: "succeeded" | "failed" | "in-progress" | string;
+  startedAt: string;
+  finishedAt?: string;
+  resourceChanges: Record<string, number>;
+}
+
+/** Turns the backend's update list into history entries. Config values are not carried over. */
+export function toHistoryEntries(updates: UpdateSummary[]): HistoryEntry[] {
+  return updates.map((u, i) => {
+    const record = decodeRecord(u.message);
+    const configured = u.config?.["stackpin:version"]?.value;
+    return {
+      // The file backend reports 0 for every update; the position in the full list is the same number.
+      revision: u.version > 0 ? u.version : updates.length - i,
+      op: record?.op ?? u.kind,
+      from: record?.from,
+      to: record?.to ?? (u.kind === "update" ? configured : undefined),
+      who: record?.who,
+      reason: record?.reason ?? (record ? undefined : u.message || undefined),
+      result: u.result,
+      startedAt: new Date(u.startTime).toISOString(),
+      finishedAt: u.endTime ? new Date(u.endTime).toISOString() : undefined,
+      resourceChanges: (u.resourceChanges ?? {}) as Record<string, number>,
+    };
+  });
+}
+
+/** What history says is live: the version of the newest successful apply, and whether a later one failed. */
+export interface LiveState {
+  /** The version of the last successful update that applied one; undefined if none ever did or it was destroyed. */
+  version?: string;
+  revision?: number;
+  /** The newest update, when it failed: the stack may be partially at `failed.to`. */
+  failed?: HistoryEntry;
+}
+
+/** Reads the live version off history (newest first). A destroy ends the live version. */
+export function liveState(history: HistoryEntry[]): LiveState {
+  const state: LiveState = {};
+  const newest = history[0];
+  if (newest && newest.result === "failed" && newest.to) state.failed = newest;
+  for (const h of history) {
+    if (h.result !== "succeeded") continue;
+    if (h.op === "destroy") return state;
+    if (h.to && (h.op === "deploy" || h.op === "rollback" || h.op === "update")) {
+      return { ...state, version: h.to, revision: h.revision };
+    }
+  }
+  return state;
+}
+
+/**
+ * The version before the live one: the newest successfully applied version that differs from it and
+ * that no later rollback moved away from (a version rolled back from is known bad, and `previous` must
+ * never lead back to it; name it explicitly to re-apply it).
+ */
+export function previousVersion(history: HistoryEntry[]): string | undefined {
+  const live = liveState(history).version;
+  if (!live) return undefined;
+  const rolledBackFrom = new Set<string>();
+  for (const h of history) {
+    if (h.op === "destroy" && h.result === "succeeded") return undefined;
+    if (h.result === "succeeded" && h.to && h.to !== live && !rolledBackFrom.has(h.to)) return h.to;
+    if (h.op === "rollback" && h.result === "succeeded" && h.from) rolledBackFrom.add(h.from);
+  }
+  return undefined;
+}

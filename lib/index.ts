@@ -1,0 +1,79 @@
+/**
+ * stackpin as a library: version-pinned Pulumi stacks with deploy, preview, rollback, history and status.
+ *
+ * ```ts
+ * import { Environment } from "stackpin";
+ * const prod = await Environment.open({ stack: "prod", passphrase: { value: process.env.PULUMI_CONFIG_PASSPHRASE } });
+ * const plan = await prod.previewRollback({ to: "v41" });
+ * if (plan.warnings.length === 0) await prod.rollback({ to: "v41", reason: "error rate 7% after v42" });
+ * ```
+ */
+import type { EnvironmentContext, OpenEnvironmentOptions } from "./environment";
+import { openEnvironment } from "./environment";
+import { deploy, DeployOptions } from "./operations/deploy";
+import { history } from "./operations/history";
+import { preview, PreviewOptions } from "./operations/preview";
+import { previewRollback, rollback, RollbackOptions } from "./operations/rollback";
+import { setSecret, SetSecretOptions } from "./operations/secret";
+import { status } from "./operations/status";
+
+export * from "./errors";
+export type { OpenEnvironmentOptions, ProgressEvent, ProgressOptions, EnvironmentContext } from "./environment";
+export { openEnvironment } from "./environment";
+export type { ApplyResult } from "./operations/apply";
+export type { Plan } from "./operations/plan";
+export { planIsEmpty } from "./operations/plan";
+export type { Status } from "./operations/status";
+export type { DeployOptions, PreviewOptions, RollbackOptions, SetSecretOptions };
+export type { HistoryEntry, ApplyRecord } from "./history-record";
+export type { ConfigChange } from "./versions/config-diff";
+export type { ResourceStep, StackOutput } from "./engine/stack";
+export type { VersionFile, StackFile } from "./versions/schema";
+export { ensurePulumi, locatePulumi } from "./engine/pulumi-cli";
+export type { PulumiCli, PulumiSource } from "./engine/pulumi-cli";
+export { deploy, preview, previewRollback, rollback, history, status, setSecret };
+
+/**
+ * One environment (a stack pinned to versions under `stacks/`), with each operation as a method.
+ * Every method is also exported as a function taking the {@link EnvironmentContext}.
+ */
+export class Environment {
+  private constructor(
+    /** The validated context every operation runs in. */
+    readonly context: EnvironmentContext,
+  ) {}
+
+  /** Validates the stack, its files and the passphrase, and finds the Pulumi CLI. Touches no state. */
+  static async open(options: OpenEnvironmentOptions): Promise<Environment> {
+    return new Environment(await openEnvironment(options));
+  }
+
+  /** See {@link deploy}. */
+  deploy(options: DeployOptions) {
+    return deploy(this.context, options);
+  }
+  /** See {@link preview}. */
+  preview(options: PreviewOptions) {
+    return preview(this.context, options);
+  }
+  /** See {@link previewRollback}. */
+  previewRollback(options: Omit<RollbackOptions, "confirm" | "reason">) {
+    return previewRollback(this.context, options);
+  }
+  /** See {@link rollback}. */
+  rollback(options: RollbackOptions) {
+    return rollback(this.context, options);
+  }
+  /** See {@link history}. */
+  history() {
+    return history(this.context);
+  }
+  /** See {@link status}. */
+  status() {
+    return status(this.context);
+  }
+  /** See {@link setSecret}. */
+  setSecret(options: SetSecretOptions) {
+    return setSecret(this.context, options);
+  }
+}

@@ -1,0 +1,26 @@
+import type { OpMap } from "@pulumi/pulumi/automation";
+import type { ResourceStep } from "../engine/stack";
+import type { ConfigChange } from "../versions/config-diff";
+
+/** What an apply would do: the config diff between versions and the engine's planned resource changes. */
+export interface Plan {
+  stack: string;
+  op: "deploy" | "rollback";
+  /** The live version now (absent before the first apply). */
+  from?: string;
+  to: string;
+  /** The target version's description line. */
+  description?: string;
+  configChanges: ConfigChange[];
+  /** Resources the engine would create, update, replace or delete (unchanged ones are left out). */
+  resourceChanges: ResourceStep[];
+  /** Counts per engine operation, `same` included. */
+  changeSummary: OpMap;
+  /** Things a reviewer must read before applying, in words. */
+  warnings: string[];
+}
+
+/** True when applying the plan would change nothing at all. */
+export function planIsEmpty(plan: Plan): boolean {
+  return plan.configChanges.length === 0 && plan.resourceChanges.length === 0;
+}

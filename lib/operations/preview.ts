@@ -1,0 +1,29 @@
+import type { EnvironmentContext, ProgressOptions } from "../environment";
+import { readHistory, planWith } from "./apply";
+import type { Plan } from "./plan";
+import { resolveTarget, validateTargetEarly } from "./resolve";
+
+/** Options for {@link preview}. */
+export interface PreviewOptions extends ProgressOptions {
+  /** The version to preview (`v41`, `41`, or for rollbacks `previous`). */
+  version: string;
+  /** Whether this previews a deploy or a rollback; only changes the wording and warnings. Default deploy. */
+  op?: Plan["op"];
+}
+
+/**
+ * Shows what applying a version would do: the config diff against the live version and the engine's
+ * planned resource changes. The stack's resources and history are not changed.
+ */
+export async function preview(ctx: EnvironmentContext, options: PreviewOptions): Promise<Plan> {
+  const op = options.op ?? "deploy";
+  validateTargetEarly(ctx, options.version);
+  const engine = await ctx.openEngine({ create: true });
+  try {
+    const history = await readHistory(engine);
+    const target = resolveTarget(ctx, options.version, history);
+    return await planWith(ctx, engine, op, target, history, options);
+  } finally {
+    engine.close();
+  }
+}

@@ -1,0 +1,44 @@
+import type { StackOutput } from "../engine/stack";
+import type { EnvironmentContext } from "../environment";
+import { HistoryEntry, liveState } from "../history-record";
+import { readHistory } from "./apply";
+
+/** Which version is live on a stack now, according to the backend. */
+export interface Status {
+  stack: string;
+  /** The live version, or undefined when nothing was ever applied (or the stack was destroyed). */
+  liveVersion?: string;
+  /** The revision that made it live. */
+  revision?: number;
+  /** The newest history entry. */
+  lastOperation?: HistoryEntry;
+  /** Set when the newest apply failed; the stack may be partially at its target. */
+  failed?: HistoryEntry;
+  /** The `stackpin:*` stack tags in the backend. */
+  tags: Record<string, string>;
+  outputs: Record<string, StackOutput>;
+  /** Versions available under `stacks/<stack>/`. */
+  versions: string[];
+}
+
+/** Reads the live version, the last operation and the outputs of a stack. Changes nothing. */
+export async function status(ctx: EnvironmentContext): Promise<Status> {
+  const engine = await ctx.openEngine({ create: false });
+  try {
+    const history = await readHistory(engine);
+    const live = liveState(history);
+    const tags = Object.fromEntries(Object.entries(await engine.tags()).filter(([k]) => k.startsWith("stackpin:")));
+    return {
+      stack: ctx.stack.name,
+      liveVersion: live.version,
+      revision: live.revision,
+      lastOperation: history[0],
+      failed: live.failed,
+      tags,
+      outputs: await engine.outputs(),
+      versions: ctx.stack.versions,
+    };
+  } finally {
+    engine.close();
+  }
+}

@@ -1,0 +1,71 @@
+import { z } from "zod";
+
+/** A version name: `v` and a number, with optional dotted parts (`v41`, `v41.1`). */
+export const versionNamePattern = /^v\d+(\.\d+)*$/;
+
+/** An encrypted config value, as Pulumi writes it: the ciphertext, never the plain value. */
+export const secureValueSchema = z.object({ secure: z.string().min(1) }).strict();
+
+const jsonValue: z.ZodType<unknown> = z.lazy(() =>
+  z.union([z.string(), z.number(), z.boolean(), z.null(), z.array(jsonValue), z.record(z.string(), jsonValue)]),
+);
+
+/**
+ * A config value: a plain scalar, structured config (objects and lists), or a `{ secure: <ciphertext> }` secret.
+ * A `secret:` key holding a plain value is refused: secrets are written with `stackpin secret`.
+ */
+export const configValueSchema = z.union([
+  z.string(),
+  z.number(),
+  z.boolean(),
+  secureValueSchema,
+  z
+    .record(z.string(), jsonValue)
+    .refine((v) => !("secure" in v), { message: "a secure value must be a single string ciphertext" })
+    .refine((v) => !("secret" in v), {
+      message: "plain-text secrets are not allowed; encrypt with `stackpin secret set`",
+    }),
+  z.array(jsonValue),
+]);
+
+const configKeyPattern = /^([A-Za-z0-9_.-]+:)?[A-Za-z0-9_.-]+$/;
+
+/** One file `stacks/<stack>/<version>.yaml`: the complete desired config of the stack at that version. */
+export const versionFileSchema = z
+  .object({
+    /** Must equal the file's name without `.yaml`, so a copied file cannot pose as another version. */
+    version: z.string().regex(versionNamePattern, "must look like v41 or v41.1"),
+    /** One line for people reading history and previews. */
+    description: z.string().optional(),
+    /** Config keys (`key` or `namespace:key`) and values. */
+    config: z.record(z.string().regex(configKeyPattern, "config keys look like key or namespace:key"), configValueSchema),
+  })
+  .strict();
+
+/** `stacks/<stack>/stack.yaml`: what does not change between versions. */
+export const stackFileSchema = z
+  .object({
+    /** Which program in `programs/` this stack runs. */
+    program: z.string().min(1),
+    /** The Pulumi project name; stacks sharing a backend and project share state namespaces. */
+    project: z.string().regex(/^[A-Za-z0-9_.-]+$/).default("stackpin"),
+    /** Only `passphrase` is supported on the embedded default; a cloud KMS URL is passed to Pulumi as is. */
+    secretsProvider: z.string().default("passphrase"),
+    /** The passphrase provider's salt, written by `stackpin init`; not secret, needed to decrypt. */
+    encryptionsalt: z.string().optional(),
+    /** The state backend URL; overrides the default `file://<project>/.stackpin/state`. */
+    backend: z.string().optional(),
+  })
+  .strict();
+
+/** A parsed version file. */
+export type VersionFile = z.infer<typeof versionFileSchema>;
+/** A parsed stack file. */
+export type StackFile = z.infer<typeof stackFileSchema>;
+/** A config value as it may appear in a version file. */
+export type ConfigValue = z.infer<typeof configValueSchema>;
+
+/** Turns zod issues into one line each: `config.port: expected string`. */
+export function describeIssues(error: z.ZodError): string[] {
+  return error.issues.map((i) => `${i.path.length ? i.path.join(".") : "(file)"}: ${i.message}`);
+}
