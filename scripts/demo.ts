@@ -1,0 +1,54 @@
+/**
+ * `npm run demo`: the main job on the embedded default. Copies `stacks/dev` into a fresh project under
+ * `.stackpin/demo` (a file:// backend and local resources, nothing else), then deploys v1, deploys v2,
+ * previews the rollback, rolls back to v1 and prints status and history, all through the library API.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { renderApply, renderHistory, renderPlan, renderProgress, renderStatus } from "../lib/cli/render";
+import { ensurePulumi, packageRoot } from "../lib/engine/pulumi-cli";
+import { Environment, ProgressEvent, StackpinError } from "../lib";
+
+const demoPassphrase = "stackpin-demo";
+
+function progress(e: ProgressEvent): void {
+  const line = renderProgress(e);
+  if (line) console.error(line);
+}
+
+async function run(): Promise<void> {
+  const root = packageRoot();
+  const demoDir = path.join(root, ".stackpin", "demo");
+  fs.rmSync(demoDir, { recursive: true, force: true });
+  fs.mkdirSync(path.join(demoDir, "stacks"), { recursive: true });
+  fs.cpSync(path.join(root, "stacks", "dev"), path.join(demoDir, "stacks", "dev"), { recursive: true });
+
+  const pulumi = await ensurePulumi({ explicit: process.env.STACKPIN_PULUMI, searchPath: process.env.PATH, onProgress: console.error });
+  console.log(`Pulumi CLI ${pulumi.version} from ${pulumi.source}`);
+  console.log(`project ${demoDir}; state in file://${path.join(demoDir, ".stackpin", "state")}; passphrase "${demoPassphrase}"\n`);
+  const dev = await Environment.open({
+    stack: "dev",
+    projectDir: demoDir,
+    passphrase: { value: process.env.PULUMI_CONFIG_PASSPHRASE ?? demoPassphrase },
+    pulumi,
+    actor: "demo",
+  });
+
+  console.log("== 1. deploy v1");
+  console.log(renderApply(await dev.deploy({ version: "v1", message: "first release", onProgress: progress })));
+  console.log("\n== 2. deploy v2");
+  console.log(renderApply(await dev.deploy({ version: "v2", message: "new data dir and beta flag", onProgress: progress })));
+  console.log("\n== 3. preview the rollback to the previous version (changes nothing)");
+  console.log(renderPlan(await dev.previewRollback({ to: "previous", onProgress: progress })));
+  console.log("\n== 4. roll back to v1");
+  console.log(renderApply(await dev.rollback({ to: "v1", reason: "demo: v2 misbehaves", onProgress: progress })));
+  console.log("\n== 5. status");
+  console.log(renderStatus(await dev.status()));
+  console.log("\n== 6. history (the rollback is a new entry; nothing was rewritten)");
+  console.log(renderHistory("dev", await dev.history()));
+}
+
+run().catch((err: Error) => {
+  console.error(`error: ${err.message}`);
+  process.exitCode = err instanceof StackpinError ? err.exitCode : 1;
+});
