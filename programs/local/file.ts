@@ -8,17 +8,21 @@ export interface LocalFileArgs {
   content: pulumi.Input<string>;
   /** Octal file mode, e.g. "600". */
   mode?: pulumi.Input<string>;
+  /** Milliseconds to wait before writing, standing in for a slow rollout. */
+  delayMs?: pulumi.Input<number>;
 }
 
 interface FileProps {
   path: string;
   content: string;
   mode?: string;
+  delayMs?: number;
 }
 
 // Serialized into the dynamic provider process, so it must reach modules through require, not imports.
 const fileProvider: pulumi.dynamic.ResourceProvider = {
   async create(inputs: FileProps) {
+    await new Promise((resolve) => setTimeout(resolve, inputs.delayMs ?? 0));
     const fs = require("node:fs") as typeof import("node:fs");
     const p = require("node:path") as typeof import("node:path");
     fs.mkdirSync(p.dirname(inputs.path), { recursive: true });
@@ -27,12 +31,13 @@ const fileProvider: pulumi.dynamic.ResourceProvider = {
   },
   async diff(_id: string, olds: FileProps, news: FileProps) {
     const replaces = olds.path !== news.path ? ["path"] : [];
-    const changed = ["path", "content", "mode"].filter(
+    const changed = ["path", "content", "mode", "delayMs"].filter(
       (k) => (olds as unknown as Record<string, unknown>)[k] !== (news as unknown as Record<string, unknown>)[k],
     );
     return { changes: changed.length > 0, replaces, deleteBeforeReplace: false };
   },
   async update(_id: string, _olds: FileProps, news: FileProps) {
+    await new Promise((resolve) => setTimeout(resolve, news.delayMs ?? 0));
     const fs = require("node:fs") as typeof import("node:fs");
     fs.writeFileSync(news.path, news.content, { mode: parseInt(news.mode ?? "644", 8) });
     fs.chmodSync(news.path, parseInt(news.mode ?? "644", 8));

@@ -9,7 +9,7 @@ import { LocalFile } from "./file";
  * Node dynamic providers, so it needs no provider binaries and no cloud account.
  *
  * Config (in the project namespace): `message` (required), `replicas`, `features` (object), `banner`,
- * `region`, `dataDir` (a sub-directory; changing it replaces the files), `apiToken` (secret).
+ * `region`, `rolloutDelayMs` (a slow rollout), `dataDir` (a sub-directory; changing it replaces the files), `apiToken` (secret).
  */
 export const localProgram: ProgramFactory = (context) => async () => {
   const config = new pulumi.Config();
@@ -23,6 +23,7 @@ export const localProgram: ProgramFactory = (context) => async () => {
   const settings = new LocalFile("app-settings", {
     path: path.join(dir, "settings.json"),
     content: JSON.stringify({ version, message, replicas, features, banner, region }, null, 2) + "\n",
+    delayMs: config.getNumber("rolloutDelayMs") ?? 0,
   });
   const token = config.getSecret("apiToken");
   const tokenFile = token

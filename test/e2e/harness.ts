@@ -1,0 +1,120 @@
+import { spawn } from "node:child_process";
+import * as crypto from "node:crypto";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { locatePulumi, packageRoot, PulumiCli } from "../../lib/engine/pulumi-cli";
+
+/** The passphrase `stacks/dev`'s secrets are encrypted with. */
+export const demoPassphrase = "stackpin-demo";
+
+const cliEntry = path.join(packageRoot(), "dist", "lib", "cli", "main.js");
+
+/** What a CLI run printed and returned. */
+export interface CliRun {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** A throw-away project: a copy of `stacks/dev`, a file:// backend and local resources in a temp dir. */
+export interface TempProject {
+  dir: string;
+  stateDir: string;
+  env: NodeJS.ProcessEnv;
+  /** Runs `stackpin <args>` in the project as a user would, with the project's environment. */
+  cli(args: string[], options?: { env?: NodeJS.ProcessEnv; input?: string }): Promise<CliRun>;
+  /** Starts `stackpin <args>` without waiting. */
+  start(args: string[]): { done: Promise<CliRun> };
+  /** A digest of every file in the backend: equal digests mean the state was not touched. */
+  stateDigest(): string;
+  writeVersion(name: string, text: string): void;
+  remove(): void;
+}
+
+let located: PulumiCli | undefined;
+let reason: string | undefined;
+
+/**
+ * The Pulumi CLI for end-to-end tests. When none is found the suite is skipped with a loud banner,
+ * unless STACKPIN_REQUIRE_E2E=1 (set by .ci/run), where it fails.
+ */
+export async function pulumiOrSkip(ctx: Mocha.Context): Promise<PulumiCli> {
+  if (!located && !reason) {
+    try {
+      located = await locatePulumi({ explicit: process.env.STACKPIN_PULUMI, searchPath: process.env.PATH });
+      process.stderr.write(`      [e2e] real Pulumi engine: CLI ${located.version} from ${located.source} (${located.root})\n`);
+    } catch (err) {
+      reason = (err as Error).message;
+    }
+  }
+  if (located) return located;
+  if (process.env.STACKPIN_REQUIRE_E2E === "1") throw new Error(`end-to-end tests need the Pulumi CLI: ${reason}`);
+  const banner = "!".repeat(78);
+  process.stderr.write(`\n${banner}\n  END-TO-END TESTS SKIPPED: no Pulumi CLI.\n  ${reason}\n  Run \`npm run setup\`.\n${banner}\n`);
+  ctx.skip();
+}
+
+function run(args: string[], cwd: string, env: NodeJS.ProcessEnv, input?: string): { done: Promise<CliRun> } {
+  const cleanEnv = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined));
+  const child = spawn(process.execPath, [cliEntry, ...args], { cwd, env: cleanEnv, stdio: ["pipe", "pipe", "pipe"] });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (d) => (stdout += d));
+  child.stderr.on("data", (d) => (stderr += d));
+  child.stdin.end(input ?? "");
+  return {
+    done: new Promise((resolve, reject) => {
+      child.on("error", reject);
+      child.on("close", (code) => resolve({ code: code ?? -1, stdout, stderr }));
+    }),
+  };
+}
+
+function digestDir(dir: string): string {
+  const hash = crypto.createHash("sha256");
+  const walk = (d: string) => {
+    if (!fs.existsSync(d)) return;
+    for (const entry of fs.readdirSync(d, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+      const p = path.join(d, entry.name);
+      if (entry.isDirectory()) walk(p);
+      else hash.update(path.relative(dir, p)).update(fs.readFileSync(p));
+    }
+  };
+  walk(dir);
+  return hash.digest("hex");
+}
+
+/** Makes a temp project with `stacks/dev` copied in and the CLI pointed at `pulumi`. */
+export function tempProject(pulumi: PulumiCli): TempProject {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "stackpin-e2e-"));
+  fs.cpSync(path.join(packageRoot(), "stacks", "dev"), path.join(dir, "stacks", "dev"), { recursive: true });
+  const stateDir = path.join(dir, ".stackpin", "state");
+  const env: NodeJS.ProcessEnv = {
+    PATH: process.env.PATH,
+    HOME: process.env.HOME,
+    PULUMI_CONFIG_PASSPHRASE: demoPassphrase,
+    PULUMI_HOME: path.join(dir, ".pulumi-home"),
+    STACKPIN_PULUMI: path.dirname(pulumi.root),
+    STACKPIN_ACTOR: "e2e",
+  };
+  return {
+    dir,
+    stateDir,
+    env,
+    cli: (args, options = {}) => run(args, dir, { ...env, ...options.env }, options.input).done,
+    start: (args) => run(args, dir, env),
+    stateDigest: () => digestDir(stateDir),
+    writeVersion: (name, text) => fs.writeFileSync(path.join(dir, "stacks", "dev", `${name}.yaml`), text),
+    remove: () => fs.rmSync(dir, { recursive: true, force: true }),
+  };
+}
+
+/** Parses stdout as the one JSON document `--json` promises, failing with what was printed otherwise. */
+export function json<T = any>(r: CliRun): T {
+  try {
+    return JSON.parse(r.stdout) as T;
+  } catch {
+    throw new Error(`stdout is not one JSON document (exit ${r.code}):\n${r.stdout}\nstderr:\n${r.stderr}`);
+  }
+}
