@@ -6,7 +6,7 @@ import { builtinPrograms, ProgramFactory } from "../programs";
 import { EngineStack } from "./engine/stack";
 import { locatePulumi, PulumiCli } from "./engine/pulumi-cli";
 import { InvalidVersionFileError, MissingPassphraseError } from "./errors";
-import { StackDefinition, VersionStore } from "./versions/store";
+import { readPulumiProject, StackDefinition, VersionStore } from "./versions/store";
 
 /** How to reach one environment: a stack under `stacks/`, its backend, its passphrase and its CLI. */
 export interface OpenEnvironmentOptions {
@@ -89,7 +89,8 @@ export function progressBridge(options: ProgressOptions): (e: EngineEvent) => vo
  */
 export async function openEnvironment(options: OpenEnvironmentOptions): Promise<EnvironmentContext> {
   const projectDir = path.resolve(options.projectDir ?? process.cwd());
-  const store = new VersionStore(path.resolve(projectDir, options.stacksDir ?? "stacks"));
+  const pulumiProject = readPulumiProject(projectDir);
+  const store = new VersionStore(path.resolve(projectDir, options.stacksDir ?? "stacks"), pulumiProject.name);
   const stack = store.stack(options.stack);
   const programs = options.programs ?? builtinPrograms;
   const factory = programs[stack.settings.program];
@@ -103,7 +104,8 @@ export async function openEnvironment(options: OpenEnvironmentOptions): Promise<
     throw new MissingPassphraseError(stack.name);
   }
   const localDir = path.join(projectDir, ".stackpin");
-  const backendUrl = options.backendUrl ?? stack.settings.backend ?? `file://${path.join(localDir, "state")}`;
+  const backendUrl =
+    options.backendUrl ?? stack.settings.backend ?? pulumiProject.backendUrl ?? `file://${path.join(localDir, "state")}`;
   const pulumi = options.pulumi ?? (await locatePulumi({ searchPath: process.env.PATH }));
   const stateDir = path.join(localDir, "local", stack.name);
   const program = factory({ stackName: stack.name, stateDir });
@@ -117,7 +119,7 @@ export async function openEnvironment(options: OpenEnvironmentOptions): Promise<
     async openEngine({ create }) {
       const engine = await EngineStack.open({
         stackName: stack.name,
-        projectName: stack.settings.project,
+        projectName: stack.project,
         backendUrl,
         secretsProvider: stack.settings.secretsProvider,
         encryptionSalt: stack.settings.encryptionsalt,

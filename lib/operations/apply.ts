@@ -70,7 +70,7 @@ export async function planWith(
     warnings.push(`${target.version} was never applied to stack ${ctx.stack.name}`);
   }
   progress.onProgress?.({ type: "phase", phase: "preview", message: `previewing ${target.version} on ${ctx.stack.name}` });
-  await engine.setConfig(stackConfigFor(ctx.stack.settings.project, target));
+  await engine.setConfig(stackConfigFor(ctx.stack.project, target));
   const run = await engine.preview(progressBridge(progress));
   for (const s of run.steps.filter((step) => step.op === "replace")) {
     warnings.push(`${s.name} will be replaced (${s.replaceKeys.length ? `${s.replaceKeys.join(", ")} changed` : "forced"})`);
@@ -105,7 +105,7 @@ export async function applyWith(
   const started = Date.now();
   const arrow = record.from ? `${record.from} -> ${record.to}` : record.to;
   progress.onProgress?.({ type: "phase", phase: "apply", message: `${record.op} ${arrow} on ${ctx.stack.name}` });
-  await engine.setConfig(stackConfigFor(ctx.stack.settings.project, target));
+  await engine.setConfig(stackConfigFor(ctx.stack.project, target));
   let run;
   try {
     run = await engine.up(encodeRecord(record), progressBridge(progress));

@@ -22,7 +22,7 @@ export async function setSecret(ctx: EnvironmentContext, options: SetSecretOptio
   const version = ctx.store.version(ctx.stack, name);
   const engine = await ctx.openEngine({ create: true });
   try {
-    const qualified = options.key.includes(":") ? options.key : `${ctx.stack.settings.project}:${options.key}`;
+    const qualified = options.key.includes(":") ? options.key : `${ctx.stack.project}:${options.key}`;
     const secure = await engine.encrypt(qualified, options.value);
     version.config[options.key] = { secure };
     return { file: ctx.store.writeVersion(ctx.stack, version, { overwrite: true }), key: options.key };

@@ -47,8 +47,8 @@ export const stackFileSchema = z
   .object({
     /** Which program in `programs/` this stack runs. */
     program: z.string().min(1),
-    /** The Pulumi project name; stacks sharing a backend and project share state namespaces. */
-    project: z.string().regex(/^[A-Za-z0-9_.-]+$/).default("stackpin"),
+    /** The Pulumi project name; defaults to `Pulumi.yaml`'s `name`, else `stackpin`. */
+    project: z.string().regex(/^[A-Za-z0-9_.-]+$/).optional(),
     /** Only `passphrase` is supported on the embedded default; a cloud KMS URL is passed to Pulumi as is. */
     secretsProvider: z.string().default("passphrase"),
     /** The passphrase provider's salt, written by `stackpin init`; not secret, needed to decrypt. */
@@ -57,6 +57,14 @@ export const stackFileSchema = z
     backend: z.string().optional(),
   })
   .strict();
+
+/** The parts of the top-level `Pulumi.yaml` stackpin reads. */
+export const pulumiProjectSchema = z
+  .object({
+    name: z.string().regex(/^[A-Za-z0-9_.-]+$/),
+    backend: z.object({ url: z.string().min(1) }).partial().optional(),
+  })
+  .passthrough();
 
 /** A parsed version file. */
 export type VersionFile = z.infer<typeof versionFileSchema>;

@@ -8,6 +8,7 @@ import {
   stackFileSchema,
   VersionFile,
   versionFileSchema,
+  pulumiProjectSchema,
   versionNamePattern,
 } from "./schema";
 
@@ -19,7 +20,18 @@ export interface StackDefinition {
   name: string;
   dir: string;
   settings: StackFile;
+  /** The Pulumi project: `stack.yaml`'s `project`, else `Pulumi.yaml`'s `name`, else `stackpin`. */
+  project: string;
   versions: string[];
+}
+
+/** Reads `name` and `backend.url` from a project's `Pulumi.yaml`, if it has one. */
+export function readPulumiProject(projectDir: string): { name?: string; backendUrl?: string } {
+  const file = path.join(projectDir, "Pulumi.yaml");
+  if (!fs.existsSync(file)) return {};
+  const parsed = pulumiProjectSchema.safeParse(parseYamlFile(file) ?? {});
+  if (!parsed.success) throw new InvalidVersionFileError(file, describeIssues(parsed.error));
+  return { name: parsed.data.name, backendUrl: parsed.data.backend?.url };
 }
 
 /** Compares version names by their numbers: v9 < v10 < v10.1. */
@@ -58,6 +70,8 @@ export class VersionStore {
   constructor(
     /** The `stacks/` directory. */
     readonly root: string,
+    /** The project name stacks use when their `stack.yaml` names none. */
+    readonly defaultProject = "stackpin",
   ) {}
 
   /** Names of all stacks (directories holding a `stack.yaml`). */
@@ -85,7 +99,7 @@ export class VersionStore {
       .map((f) => f.slice(0, -".yaml".length))
       .filter((v) => versionNamePattern.test(v))
       .sort(compareVersions);
-    return { name, dir, settings: parsed.data, versions };
+    return { name, dir, settings: parsed.data, project: parsed.data.project ?? this.defaultProject, versions };
   }
 
   /** Reads and validates one version file; `ref` may be `v41` or `41`. */

@@ -36,7 +36,7 @@ describe("version files", () => {
     });
     const prod = store.stack("prod");
     assert.deepEqual(prod.versions, ["v9", "v10"]);
-    assert.equal(prod.settings.project, "stackpin");
+    assert.equal(prod.project, "stackpin");
     assert.equal(prod.settings.secretsProvider, "passphrase");
   });
 
