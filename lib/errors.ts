@@ -16,6 +16,7 @@ export const ExitCode = {
   applyFailed: 8,
   notConfirmed: 9,
   pulumiUnavailable: 10,
+  verificationFailed: 11,
 } as const;
 
 /** One of the {@link ExitCode} values. */
@@ -139,5 +140,29 @@ export class PulumiUnavailableError extends StackpinError {
   readonly code = "pulumi-unavailable";
   constructor(detail: string) {
     super(`no usable Pulumi CLI: ${detail}\nRun \`npm run setup\` to build one from Pulumi's Go modules.`);
+  }
+}
+
+/**
+ * The version was applied but failed verification (or its apply failed its health gate). `rolledBackTo`
+ * says where an automatic rollback took the stack, if one ran.
+ */
+export class VerificationFailedError extends StackpinError {
+  readonly exitCode = ExitCode.verificationFailed;
+  readonly code = "verification-failed";
+  constructor(
+    readonly stackName: string,
+    readonly version: string,
+    readonly reason: string,
+    readonly rolledBackTo?: string,
+    /** The results of the failed apply and of the rollback, for `--json`. */
+    readonly details?: unknown,
+  ) {
+    super(
+      `${version} failed verification on stack ${stackName}: ${reason}\n` +
+        (rolledBackTo
+          ? `rolled back automatically to ${rolledBackTo}, the last version that verified.`
+          : `the stack was not rolled back; run \`stackpin rollback --stack ${stackName} --to previous\` or deploy with --auto-rollback.`),
+    );
   }
 }

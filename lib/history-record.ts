@@ -1,8 +1,10 @@
 import type { UpdateSummary } from "@pulumi/pulumi/automation";
+import type { RolloutLayout } from "./rollout";
+import type { Generations } from "./secret-generations";
 
 /** What stackpin writes into each update's message, so the backend alone tells the story. */
 export interface ApplyRecord {
-  op: "deploy" | "rollback";
+  op: "deploy" | "rollback" | "destroy";
   /** The version live before this apply (absent on a stack's first apply). */
   from?: string;
   to: string;
@@ -26,7 +28,7 @@ export function decodeRecord(message: string | undefined): ApplyRecord | undefin
   if (!line) return undefined;
   try {
     const r = JSON.parse(line.slice(marker.length)) as ApplyRecord;
-    return r && typeof r.to === "string" && (r.op === "deploy" || r.op === "rollback") ? r : undefined;
+    return r && typeof r.to === "string" && ["deploy", "rollback", "destroy"].includes(r.op) ? r : undefined;
   } catch {
     return undefined;
   }
@@ -47,25 +49,49 @@ export interface HistoryEntry {
   startedAt: string;
   finishedAt?: string;
   resourceChanges: Record<string, number>;
+  /** The blue/green layout this update applied (from its recorded config). */
+  rollout?: RolloutLayout;
+  /** The secret generations this update applied. */
+  secretGenerations?: Generations;
+  /** `passed`, or `failed: <reason>`, when stackpin verified this update. */
+  verification?: string;
+}
+
+function parseConfigJson<T>(value: string | undefined): T | undefined {
+  if (value === undefined) return undefined;
+  try {
+    return JSON.parse(value) as T;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The tag holding the verification outcome of one revision. */
+export function verificationTag(revision: number): string {
+  return `stackpin:verify:${revision}`;
 }
 
 /** Turns the backend's update list into history entries. Config values are not carried over. */
-export function toHistoryEntries(updates: UpdateSummary[]): HistoryEntry[] {
+export function toHistoryEntries(updates: UpdateSummary[], tags: Record<string, string> = {}): HistoryEntry[] {
   return updates.map((u, i) => {
     const record = decodeRecord(u.message);
     const configured = u.config?.["stackpin:version"]?.value;
+    // The file backend reports 0 for every update; the position in the full list is the same number.
+    const revision = u.version > 0 ? u.version : updates.length - i;
     return {
-      // The file backend reports 0 for every update; the position in the full list is the same number.
-      revision: u.version > 0 ? u.version : updates.length - i,
+      revision,
       op: record?.op ?? u.kind,
       from: record?.from,
-      to: record?.to ?? (u.kind === "update" ? configured : undefined),
+      to: record?.op === "destroy" ? undefined : (record?.to ?? (u.kind === "update" ? configured : undefined)),
       who: record?.who,
       reason: record?.reason ?? (record ? undefined : u.message || undefined),
       result: u.result,
       startedAt: new Date(u.startTime).toISOString(),
       finishedAt: u.endTime ? new Date(u.endTime).toISOString() : undefined,
       resourceChanges: (u.resourceChanges ?? {}) as Record<string, number>,
+      rollout: parseConfigJson<RolloutLayout>(u.config?.["stackpin:rollout"]?.value),
+      secretGenerations: parseConfigJson<Generations>(u.config?.["stackpin:secrets"]?.value),
+      verification: tags[verificationTag(revision)],
     };
   });
 }
@@ -75,6 +101,9 @@ export interface LiveState {
   /** The version of the last successful update that applied one; undefined if none ever did or it was destroyed. */
   version?: string;
   revision?: number;
+  /** The layout and secret generations that update applied. */
+  rollout?: RolloutLayout;
+  secretGenerations?: Generations;
   /** The newest update, when it failed: the stack may be partially at `failed.to`. */
   failed?: HistoryEntry;
 }
@@ -88,7 +117,7 @@ export function liveState(history: HistoryEntry[]): LiveState {
     if (h.result !== "succeeded") continue;
     if (h.op === "destroy") return state;
     if (h.to && (h.op === "deploy" || h.op === "rollback" || h.op === "update")) {
-      return { ...state, version: h.to, revision: h.revision };
+      return { ...state, version: h.to, revision: h.revision, rollout: h.rollout, secretGenerations: h.secretGenerations };
     }
   }
   return state;
@@ -109,4 +138,9 @@ export function previousVersion(history: HistoryEntry[]): string | undefined {
     if (h.op === "rollback" && h.result === "succeeded" && h.from) rolledBackFrom.add(h.from);
   }
   return undefined;
+}
+
+/** The newest version whose apply succeeded and passed verification: where an auto-rollback goes. */
+export function lastVerifiedVersion(history: HistoryEntry[], except?: string): string | undefined {
+  return history.find((h) => h.result === "succeeded" && h.verification === "passed" && h.to && h.to !== except)?.to;
 }

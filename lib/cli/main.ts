@@ -5,15 +5,18 @@ import { z } from "zod";
 import type { ProgressEvent } from "../environment";
 import { openEnvironment } from "../environment";
 import { ensurePulumi, locatePulumi, PulumiCli } from "../engine/pulumi-cli";
-import { ExitCode, StackpinError } from "../errors";
+import { ExitCode, StackpinError, VerificationFailedError } from "../errors";
+import type { ApplyResult } from "../operations/apply";
 import { deploy } from "../operations/deploy";
+import { destroy } from "../operations/destroy";
+import { rotate } from "../operations/rotate";
 import { history } from "../operations/history";
 import { type Plan } from "../operations/plan";
 import { preview } from "../operations/preview";
 import { previewRollback, rollback } from "../operations/rollback";
 import { setSecret } from "../operations/secret";
 import { status } from "../operations/status";
-import { renderApply, renderHistory, renderPlan, renderProgress, renderStatus } from "./render";
+import { renderApply, renderHistory, renderPlan, renderProgress, renderStatus, renderVerification } from "./render";
 
 /** The environment variables the CLI reads, validated once here and nowhere else. */
 const envSchema = z.object({
@@ -107,9 +110,16 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
     .requiredOption("-v, --version <version>", "the version to deploy, e.g. v42")
     .option("-m, --message <text>", "why, recorded in history")
     .option("-y, --yes", "apply without previewing and asking")
+    .option("--auto-rollback", "when the new version fails verification, roll back to the last version that verified")
     .action(async (flags) => {
       const ctx = await context(flags, env);
-      const result = await deploy(ctx, { version: flags.version, message: flags.message, confirm: confirmer(flags), ...progress() });
+      const result = await deploy(ctx, {
+        version: flags.version,
+        message: flags.message,
+        confirm: confirmer(flags),
+        autoRollback: !!flags.autoRollback,
+        ...progress(),
+      });
       out(flags, result, () => renderApply(result));
     });
 
@@ -144,6 +154,21 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
     const s = await status(await context(flags, env));
     out(flags, s, () => renderStatus(s));
   });
+
+  withCommon(program.command("rotate").description("write the next version with a secret's generation raised; deploy it to rotate"))
+    .requiredOption("--secret <name>", "the secret to rotate")
+    .action(async (flags) => {
+      const r = await rotate(await context(flags, env), { secret: flags.secret });
+      out(flags, r, () => `wrote ${r.version} (${r.from} with ${r.secret} at generation ${r.generation}): ${r.file}\ndeploy it: stackpin deploy --stack ${r.stack} --version ${r.version}`);
+    });
+
+  withCommon(program.command("destroy").description("stop and remove everything the stack owns; history stays"))
+    .option("-y, --yes", "required: destroying stops the service")
+    .option("-r, --reason <text>", "why, recorded in history")
+    .action(async (flags) => {
+      const r = await destroy(await context(flags, env), { yes: !!flags.yes, reason: flags.reason, ...progress() });
+      out(flags, r, () => `destroyed everything stack ${r.stack} owned (${(r.durationMs / 1000).toFixed(1)} s)`);
+    });
 
   const secret = program.command("secret").description("manage encrypted values in version files");
   withCommon(secret.command("set").description("encrypt a value read from stdin into a version file"))
@@ -186,8 +211,14 @@ export async function main(argv: string[], rawEnv: NodeJS.ProcessEnv): Promise<n
       return ExitCode.usage;
     }
     if (e instanceof StackpinError) {
+      if (e instanceof VerificationFailedError && !json) {
+        const d = e.details as { deploy?: ApplyResult; rollback?: ApplyResult } | undefined;
+        if (d?.deploy?.verification) err(renderVerification(d.deploy.verification).join("\n"));
+        if (d?.rollback) err(renderApply(d.rollback));
+      }
       err(`error: ${e.message}`);
-      if (json) process.stdout.write(`${JSON.stringify({ error: { code: e.code, message: e.message } }, null, 2)}\n`);
+      const details = (e as { details?: unknown }).details;
+      if (json) process.stdout.write(`${JSON.stringify({ error: { code: e.code, message: e.message, details } }, null, 2)}\n`);
       return e.exitCode;
     }
     err(`internal error: ${(e as Error).message}`);

@@ -5,6 +5,7 @@ import type { HistoryEntry } from "../history-record";
 import type { ApplyResult } from "../operations/apply";
 import type { Plan } from "../operations/plan";
 import type { Status } from "../operations/status";
+import type { VerificationResult } from "../verification";
 import type { ConfigChange } from "../versions/config-diff";
 
 const opColour: Record<string, (s: string) => string> = {
@@ -49,7 +50,8 @@ export function renderPlan(plan: Plan): string {
     lines.push(`  ${colour(s.op.padEnd(18))} ${s.name} ${pc.dim(s.type)}${keys}`);
   }
   const counts = Object.entries(plan.changeSummary).map(([k, v]) => `${v} ${k}`).join(", ");
-  lines.push("", `  ${counts || "no resources"}`);
+  lines.push("", `  ${counts || "no resources"}`, "", pc.bold("what happens"));
+  for (const n of plan.notes) lines.push(`  - ${n}`);
   for (const w of [...new Set(plan.warnings)]) lines.push(pc.yellow(`  ! ${w}`));
   return lines.join("\n");
 }
@@ -61,20 +63,35 @@ export function renderApply(result: ApplyResult): string {
     pc.green(`${result.op} ${result.from ?? "(nothing)"} -> ${result.to} on stack ${result.stack}: done`) +
       ` (revision ${result.revision}, ${(result.durationMs / 1000).toFixed(1)} s; ${counts})`,
   ];
+  if (result.verification) lines.push(...renderVerification(result.verification));
   for (const [k, o] of Object.entries(result.outputs)) lines.push(`  ${k}: ${show(o.value)}`);
   return lines.join("\n");
+}
+
+/** Each verification check, passed or not. */
+export function renderVerification(v: VerificationResult): string[] {
+  return [
+    v.passed ? pc.green(`  verified ${v.version} through ${v.endpoint}`) : pc.red(`  verification of ${v.version} FAILED: ${v.reason}`),
+    ...v.checks.map((c) => `    ${c.passed ? pc.green("✓") : pc.red("✗")} ${c.name} (${c.attempts} attempt${c.attempts === 1 ? "" : "s"}, ${c.durationMs} ms): ${c.detail}`),
+  ];
+}
+
+function clip(text: string, max: number): string {
+  const line = text.replace(/\s+/g, " ");
+  return line.length > max ? `${line.slice(0, max - 1)}…` : line;
 }
 
 /** History as a table, newest first, like `helm history`. */
 export function renderHistory(stack: string, entries: HistoryEntry[]): string {
   if (entries.length === 0) return `stack ${stack} has no history yet`;
   const table = new Table({
-    head: ["revision", "when", "op", "from", "to", "result", "who", "why"],
+    head: ["revision", "when", "op", "from", "to", "result", "verified", "who", "why"],
     style: tableStyle,
   });
   for (const e of entries) {
     const result = e.result === "succeeded" ? pc.green(e.result) : e.result === "failed" ? pc.red(e.result) : e.result;
-    table.push([e.revision, e.startedAt.replace("T", " ").slice(0, 19), e.op, e.from ?? "", e.to ?? "", result, e.who ?? "", e.reason ?? ""]);
+    const verified = e.verification === undefined ? "" : e.verification === "passed" ? pc.green("passed") : pc.red("failed");
+    table.push([e.revision, e.startedAt.replace("T", " ").slice(0, 19), e.op, e.from ?? "", e.to ?? "", result, verified, e.who ?? "", clip(e.reason ?? "", 60)]);
   }
   return table.toString();
 }
@@ -83,6 +100,7 @@ export function renderHistory(stack: string, entries: HistoryEntry[]): string {
 export function renderStatus(s: Status): string {
   const lines = [pc.bold(`stack ${s.stack}: ${s.liveVersion ? `${s.liveVersion} live` : "no version live"}`)];
   if (s.revision !== undefined) lines.push(`  since revision ${s.revision}`);
+  lines.push(`  last verified version: ${s.verifiedVersion ?? "(none)"}`);
   if (s.lastOperation) {
     const l = s.lastOperation;
     lines.push(`  last operation: ${l.op} ${l.from ? `${l.from} -> ` : ""}${l.to ?? ""} ${l.result} at ${l.startedAt}${l.who ? ` by ${l.who}` : ""}`);
@@ -103,6 +121,8 @@ export function renderProgress(e: ProgressEvent): string | undefined {
       const mark = e.status === "started" ? "…" : e.status === "done" ? pc.green("✓") : pc.red("✗");
       return `  ${mark} ${colour(e.op)} ${e.name}`;
     }
+    case "check":
+      return `  ${e.passed ? pc.green("✓") : pc.red("✗")} ${e.name}: ${e.detail}`;
     case "diagnostic":
       return e.severity === "error" ? pc.red(`  error: ${e.message}`) : pc.yellow(`  warning: ${e.message}`);
   }

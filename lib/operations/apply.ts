@@ -2,7 +2,17 @@ import type { StackSettingsConfigValue } from "@pulumi/pulumi/automation";
 import type { EngineStack, ResourceStep, StackOutput } from "../engine/stack";
 import { EnvironmentContext, progressBridge, ProgressOptions } from "../environment";
 import { ApplyFailedError, StackpinError } from "../errors";
-import { ApplyRecord, encodeRecord, HistoryEntry, liveState, toHistoryEntries } from "../history-record";
+import {
+  ApplyRecord,
+  encodeRecord,
+  HistoryEntry,
+  liveState,
+  toHistoryEntries,
+  verificationTag,
+} from "../history-record";
+import { describeMove, nextLayout, RolloutLayout, RolloutMove } from "../rollout";
+import { forwardOnly, Generations } from "../secret-generations";
+import { verifyRelease, VerificationResult } from "../verification";
 import { diffConfig } from "../versions/config-diff";
 import type { VersionFile } from "../versions/schema";
 import type { Plan } from "./plan";
@@ -19,22 +29,64 @@ export interface ApplyResult {
   changeSummary: Record<string, number>;
   /** Stack outputs after the apply; secret ones read `"[secret]"`. */
   outputs: Record<string, StackOutput>;
+  /** Verification through the program's `endpoint` output; absent when the program exports none. */
+  verification?: VerificationResult;
   durationMs: number;
 }
 
-/** The stack config a version file stands for: keys qualified with the project, plus the version marker. */
-export function stackConfigFor(project: string, version: VersionFile): Record<string, StackSettingsConfigValue> {
-  const config: Record<string, StackSettingsConfigValue> = {};
-  for (const [key, value] of Object.entries(version.config)) {
-    config[key.includes(":") ? key : `${project}:${key}`] = value;
-  }
-  config["stackpin:version"] = version.version;
-  return config;
+/** Everything stackpin applies for a version: its config, and the layout and secrets it derives. */
+export interface DesiredState {
+  config: Record<string, StackSettingsConfigValue>;
+  rollout: RolloutLayout;
+  move: RolloutMove;
+  generations: Generations;
+  /** Sentences for the preview about the layout and the secrets. */
+  notes: string[];
+  /** The notes a reviewer must not miss (a secret kept back). */
+  warnings: string[];
 }
 
-/** Reads history from the engine and turns it into entries, newest first. */
+function plainConfig(version: VersionFile): Record<string, unknown> {
+  return Object.fromEntries(
+    Object.entries(version.config).filter(([, v]) => !(typeof v === "object" && v !== null && "secure" in v)),
+  );
+}
+
+/**
+ * The stack config for applying `target` after `history`: the version's config (keys qualified with the
+ * project), plus `stackpin:version`, the blue/green layout, the forward-only secret generations and the
+ * verification settings.
+ */
+export function desiredState(project: string, op: ApplyResult["op"], target: VersionFile, history: HistoryEntry[]): DesiredState {
+  const live = liveState(history);
+  const { layout, move } = nextLayout(live.rollout, { version: target.version, config: plainConfig(target) }, op);
+  const secrets = forwardOnly(
+    Object.fromEntries(Object.entries(target.secrets).map(([k, v]) => [k, v.generation])),
+    live.secretGenerations,
+    target.version,
+  );
+  const config: Record<string, StackSettingsConfigValue> = {};
+  for (const [key, value] of Object.entries(target.config)) {
+    config[key.includes(":") ? key : `${project}:${key}`] = value;
+  }
+  config["stackpin:version"] = target.version;
+  config["stackpin:rollout"] = JSON.stringify(layout);
+  config["stackpin:secrets"] = JSON.stringify(secrets.generations);
+  config["stackpin:verify"] = JSON.stringify(target.verify);
+  return {
+    config,
+    rollout: layout,
+    move,
+    generations: secrets.generations,
+    notes: [describeMove(move, live.rollout, layout), ...secrets.notes],
+    warnings: secrets.notes.filter((n) => /never roll back/.test(n)),
+  };
+}
+
+/** Reads history (with verification outcomes from the stack's tags), newest first. */
 export async function readHistory(engine: EngineStack): Promise<HistoryEntry[]> {
-  return toHistoryEntries(await engine.history());
+  const [updates, tags] = await Promise.all([engine.history(), engine.tags()]);
+  return toHistoryEntries(updates, tags);
 }
 
 /**
@@ -69,8 +121,10 @@ export async function planWith(
   if (op === "rollback" && !history.some((h) => h.to === target.version && h.result === "succeeded")) {
     warnings.push(`${target.version} was never applied to stack ${ctx.stack.name}`);
   }
+  const desired = desiredState(ctx.stack.project, op, target, history);
+  warnings.push(...desired.warnings);
   progress.onProgress?.({ type: "phase", phase: "preview", message: `previewing ${target.version} on ${ctx.stack.name}` });
-  await engine.setConfig(stackConfigFor(ctx.stack.project, target));
+  await engine.setConfig(desired.config);
   const run = await engine.preview(progressBridge(progress));
   for (const s of run.steps.filter((step) => step.op === "replace")) {
     warnings.push(`${s.name} will be replaced (${s.replaceKeys.length ? `${s.replaceKeys.join(", ")} changed` : "forced"})`);
@@ -87,45 +141,82 @@ export async function planWith(
     configChanges: diffConfig(before, target.config),
     resourceChanges: run.steps,
     changeSummary: run.changeSummary,
+    rollout: { move: desired.move, before: live.rollout, after: desired.rollout },
+    secretGenerations: { live: live.secretGenerations ?? {}, applied: desired.generations },
+    notes: desired.notes,
     warnings,
   };
 }
 
 /**
- * Applies a version through the engine and records it as a new forward entry in the backend's history
- * (the update message carries who, from, to and why; stack tags carry the live version).
+ * Applies a version through the engine, records it as a new forward entry in the backend's history
+ * (the update message carries who, from, to and why), then verifies it through the program's endpoint
+ * and records the outcome in stack tags. Raises {@link ApplyFailedError} when the engine fails; a failed
+ * verification is returned in `verification`, for the caller to act on.
  */
 export async function applyWith(
   ctx: EnvironmentContext,
   engine: EngineStack,
-  record: ApplyRecord,
+  record: ApplyRecord & { op: ApplyResult["op"] },
   target: VersionFile,
+  history: HistoryEntry[],
   progress: ProgressOptions,
 ): Promise<ApplyResult> {
   const started = Date.now();
   const arrow = record.from ? `${record.from} -> ${record.to}` : record.to;
-  progress.onProgress?.({ type: "phase", phase: "apply", message: `${record.op} ${arrow} on ${ctx.stack.name}` });
-  await engine.setConfig(stackConfigFor(ctx.stack.project, target));
+  const desired = desiredState(ctx.stack.project, record.op, target, history);
+  progress.onProgress?.({ type: "phase", phase: "apply", message: `${record.op} ${arrow} on ${ctx.stack.name}: ${desired.notes[0]}` });
+  await engine.setConfig(desired.config);
   let run;
   try {
     run = await engine.up(encodeRecord(record), progressBridge(progress));
   } catch (err) {
     if (err instanceof StackpinError) throw err;
-    const detail = (err as Error).message.split("\n").filter((l) => /error|failed/i.test(l)).slice(0, 8).join("\n");
+    const detail = engineFailure((err as Error).message);
+    const failedRevision = await newestRevision(engine).catch(() => history.length + 1);
+    await engine.setTags({ [verificationTag(failedRevision)]: `failed: ${detail}`.slice(0, 250) }).catch(() => undefined);
     throw new ApplyFailedError(ctx.stack.name, target.version, detail, { cause: err });
   }
+  const revision = await newestRevision(engine);
+  let verification: VerificationResult | undefined;
+  const endpoint = run.outputs.endpoint?.value;
+  if (typeof endpoint === "string") {
+    progress.onProgress?.({ type: "phase", phase: "verify", message: `verifying ${target.version} through ${endpoint}` });
+    verification = await verifyRelease(endpoint, target.version, target.verify, (c) =>
+      progress.onProgress?.({ type: "check", name: c.name, passed: c.passed, detail: c.detail, attempts: c.attempts }),
+    );
+  }
   progress.onProgress?.({ type: "phase", phase: "record", message: `recording ${target.version} as live` });
-  await engine.setTags({ "stackpin:version": target.version, "stackpin:applied-by": record.who });
-  const [newest] = toHistoryEntries(await engine.history());
+  const tags: Record<string, string> = { "stackpin:version": target.version, "stackpin:applied-by": record.who };
+  if (verification) {
+    tags[verificationTag(revision)] = verification.passed ? "passed" : `failed: ${verification.reason}`.slice(0, 250);
+    if (verification.passed) tags["stackpin:verified-version"] = target.version;
+  }
+  await engine.setTags(tags);
   return {
     stack: ctx.stack.name,
     op: record.op,
     from: record.from,
     to: record.to,
-    revision: newest?.revision ?? 0,
+    revision,
     resourceChanges: run.steps,
     changeSummary: run.changeSummary as Record<string, number>,
     outputs: run.outputs,
+    verification,
     durationMs: Date.now() - started,
   };
+}
+
+async function newestRevision(engine: EngineStack): Promise<number> {
+  return toHistoryEntries(await engine.history())[0]?.revision ?? 0;
+}
+
+/** The engine's own error lines, without the CLI's boilerplate and progress lines. */
+function engineFailure(message: string): string {
+  const errors = message
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l.startsWith("error: ") && l !== "error: update failed")
+    .map((l) => l.slice("error: ".length));
+  return [...new Set(errors)].slice(0, 4).join("\n") || message.trim().split("\n").slice(-3).join("\n");
 }

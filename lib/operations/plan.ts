@@ -1,5 +1,7 @@
 import type { OpMap } from "@pulumi/pulumi/automation";
 import type { ResourceStep } from "../engine/stack";
+import type { RolloutLayout, RolloutMove } from "../rollout";
+import type { Generations } from "../secret-generations";
 import type { ConfigChange } from "../versions/config-diff";
 
 /** What an apply would do: the config diff between versions and the engine's planned resource changes. */
@@ -16,6 +18,12 @@ export interface Plan {
   resourceChanges: ResourceStep[];
   /** Counts per engine operation, `same` included. */
   changeSummary: OpMap;
+  /** How traffic moves between the blue and green slots. */
+  rollout: { move: RolloutMove; before?: RolloutLayout; after: RolloutLayout };
+  /** Secret generations live now and to be applied (never lower than live). */
+  secretGenerations: { live: Generations; applied: Generations };
+  /** What will happen, in words: the traffic move, then each secret. */
+  notes: string[];
   /** Things a reviewer must read before applying, in words. */
   warnings: string[];
 }

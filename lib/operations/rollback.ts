@@ -1,5 +1,5 @@
 import type { EnvironmentContext, ProgressOptions } from "../environment";
-import { NotConfirmedError } from "../errors";
+import { NotConfirmedError, VerificationFailedError } from "../errors";
 import { liveState } from "../history-record";
 import { ApplyResult, applyWith, planWith, readHistory } from "./apply";
 import type { Plan } from "./plan";
@@ -21,7 +21,7 @@ export interface RollbackOptions extends ProgressOptions {
 /**
  * Rolls back by re-applying an earlier version's config through the engine. The past is not rewritten:
  * the rollback is a new forward entry in history whose config equals the target version's, like a Helm
- * revision.
+ * revision. Raises {@link VerificationFailedError} when the version it went back to fails verification.
  */
 export async function rollback(ctx: EnvironmentContext, options: RollbackOptions): Promise<ApplyResult & { plan?: Plan }> {
   options.onProgress?.({ type: "phase", phase: "validate", message: `resolving ${options.to} for ${ctx.stack.name}` });
@@ -35,14 +35,20 @@ export async function rollback(ctx: EnvironmentContext, options: RollbackOptions
       plan = await planWith(ctx, engine, "rollback", target, history, options);
       if (!(await options.confirm(plan))) throw new NotConfirmedError(ctx.stack.name, target.version);
     }
-    const from = liveState(history).version;
+    // After a failed apply the stack may be partly at that version: that is what we roll back from.
+    const live = liveState(history);
+    const from = live.failed?.to ?? live.version;
     const result = await applyWith(
       ctx,
       engine,
       { op: "rollback", from, to: target.version, who: ctx.actor, reason: options.reason },
       target,
+      history,
       options,
     );
+    if (result.verification && !result.verification.passed) {
+      throw new VerificationFailedError(ctx.stack.name, target.version, result.verification.reason ?? "verification failed", undefined, { rollback: result });
+    }
     return { ...result, plan };
   } finally {
     engine.close();

@@ -1,6 +1,6 @@
 import type { StackOutput } from "../engine/stack";
 import type { EnvironmentContext } from "../environment";
-import { HistoryEntry, liveState } from "../history-record";
+import { HistoryEntry, lastVerifiedVersion, liveState } from "../history-record";
 import { readHistory } from "./apply";
 
 /** Which version is live on a stack now, according to the backend. */
@@ -14,6 +14,8 @@ export interface Status {
   lastOperation?: HistoryEntry;
   /** Set when the newest apply failed; the stack may be partially at its target. */
   failed?: HistoryEntry;
+  /** The newest version that passed verification after an apply. */
+  verifiedVersion?: string;
   /** The `stackpin:*` stack tags in the backend. */
   tags: Record<string, string>;
   outputs: Record<string, StackOutput>;
@@ -27,13 +29,16 @@ export async function status(ctx: EnvironmentContext): Promise<Status> {
   try {
     const history = await readHistory(engine);
     const live = liveState(history);
-    const tags = Object.fromEntries(Object.entries(await engine.tags()).filter(([k]) => k.startsWith("stackpin:")));
+    const tags = Object.fromEntries(
+      Object.entries(await engine.tags()).filter(([k]) => k.startsWith("stackpin:") && !k.startsWith("stackpin:verify:")),
+    );
     return {
       stack: ctx.stack.name,
       liveVersion: live.version,
       revision: live.revision,
       lastOperation: history[0],
       failed: live.failed,
+      verifiedVersion: lastVerifiedVersion(history),
       tags,
       outputs: await engine.outputs(),
       versions: ctx.stack.versions,

@@ -28,6 +28,43 @@ export const configValueSchema = z.union([
   z.array(jsonValue),
 ]);
 
+/** How stackpin verifies a version after every apply. Every field has a safe default. */
+export const verifySchema = z
+  .object({
+    health: z
+      .object({
+        /** Path of the health endpoint under the program's `endpoint` output. */
+        path: z.string().startsWith("/").default("/health"),
+        /** Attempts before the check fails. */
+        retries: z.number().int().min(0).max(100).default(5),
+        /** Delay before the first retry, in ms; each later one multiplies it by `backoff`. */
+        intervalMs: z.number().int().min(0).max(600_000).default(200),
+        backoff: z.number().min(1).max(10).default(2),
+        /** Timeout of one request, in ms. */
+        timeoutMs: z.number().int().min(1).max(600_000).default(2000),
+      })
+      .strict()
+      .prefault({}),
+    /** Require `/health` to report the target version in its `version` field. */
+    checkVersion: z.boolean().default(true),
+    /** Shell commands run after the health check, with `ENDPOINT` set; each must exit 0. */
+    smoke: z
+      .array(
+        z
+          .object({
+            name: z.string().min(1),
+            run: z.string().min(1),
+            timeoutMs: z.number().int().min(1).max(600_000).default(10_000),
+          })
+          .strict(),
+      )
+      .default([]),
+  })
+  .strict();
+
+/** A secret stackpin generates and rotates; the version pins its generation, never its value. */
+export const rotatingSecretSchema = z.object({ generation: z.number().int().min(1) }).strict();
+
 const configKeyPattern = /^([A-Za-z0-9_.-]+:)?[A-Za-z0-9_.-]+$/;
 
 /** One file `stacks/<stack>/<version>.yaml`: the complete desired config of the stack at that version. */
@@ -39,6 +76,10 @@ export const versionFileSchema = z
     description: z.string().optional(),
     /** Config keys (`key` or `namespace:key`) and values. */
     config: z.record(z.string().regex(configKeyPattern, "config keys look like key or namespace:key"), configValueSchema),
+    /** Generated secrets by name; a rollback never lowers a generation. */
+    secrets: z.record(z.string().regex(/^[A-Za-z][A-Za-z0-9_-]*$/, "secret names are identifiers"), rotatingSecretSchema).default({}),
+    /** Verification after every apply of this version. */
+    verify: verifySchema.prefault({}),
   })
   .strict();
 
@@ -70,6 +111,8 @@ export const pulumiProjectSchema = z
 export type VersionFile = z.infer<typeof versionFileSchema>;
 /** A parsed stack file. */
 export type StackFile = z.infer<typeof stackFileSchema>;
+/** Verification settings with defaults filled in. */
+export type VerifySettings = z.infer<typeof verifySchema>;
 /** A config value as it may appear in a version file. */
 export type ConfigValue = z.infer<typeof configValueSchema>;
 

@@ -123,6 +123,21 @@ export class VersionStore {
     fs.writeFileSync(file, doc.toString());
   }
 
+  /**
+   * Writes `next` as a copy of `from`'s file (comments kept) with the secret's generation set, for
+   * `stackpin rotate`. Refuses to overwrite an existing file.
+   */
+  writeRotatedVersion(stack: StackDefinition, from: string, next: string, secret: string, generation: number): string {
+    const file = path.join(stack.dir, `${next}.yaml`);
+    if (fs.existsSync(file)) throw new Error(`${file} already exists`);
+    const doc = parseDocument(fs.readFileSync(path.join(stack.dir, `${from}.yaml`), "utf8"));
+    doc.set("version", next);
+    doc.set("description", `${from} with secret ${secret} rotated to generation ${generation}`);
+    doc.setIn(["secrets", secret], doc.createNode({ generation }));
+    fs.writeFileSync(file, doc.toString());
+    return file;
+  }
+
   /** Writes a new version file (used by `stackpin secret set`), refusing to overwrite one that exists. */
   writeVersion(stack: StackDefinition, version: VersionFile, options: { overwrite?: boolean } = {}): string {
     const file = path.join(stack.dir, `${version.version}.yaml`);

@@ -39,8 +39,10 @@ const fileProvider: pulumi.dynamic.ResourceProvider = {
   async update(_id: string, _olds: FileProps, news: FileProps) {
     await new Promise((resolve) => setTimeout(resolve, news.delayMs ?? 0));
     const fs = require("node:fs") as typeof import("node:fs");
-    fs.writeFileSync(news.path, news.content, { mode: parseInt(news.mode ?? "644", 8) });
-    fs.chmodSync(news.path, parseInt(news.mode ?? "644", 8));
+    // Written beside and renamed over, so a reader (the traffic switch) never sees half a file.
+    const tmp = `${news.path}.${process.pid}.tmp`;
+    fs.writeFileSync(tmp, news.content, { mode: parseInt(news.mode ?? "644", 8) });
+    fs.renameSync(tmp, news.path);
     return { outs: news };
   },
   async delete(_id: string, props: FileProps) {

@@ -1,40 +1,129 @@
 import * as crypto from "node:crypto";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
+import type { RolloutLayout, Slot } from "../../lib/rollout";
+import type { VerifySettings } from "../../lib/versions/schema";
 import type { ProgramFactory } from "../types";
 import { LocalFile } from "./file";
+import { HealthGate } from "./gate";
+import { ManagedProcess } from "./process";
+import { RotatingSecret } from "./secret";
+
+const artifactsDir = path.join(__dirname, "..", "..", "..", "programs", "local", "artifacts");
+const switchScript = path.join(__dirname, "..", "..", "..", "programs", "local", "traffic-switch.js");
 
 /**
- * The embedded default target: everything it creates lives under the stack's state directory, through
- * Node dynamic providers, so it needs no provider binaries and no cloud account.
+ * The embedded default target, all of it owned by the stack and made with Node dynamic providers:
+ * - a real HTTP service per release in two slots (blue/green), each started from a versioned artifact
+ *   (`artifact: hello-1.0.0` runs `programs/local/artifacts/hello-1.0.0.js`);
+ * - a traffic switch (our proxy) that clients go through; it flips only after the slot taking traffic
+ *   passed its health gate;
+ * - generated secrets (`secrets:` in the version file) as files the services read, rotated forward only;
+ * - the settings and token files of the stack's target version.
  *
- * Config (in the project namespace): `message` (required), `replicas`, `features` (object), `banner`,
- * `region`, `rolloutDelayMs` (a slow rollout), `dataDir` (a sub-directory; changing it replaces the files), `apiToken` (secret).
+ * Config (project namespace): `message` (required), `artifact`, `replicas`, `features`, `banner`,
+ * `region`, `dataDir`, `publicPort` (0 = any free port), `drainMs`, `rolloutDelayMs`, `apiToken` (secret).
+ * stackpin's own config: `stackpin:version`, `stackpin:rollout`, `stackpin:secrets`, `stackpin:verify`.
  */
 export const localProgram: ProgramFactory = (context) => async () => {
   const config = new pulumi.Config();
-  const version = new pulumi.Config("stackpin").require("version");
+  const sp = new pulumi.Config("stackpin");
+  const version = sp.require("version");
+  const rollout = sp.requireObject<RolloutLayout>("rollout");
+  const generations = sp.getObject<Record<string, number>>("secrets") ?? {};
+  const verify = sp.requireObject<VerifySettings>("verify");
+  const runDir = path.join(context.stateDir, "run");
+  const drainMs = config.getNumber("drainMs") ?? 2000;
+
+  const secretPath = (name: string) => path.join(context.stateDir, "secrets", `${name}.json`);
+  const secrets = Object.fromEntries(
+    Object.entries(generations).map(([name, generation]) => [
+      name,
+      new RotatingSecret(`secret-${name}`, { generation, path: secretPath(name) }),
+    ]),
+  );
+  const secretFiles = JSON.stringify(Object.fromEntries(Object.keys(secrets).map((n) => [n, secretPath(n)])));
+
+  const slots: Partial<Record<Slot, ManagedProcess>> = {};
+  for (const slot of ["blue", "green"] as const) {
+    const release = rollout.slots[slot];
+    if (!release) continue;
+    const artifact = String(release.config.artifact ?? "hello-1.0.0");
+    slots[slot] = new ManagedProcess(
+      `slot-${slot}`,
+      {
+        script: path.join(artifactsDir, `${artifact}.js`),
+        env: { STACKPIN_VERSION: release.version, STACKPIN_SETTINGS: JSON.stringify(release.config), STACKPIN_SECRET_FILES: secretFiles },
+        runDir,
+        drainMs,
+      },
+      { dependsOn: Object.values(secrets) },
+    );
+  }
+  const live = slots[rollout.active];
+  if (!live) throw new Error(`stackpin:rollout names ${rollout.active} as active, but it runs nothing`);
+  const liveVersion = rollout.slots[rollout.active]!.version;
+  const gate = new HealthGate("gate", {
+    url: pulumi.interpolate`http://127.0.0.1:${live.listenPort}${verify.health.path}`,
+    expectVersion: liveVersion,
+    pid: live.pid,
+    health: verify.health,
+  });
+  const route = new LocalFile(
+    "route",
+    {
+      path: path.join(runDir, "route.json"),
+      content: pulumi.jsonStringify({ slot: rollout.active, version: liveVersion, target: pulumi.interpolate`http://127.0.0.1:${live.listenPort}` }),
+    },
+    { dependsOn: [gate] },
+  );
+  const trafficSwitch = new ManagedProcess(
+    "traffic-switch",
+    { script: switchScript, env: { ROUTE_FILE: route.path }, runDir, port: config.getNumber("publicPort") ?? 0, drainMs },
+    { dependsOn: [route] },
+  );
+
   const message = config.require("message");
-  const replicas = config.getNumber("replicas") ?? 1;
-  const features = config.getObject<Record<string, unknown>>("features") ?? {};
-  const banner = config.get("banner");
-  const region = config.get("region") ?? "local";
   const dir = path.join(context.stateDir, config.get("dataDir") ?? "app");
   const settings = new LocalFile("app-settings", {
     path: path.join(dir, "settings.json"),
-    content: JSON.stringify({ version, message, replicas, features, banner, region }, null, 2) + "\n",
+    content:
+      JSON.stringify(
+        {
+          version,
+          message,
+          replicas: config.getNumber("replicas") ?? 1,
+          features: config.getObject<Record<string, unknown>>("features") ?? {},
+          banner: config.get("banner"),
+          region: config.get("region") ?? "local",
+        },
+        null,
+        2,
+      ) + "\n",
     delayMs: config.getNumber("rolloutDelayMs") ?? 0,
   });
   const token = config.getSecret("apiToken");
   const tokenFile = token
     ? new LocalFile("api-token", { path: path.join(dir, "api-token"), content: token, mode: "600" })
     : undefined;
+
   return {
     version,
+    endpoint: pulumi.interpolate`http://127.0.0.1:${trafficSwitch.listenPort}`,
+    activeSlot: rollout.active,
+    slots: Object.fromEntries(
+      Object.entries(slots).map(([slot, proc]) => [
+        slot,
+        { version: rollout.slots[slot as Slot]!.version, pid: proc.pid, port: proc.listenPort },
+      ]),
+    ),
+    switchPid: trafficSwitch.pid,
+    secretGenerations: generations,
+    secretFingerprints: Object.fromEntries(Object.entries(secrets).map(([n, s]) => [n, s.fingerprint])),
     message,
-    replicas,
-    features,
-    region,
+    replicas: config.getNumber("replicas") ?? 1,
+    features: config.getObject<Record<string, unknown>>("features") ?? {},
+    region: config.get("region") ?? "local",
     settingsPath: settings.path,
     tokenPath: tokenFile?.path,
     tokenSha256: token?.apply((t) => crypto.createHash("sha256").update(t).digest("hex")),

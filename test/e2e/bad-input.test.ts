@@ -12,7 +12,7 @@ describe("bad input gets a clear error, a documented exit code, and changes noth
     const r = await project.cli(["deploy", "--stack", "dev", "--version", "v1", "--yes"]);
     assert.equal(r.code, ExitCode.ok, r.stderr);
   });
-  after(() => project?.remove());
+  after(async () => project?.teardown());
 
   /** Runs a command that must fail, and asserts the exit code, the message, and that nothing changed. */
   async function refused(args: string[], code: number, message: RegExp, env?: NodeJS.ProcessEnv) {

@@ -1,7 +1,9 @@
+import { strict as assert } from "node:assert";
 import { spawn } from "node:child_process";
 import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
+import * as net from "node:net";
 import * as path from "node:path";
 import { locatePulumi, packageRoot, PulumiCli } from "../../lib/engine/pulumi-cli";
 
@@ -29,7 +31,40 @@ export interface TempProject {
   /** A digest of every file in the backend: equal digests mean the state was not touched. */
   stateDigest(): string;
   writeVersion(name: string, text: string): void;
-  remove(): void;
+  /** Destroys the dev stack (stopping what it started), asserts nothing is left, and removes the project. */
+  teardown(): Promise<void>;
+}
+
+/** Processes whose environment points into `dir`: everything a stack in that project started. */
+export function processesOf(dir: string): number[] {
+  const pids: number[] = [];
+  for (const entry of fs.readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const zombie = fs.readFileSync(`/proc/${entry}/stat`, "utf8").split(") ")[1]?.[0] === "Z";
+      if (!zombie && fs.readFileSync(`/proc/${entry}/environ`, "utf8").includes(dir)) pids.push(Number(entry));
+    } catch {
+      // gone, or not ours to read
+    }
+  }
+  return pids;
+}
+
+/** Files (not directories) under `dir`. */
+export function filesUnder(dir: string): string[] {
+  if (!fs.existsSync(dir)) return [];
+  return (fs.readdirSync(dir, { recursive: true }) as string[])
+    .map((f) => path.join(dir, f))
+    .filter((f) => fs.statSync(f).isFile());
+}
+
+/** True when nothing listens on 127.0.0.1:port. */
+export function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = net.createServer();
+    server.once("error", () => resolve(false));
+    server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)));
+  });
 }
 
 let located: PulumiCli | undefined;
@@ -106,7 +141,19 @@ export function tempProject(pulumi: PulumiCli): TempProject {
     start: (args) => run(args, dir, env),
     stateDigest: () => digestDir(stateDir),
     writeVersion: (name, text) => fs.writeFileSync(path.join(dir, "stacks", "dev", `${name}.yaml`), text),
-    remove: () => fs.rmSync(dir, { recursive: true, force: true }),
+    async teardown() {
+      const stateFiles = path.join(dir, ".stackpin", "state", ".pulumi", "stacks");
+      if (fs.existsSync(stateFiles)) {
+        const r = await run(["destroy", "--stack", "dev", "--yes"], dir, env).done;
+        assert.equal(r.code, 0, `destroy failed:\n${r.stderr}`);
+      }
+      assert.deepEqual(processesOf(dir), [], "processes outlived the stack");
+      assert.deepEqual(filesUnder(path.join(dir, ".stackpin", "local")), [], "files outlived the stack");
+      const engineDir = path.join(dir, ".stackpin", "engine");
+      const scratch = fs.existsSync(engineDir) ? fs.readdirSync(engineDir).filter((f) => f.startsWith("work-")) : [];
+      assert.deepEqual(scratch, [], "scratch workspaces left behind");
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
   };
 }
 

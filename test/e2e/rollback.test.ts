@@ -11,7 +11,7 @@ describe("deploy, preview and rollback on the real engine (file:// backend)", fu
   before(async function () {
     project = tempProject(await pulumiOrSkip(this));
   });
-  after(() => project?.remove());
+  after(async () => project?.teardown());
 
   it("deploys v1 and reports it live", async () => {
     const r = await project.cli(["deploy", "--stack", "dev", "--version", "v1", "--yes", "--json"]);

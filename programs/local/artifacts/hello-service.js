@@ -1,0 +1,68 @@
+// @ts-check
+// The local target's service: one HTTP server per release, started by the stack from a versioned
+// artifact (hello-<release>.js). Settings arrive as JSON in STACKPIN_SETTINGS; generated secrets as
+// files named in STACKPIN_SECRET_FILES, re-read on use so a rotation needs no restart.
+"use strict";
+const fs = require("node:fs");
+const http = require("node:http");
+
+/**
+ * Starts the service.
+ * @param {{ release: string, check?: (settings: Record<string, unknown>) => string | undefined }} artifact
+ *   `check` returns a reason when the release cannot serve with these settings (its health then fails).
+ */
+function start(artifact) {
+  const version = process.env.STACKPIN_VERSION ?? "unknown";
+  const settings = JSON.parse(process.env.STACKPIN_SETTINGS ?? "{}");
+  const secretFiles = JSON.parse(process.env.STACKPIN_SECRET_FILES ?? "{}");
+  const readySince = Date.now();
+
+  /** @returns {Record<string, number>} */
+  function secretGenerations() {
+    /** @type {Record<string, number>} */
+    const out = {};
+    for (const [name, file] of Object.entries(secretFiles)) {
+      out[name] = JSON.parse(fs.readFileSync(String(file), "utf8")).generation;
+    }
+    return out;
+  }
+
+  const server = http.createServer((req, res) => {
+    const reply = (/** @type {number} */ status, /** @type {unknown} */ body) => {
+      res.writeHead(status, { "content-type": "application/json" });
+      res.end(JSON.stringify(body));
+    };
+    try {
+      if (req.url === "/health") {
+        const problem = artifact.check?.(settings);
+        if (problem) return reply(503, { status: "failing", version, release: artifact.release, error: problem });
+        return reply(200, {
+          status: "ok",
+          version,
+          release: artifact.release,
+          secretGenerations: secretGenerations(),
+          uptimeMs: Date.now() - readySince,
+        });
+      }
+      if (req.url === "/") return reply(200, { message: settings.message ?? "hello", version, release: artifact.release });
+      return reply(404, { error: "not found" });
+    } catch (err) {
+      return reply(500, { error: String(/** @type {Error} */ (err).message) });
+    }
+  });
+  server.keepAliveTimeout = 1000;
+
+  server.listen(Number(process.env.PORT ?? 0), "127.0.0.1", () => {
+    const address = /** @type {import("node:net").AddressInfo} */ (server.address());
+    if (process.env.STACKPIN_READY_FILE) {
+      fs.writeFileSync(process.env.STACKPIN_READY_FILE, JSON.stringify({ pid: process.pid, port: address.port }));
+    }
+  });
+  // Draining: stop accepting, let in-flight requests finish, then exit.
+  process.on("SIGTERM", () => {
+    server.close(() => process.exit(0));
+    server.closeIdleConnections();
+  });
+}
+
+module.exports = { start };
