@@ -16,6 +16,8 @@ import { preview, PreviewOptions } from "./operations/preview";
 import { previewRollback, rollback, RollbackOptions } from "./operations/rollback";
 import { setSecret, SetSecretOptions } from "./operations/secret";
 import { status } from "./operations/status";
+import { destroy, DestroyOptions } from "./operations/destroy";
+import { rotate, RotateOptions } from "./operations/rotate";
 
 export * from "./errors";
 export type { OpenEnvironmentOptions, ProgressEvent, ProgressOptions, EnvironmentContext } from "./environment";
@@ -24,14 +26,17 @@ export type { ApplyResult } from "./operations/apply";
 export type { Plan } from "./operations/plan";
 export { planIsEmpty } from "./operations/plan";
 export type { Status } from "./operations/status";
-export type { DeployOptions, PreviewOptions, RollbackOptions, SetSecretOptions };
+export type { DeployOptions, PreviewOptions, RollbackOptions, SetSecretOptions, DestroyOptions, RotateOptions };
+export type { RotateResult } from "./operations/rotate";
+export type { VerificationResult, CheckResult } from "./verification";
+export type { RolloutLayout, RolloutMove, Slot } from "./rollout";
 export type { HistoryEntry, ApplyRecord } from "./history-record";
 export type { ConfigChange } from "./versions/config-diff";
 export type { ResourceStep, StackOutput } from "./engine/stack";
 export type { VersionFile, StackFile } from "./versions/schema";
 export { ensurePulumi, locatePulumi } from "./engine/pulumi-cli";
 export type { PulumiCli, PulumiSource } from "./engine/pulumi-cli";
-export { deploy, preview, previewRollback, rollback, history, status, setSecret };
+export { deploy, preview, previewRollback, rollback, history, status, setSecret, destroy, rotate };
 
 /**
  * One environment (a stack pinned to versions under `stacks/`), with each operation as a method.
@@ -71,6 +76,14 @@ export class Environment {
   /** See {@link status}. */
   status() {
     return status(this.context);
+  }
+  /** See {@link destroy}. */
+  destroy(options: DestroyOptions) {
+    return destroy(this.context, options);
+  }
+  /** See {@link rotate}. */
+  rotate(options: RotateOptions) {
+    return rotate(this.context, options);
   }
   /** See {@link setSecret}. */
   setSecret(options: SetSecretOptions) {

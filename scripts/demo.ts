@@ -1,13 +1,15 @@
 /**
  * `npm run demo`: the main job on the embedded default. Copies `stacks/dev` into a fresh project under
- * `.stackpin/demo` (a file:// backend and local resources, nothing else), then deploys v1, deploys v2,
- * previews the rollback, rolls back to v1 and prints status and history, all through the library API.
+ * `.stackpin/demo` (a file:// backend and local processes, nothing else), then: deploys v1, deploys v2
+ * (blue/green), previews and runs the rollback to v1 (a traffic switch), deploys the broken v3 with
+ * auto-rollback and watches stackpin go back to v1, prints status and history, and destroys the stack so
+ * nothing keeps running. All through the library API.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { renderApply, renderHistory, renderPlan, renderProgress, renderStatus } from "../lib/cli/render";
 import { ensurePulumi, packageRoot } from "../lib/engine/pulumi-cli";
-import { Environment, ProgressEvent, StackpinError } from "../lib";
+import { Environment, ProgressEvent, StackpinError, VerificationFailedError } from "../lib";
 
 const demoPassphrase = "stackpin-demo";
 
@@ -42,10 +44,21 @@ async function run(): Promise<void> {
   console.log(renderPlan(await dev.previewRollback({ to: "previous", onProgress: progress })));
   console.log("\n== 4. roll back to v1");
   console.log(renderApply(await dev.rollback({ to: "v1", reason: "demo: v2 misbehaves", onProgress: progress })));
-  console.log("\n== 5. status");
+  console.log("\n== 5. deploy v3, a broken release, with auto-rollback");
+  try {
+    await dev.deploy({ version: "v3", message: "release 2.0.0", autoRollback: true, onProgress: progress });
+    throw new Error("v3 was expected to fail verification");
+  } catch (err) {
+    if (!(err instanceof VerificationFailedError)) throw err;
+    console.log(`stackpin refused v3 and rolled back (exit code ${err.exitCode}):\n${err.message}`);
+  }
+  console.log("\n== 6. status");
   console.log(renderStatus(await dev.status()));
-  console.log("\n== 6. history (the rollback is a new entry; nothing was rewritten)");
+  console.log("\n== 7. history (rollbacks are new entries; nothing was rewritten)");
   console.log(renderHistory("dev", await dev.history()));
+  console.log("\n== 8. destroy: stop the service and the switch");
+  await dev.destroy({ yes: true, reason: "demo done", onProgress: progress });
+  console.log("destroyed; nothing the demo started is still running");
 }
 
 run().catch((err: Error) => {
