@@ -26,7 +26,7 @@ async function run(): Promise<void> {
   fs.cpSync(path.join(root, "stacks", "dev"), path.join(demoDir, "stacks", "dev"), { recursive: true });
 
   const pulumi = await ensurePulumi({ explicit: process.env.STACKPIN_PULUMI, searchPath: process.env.PATH, onProgress: console.error });
-  console.log(`Pulumi CLI ${pulumi.version} from ${pulumi.source}`);
+  console.log(`Pulumi CLI ${pulumi.version} (${pulumi.source})`);
   console.log(`project ${demoDir}; state in file://${path.join(demoDir, ".stackpin", "state")}; passphrase "${demoPassphrase}"\n`);
   const dev = await Environment.open({
     stack: "dev",

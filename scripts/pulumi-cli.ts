@@ -12,7 +12,7 @@ async function run(): Promise<void> {
     pulumiHome: process.env.PULUMI_HOME,
     onProgress: (line) => console.error(line),
   });
-  console.log(`Pulumi CLI ${cli.version} from ${cli.source}: ${cli.root} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
+  console.log(`Pulumi CLI ${cli.version} (${cli.source}): ${cli.root} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
 }
 
 run().catch((err: Error) => {

@@ -42,7 +42,7 @@ const err = (line: string) => process.stderr.write(`${line}\n`);
 
 async function findPulumi(env: Env, quiet: boolean): Promise<PulumiCli> {
   const cli = await locatePulumi({ explicit: env.STACKPIN_PULUMI, searchPath: env.PATH, pulumiHome: env.PULUMI_HOME });
-  if (!quiet) err(`using Pulumi CLI ${cli.version} from ${cli.source} (${cli.root})`);
+  if (!quiet) err(`using Pulumi CLI ${cli.version}, ${cli.source}: ${cli.root}`);
   return cli;
 }
 
@@ -186,7 +186,7 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
     .option("--json", "print one JSON document")
     .action(async (flags) => {
       const cli = await ensurePulumi({ explicit: env.STACKPIN_PULUMI, searchPath: env.PATH, pulumiHome: env.PULUMI_HOME, onProgress: err });
-      out(flags, { version: cli.version, source: cli.source, root: cli.root }, () => `Pulumi CLI ${cli.version} from ${cli.source}: ${cli.root}`);
+      out(flags, { version: cli.version, source: cli.source, root: cli.root }, () => `Pulumi CLI ${cli.version} (${cli.source}): ${cli.root}`);
     });
   return program;
 }

@@ -78,7 +78,7 @@ export async function pulumiOrSkip(ctx: Mocha.Context): Promise<PulumiCli> {
   if (!located && !reason) {
     try {
       located = await locatePulumi({ explicit: process.env.STACKPIN_PULUMI, searchPath: process.env.PATH });
-      process.stderr.write(`      [e2e] real Pulumi engine: CLI ${located.version} from ${located.source} (${located.root})\n`);
+      process.stderr.write(`      [e2e] real Pulumi engine: CLI ${located.version}, ${located.source}: ${located.root}\n`);
     } catch (err) {
       reason = (err as Error).message;
     }
