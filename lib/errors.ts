@@ -17,6 +17,8 @@ export const ExitCode = {
   notConfirmed: 9,
   pulumiUnavailable: 10,
   verificationFailed: 11,
+  approvalRequired: 12,
+  databaseUnavailable: 13,
 } as const;
 
 /** One of the {@link ExitCode} values. */
@@ -164,5 +166,32 @@ export class VerificationFailedError extends StackpinError {
           ? `rolled back automatically to ${rolledBackTo}, the last version that verified.`
           : `the stack was not rolled back; run \`stackpin rollback --stack ${stackName} --to previous\` or deploy with --auto-rollback.`),
     );
+  }
+}
+
+/** The operation needs an explicit approval that was not given. Nothing was changed. */
+export class ApprovalRequiredError extends StackpinError {
+  readonly exitCode = ExitCode.approvalRequired;
+  readonly code = "approval-required";
+  constructor(readonly stackName: string, readonly what: string, readonly flag: string) {
+    super(`${what} on stack ${stackName} needs explicit approval: re-run with ${flag}. Nothing was changed.`);
+  }
+}
+
+/** A restore cannot be done: no snapshot, a time outside the recoverable window, or WAL missing. */
+export class RestoreImpossibleError extends StackpinError {
+  readonly exitCode = ExitCode.databaseUnavailable;
+  readonly code = "restore-impossible";
+  constructor(readonly stackName: string, readonly detail: string) {
+    super(`cannot restore the database of stack ${stackName}: ${detail}. Nothing was changed.`);
+  }
+}
+
+/** The database could not be reached or refused the change. */
+export class DatabaseUnavailableError extends StackpinError {
+  readonly exitCode = ExitCode.databaseUnavailable;
+  readonly code = "database-unavailable";
+  constructor(readonly stackName: string, readonly detail: string) {
+    super(`the database of stack ${stackName} is not usable: ${detail}. Nothing was changed.`);
   }
 }

@@ -1,10 +1,11 @@
 import type { UpdateSummary } from "@pulumi/pulumi/automation";
+import type { DatabasePlan } from "./database";
 import type { RolloutLayout } from "./rollout";
 import type { Generations } from "./secret-generations";
 
 /** What stackpin writes into each update's message, so the backend alone tells the story. */
 export interface ApplyRecord {
-  op: "deploy" | "rollback" | "destroy";
+  op: "deploy" | "rollback" | "restore" | "destroy";
   /** The version live before this apply (absent on a stack's first apply). */
   from?: string;
   to: string;
@@ -28,7 +29,7 @@ export function decodeRecord(message: string | undefined): ApplyRecord | undefin
   if (!line) return undefined;
   try {
     const r = JSON.parse(line.slice(marker.length)) as ApplyRecord;
-    return r && typeof r.to === "string" && ["deploy", "rollback", "destroy"].includes(r.op) ? r : undefined;
+    return r && typeof r.to === "string" && ["deploy", "rollback", "restore", "destroy"].includes(r.op) ? r : undefined;
   } catch {
     return undefined;
   }
@@ -53,6 +54,8 @@ export interface HistoryEntry {
   rollout?: RolloutLayout;
   /** The secret generations this update applied. */
   secretGenerations?: Generations;
+  /** The database plan this update applied (schema, snapshots, restore). */
+  database?: DatabasePlan;
   /** `passed`, or `failed: <reason>`, when stackpin verified this update. */
   verification?: string;
 }
@@ -91,6 +94,7 @@ export function toHistoryEntries(updates: UpdateSummary[], tags: Record<string, 
       resourceChanges: (u.resourceChanges ?? {}) as Record<string, number>,
       rollout: parseConfigJson<RolloutLayout>(u.config?.["stackpin:rollout"]?.value),
       secretGenerations: parseConfigJson<Generations>(u.config?.["stackpin:secrets"]?.value),
+      database: parseConfigJson<DatabasePlan>(u.config?.["stackpin:database"]?.value),
       verification: tags[verificationTag(revision)],
     };
   });
@@ -104,6 +108,7 @@ export interface LiveState {
   /** The layout and secret generations that update applied. */
   rollout?: RolloutLayout;
   secretGenerations?: Generations;
+  database?: DatabasePlan;
   /** The newest update, when it failed: the stack may be partially at `failed.to`. */
   failed?: HistoryEntry;
 }
@@ -116,8 +121,15 @@ export function liveState(history: HistoryEntry[]): LiveState {
   for (const h of history) {
     if (h.result !== "succeeded") continue;
     if (h.op === "destroy") return state;
-    if (h.to && (h.op === "deploy" || h.op === "rollback" || h.op === "update")) {
-      return { ...state, version: h.to, revision: h.revision, rollout: h.rollout, secretGenerations: h.secretGenerations };
+    if (h.to && ["deploy", "rollback", "restore", "update"].includes(h.op)) {
+      return {
+        ...state,
+        version: h.to,
+        revision: h.revision,
+        rollout: h.rollout,
+        secretGenerations: h.secretGenerations,
+        database: h.database,
+      };
     }
   }
   return state;

@@ -18,6 +18,7 @@ import { setSecret, SetSecretOptions } from "./operations/secret";
 import { status } from "./operations/status";
 import { destroy, DestroyOptions } from "./operations/destroy";
 import { rotate, RotateOptions } from "./operations/rotate";
+import { restore, RestoreOptions } from "./operations/restore";
 
 export * from "./errors";
 export type { OpenEnvironmentOptions, ProgressEvent, ProgressOptions, EnvironmentContext } from "./environment";
@@ -26,7 +27,8 @@ export type { ApplyResult } from "./operations/apply";
 export type { Plan } from "./operations/plan";
 export { planIsEmpty } from "./operations/plan";
 export type { Status } from "./operations/status";
-export type { DeployOptions, PreviewOptions, RollbackOptions, SetSecretOptions, DestroyOptions, RotateOptions };
+export type { DeployOptions, PreviewOptions, RollbackOptions, SetSecretOptions, DestroyOptions, RotateOptions, RestoreOptions };
+export type { DatabasePlan, DatabaseDecision } from "./database";
 export type { RotateResult } from "./operations/rotate";
 export type { VerificationResult, CheckResult } from "./verification";
 export type { RolloutLayout, RolloutMove, Slot } from "./rollout";
@@ -36,7 +38,7 @@ export type { ResourceStep, StackOutput } from "./engine/stack";
 export type { VersionFile, StackFile } from "./versions/schema";
 export { ensurePulumi, locatePulumi } from "./engine/pulumi-cli";
 export type { PulumiCli, PulumiSource } from "./engine/pulumi-cli";
-export { deploy, preview, previewRollback, rollback, history, status, setSecret, destroy, rotate };
+export { deploy, preview, previewRollback, rollback, history, status, setSecret, destroy, rotate, restore };
 
 /**
  * One environment (a stack pinned to versions under `stacks/`), with each operation as a method.
@@ -80,6 +82,10 @@ export class Environment {
   /** See {@link destroy}. */
   destroy(options: DestroyOptions) {
     return destroy(this.context, options);
+  }
+  /** See {@link restore}. */
+  restore(options: RestoreOptions) {
+    return restore(this.context, options);
   }
   /** See {@link rotate}. */
   rotate(options: RotateOptions) {

@@ -9,6 +9,7 @@ import { ExitCode, StackpinError, VerificationFailedError } from "../errors";
 import type { ApplyResult } from "../operations/apply";
 import { deploy } from "../operations/deploy";
 import { destroy } from "../operations/destroy";
+import { restore } from "../operations/restore";
 import { rotate } from "../operations/rotate";
 import { history } from "../operations/history";
 import { type Plan } from "../operations/plan";
@@ -111,6 +112,7 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
     .option("-m, --message <text>", "why, recorded in history")
     .option("-y, --yes", "apply without previewing and asking")
     .option("--auto-rollback", "when the new version fails verification, roll back to the last version that verified")
+    .option("--approve-data-loss", "approve a point-in-time restore if the database policy needs one")
     .action(async (flags) => {
       const ctx = await context(flags, env);
       const result = await deploy(ctx, {
@@ -118,6 +120,7 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
         message: flags.message,
         confirm: confirmer(flags),
         autoRollback: !!flags.autoRollback,
+        approveDataLoss: !!flags.approveDataLoss,
         ...progress(),
       });
       out(flags, result, () => renderApply(result));
@@ -139,9 +142,36 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
     .requiredOption("-t, --to <version>", "the version to go back to, or 'previous'")
     .option("-r, --reason <text>", "why, recorded in history")
     .option("-y, --yes", "apply without previewing and asking")
+    .option("--approve-data-loss", "approve the point-in-time restore a rollback past an irreversible migration needs")
     .action(async (flags) => {
       const ctx = await context(flags, env);
-      const result = await rollback(ctx, { to: flags.to, reason: flags.reason, confirm: confirmer(flags), ...progress() });
+      const result = await rollback(ctx, {
+        to: flags.to,
+        reason: flags.reason,
+        confirm: confirmer(flags),
+        approveDataLoss: !!flags.approveDataLoss,
+        ...progress(),
+      });
+      out(flags, result, () => renderApply(result));
+    });
+
+  withCommon(program.command("restore").description("restore the database to a point in time or a snapshot, and point the app at it"))
+    .addOption(new Option("--to-time <iso>", "the recovery target time, e.g. 2026-11-24T05:30:00Z").conflicts("snapshot"))
+    .option("--snapshot <name>", "restore to the moment this snapshot was taken")
+    .option("--approve-data-loss", "required: every write after the target time is lost")
+    .option("-r, --reason <text>", "why, recorded in history")
+    .option("-y, --yes", "apply without previewing and asking")
+    .action(async (flags) => {
+      if (!flags.toTime && !flags.snapshot) throw new CommanderError(ExitCode.usage, "usage", "restore needs --to-time or --snapshot");
+      const ctx = await context(flags, env);
+      const result = await restore(ctx, {
+        time: flags.toTime,
+        snapshot: flags.snapshot,
+        approveDataLoss: !!flags.approveDataLoss,
+        reason: flags.reason,
+        confirm: confirmer(flags),
+        ...progress(),
+      });
       out(flags, result, () => renderApply(result));
     });
 

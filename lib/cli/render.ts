@@ -52,6 +52,11 @@ export function renderPlan(plan: Plan): string {
   const counts = Object.entries(plan.changeSummary).map(([k, v]) => `${v} ${k}`).join(", ");
   lines.push("", `  ${counts || "no resources"}`, "", pc.bold("what happens"));
   for (const n of plan.notes) lines.push(`  - ${n}`);
+  if (plan.database) {
+    const d = plan.database;
+    lines.push(`  - database: ${d.policy}, schema ${d.schemaBefore} -> ${d.schemaAfter}`);
+    if (d.dataLossWindow) lines.push(pc.red(`  ! data written from ${d.dataLossWindow.from} to ${d.dataLossWindow.to} (now) is lost`));
+  }
   for (const w of [...new Set(plan.warnings)]) lines.push(pc.yellow(`  ! ${w}`));
   return lines.join("\n");
 }
@@ -63,6 +68,11 @@ export function renderApply(result: ApplyResult): string {
     pc.green(`${result.op} ${result.from ?? "(nothing)"} -> ${result.to} on stack ${result.stack}: done`) +
       ` (revision ${result.revision}, ${(result.durationMs / 1000).toFixed(1)} s; ${counts})`,
   ];
+  if (result.database) {
+    lines.push(`  database: ${result.database.policy}, schema ${result.database.schema}`);
+    for (const n of result.database.notes) lines.push(`    - ${n}`);
+    for (const w of result.database.warnings) lines.push(pc.yellow(`    ! ${w}`));
+  }
   if (result.verification) lines.push(...renderVerification(result.verification));
   for (const [k, o] of Object.entries(result.outputs)) lines.push(`  ${k}: ${show(o.value)}`);
   return lines.join("\n");

@@ -1,7 +1,16 @@
 import type { StackSettingsConfigValue } from "@pulumi/pulumi/automation";
 import type { EngineStack, ResourceStep, StackOutput } from "../engine/stack";
 import { EnvironmentContext, progressBridge, ProgressOptions } from "../environment";
-import { ApplyFailedError, StackpinError } from "../errors";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { DatabaseDecision, DatabaseRequest, planDatabase, VersionDatabase } from "../database";
+import {
+  ApplyFailedError,
+  DatabaseUnavailableError,
+  InvalidVersionFileError,
+  RestoreImpossibleError,
+  StackpinError,
+} from "../errors";
 import {
   ApplyRecord,
   encodeRecord,
@@ -20,7 +29,7 @@ import type { Plan } from "./plan";
 /** The result of a deploy or rollback that the engine completed. */
 export interface ApplyResult {
   stack: string;
-  op: "deploy" | "rollback";
+  op: "deploy" | "rollback" | "restore";
   from?: string;
   to: string;
   /** The new history entry's revision (Pulumi's update number). */
@@ -31,6 +40,8 @@ export interface ApplyResult {
   outputs: Record<string, StackOutput>;
   /** Verification through the program's `endpoint` output; absent when the program exports none. */
   verification?: VerificationResult;
+  /** What happened to the database, when the version declares one. */
+  database?: { policy: string; schema: number; notes: string[]; warnings: string[]; dataLossWindow?: { from: string; to: string } };
   durationMs: number;
 }
 
@@ -40,7 +51,9 @@ export interface DesiredState {
   rollout: RolloutLayout;
   move: RolloutMove;
   generations: Generations;
-  /** Sentences for the preview about the layout and the secrets. */
+  /** The database decision, when the version declares a database section. */
+  database?: DatabaseDecision;
+  /** Sentences for the preview about the layout, the secrets and the database. */
   notes: string[];
   /** The notes a reviewer must not miss (a secret kept back). */
   warnings: string[];
@@ -52,35 +65,112 @@ function plainConfig(version: VersionFile): Record<string, unknown> {
   );
 }
 
+/** Options that reach the database decision from deploy, rollback and restore. */
+export interface DatabaseOptions {
+  /** Approves the data loss of a point-in-time restore (a rollback past an irreversible migration, or `restore`). */
+  approveDataLoss?: boolean;
+  /** Restore the database to this time or snapshot (the `restore` operation). */
+  restore?: { time?: string; snapshot?: string };
+  /** Planning for a preview: missing approvals are reported, not raised. */
+  previewOnly?: boolean;
+}
+
+function readSql(ctx: EnvironmentContext, version: VersionFile, file: string | undefined): string | undefined {
+  if (!file) return undefined;
+  const full = path.resolve(ctx.stack.dir, file);
+  if (!fs.existsSync(full)) {
+    throw new InvalidVersionFileError(path.join(ctx.stack.dir, `${version.version}.yaml`), [`database.migration: ${file} does not exist`]);
+  }
+  return fs.readFileSync(full, "utf8");
+}
+
+/** Every version's database section with its SQL; unreadable version files are skipped, the target's is not. */
+function versionDatabases(ctx: EnvironmentContext, target: VersionFile): VersionDatabase[] {
+  const out: VersionDatabase[] = [];
+  for (const name of ctx.stack.versions) {
+    let version: VersionFile;
+    try {
+      version = name === target.version ? target : ctx.store.version(ctx.stack, name);
+      if (!version.database) continue;
+      out.push({
+        version: name,
+        spec: version.database,
+        up: readSql(ctx, version, version.database.migration?.up),
+        down: readSql(ctx, version, version.database.migration?.down),
+      });
+    } catch (err) {
+      if (name === target.version || !(err instanceof StackpinError)) throw err;
+    }
+  }
+  return out;
+}
+
+/** The times each snapshot's base backup ended, from the program's `databaseSnapshots` output. */
+function snapshotTimes(outputs: Record<string, StackOutput>): Record<string, string> {
+  const snaps = (outputs.databaseSnapshots?.value ?? {}) as Record<string, { takenAt?: string }>;
+  return Object.fromEntries(Object.entries(snaps).flatMap(([n, s]) => (s.takenAt ? [[n, s.takenAt]] : [])));
+}
+
 /**
- * The stack config for applying `target` after `history`: the version's config (keys qualified with the
- * project), plus `stackpin:version`, the blue/green layout, the forward-only secret generations and the
- * verification settings.
+ * The stack config for applying `target` after `history`: the stack-wide and version config (keys
+ * qualified with the project), plus `stackpin:version`, the blue/green layout, the forward-only secret
+ * generations, the verification settings and the database plan.
  */
-export function desiredState(project: string, op: ApplyResult["op"], target: VersionFile, history: HistoryEntry[]): DesiredState {
+export function desiredState(
+  ctx: EnvironmentContext,
+  op: ApplyResult["op"],
+  target: VersionFile,
+  history: HistoryEntry[],
+  outputs: Record<string, StackOutput>,
+  dbOptions: DatabaseOptions = {},
+): DesiredState {
+  const project = ctx.stack.project;
   const live = liveState(history);
-  const { layout, move } = nextLayout(live.rollout, { version: target.version, config: plainConfig(target) }, op);
+  const { layout, move } = nextLayout(live.rollout, { version: target.version, config: plainConfig(target) }, op === "rollback" ? "rollback" : "deploy");
   const secrets = forwardOnly(
     Object.fromEntries(Object.entries(target.secrets).map(([k, v]) => [k, v.generation])),
     live.secretGenerations,
     target.version,
   );
   const config: Record<string, StackSettingsConfigValue> = {};
-  for (const [key, value] of Object.entries(target.config)) {
+  for (const [key, value] of Object.entries({ ...ctx.stack.settings.config, ...target.config })) {
     config[key.includes(":") ? key : `${project}:${key}`] = value;
   }
   config["stackpin:version"] = target.version;
   config["stackpin:rollout"] = JSON.stringify(layout);
   config["stackpin:secrets"] = JSON.stringify(secrets.generations);
   config["stackpin:verify"] = JSON.stringify(target.verify);
+  let database: DatabaseDecision | undefined;
+  if (target.database || dbOptions.restore) {
+    const targetDb = target.database
+      ? versionDatabases(ctx, target).find((v) => v.version === target.version)!
+      : { version: target.version, spec: { schema: live.database?.schema ?? 0, backwardCompatible: true } };
+    const request: DatabaseRequest = { ...dbOptions, now: new Date() };
+    database = planDatabase(ctx.stack.name, op === "rollback" ? "rollback" : "deploy", targetDb, versionDatabases(ctx, target), { plan: live.database, snapshotTimes: snapshotTimes(outputs) }, request);
+    config["stackpin:database"] = JSON.stringify(database.plan);
+  }
   return {
     config,
     rollout: layout,
     move,
     generations: secrets.generations,
-    notes: [describeMove(move, live.rollout, layout), ...secrets.notes],
-    warnings: secrets.notes.filter((n) => /never roll back/.test(n)),
+    database,
+    notes: [describeMove(move, live.rollout, layout), ...secrets.notes, ...(database?.notes ?? [])],
+    warnings: [...secrets.notes.filter((n) => /never roll back/.test(n)), ...(database?.warnings ?? [])],
   };
+}
+
+/** True when applying touches the database, so a preview must pass first. */
+function touchesDatabase(d: DesiredState): boolean {
+  return !!d.database && !["unchanged", "expand-contract"].includes(d.database.plan.policy);
+}
+
+/** Turns a program's `[stackpin:<code>]` failure into the typed error, or returns undefined. */
+export function programFailure(stackName: string, message: string): StackpinError | undefined {
+  const m = /\[stackpin:(restore-impossible|database-unavailable)\] ([^\n]*)/.exec(message);
+  if (!m) return undefined;
+  const detail = m[2].replace(/\s*\.?$/, "").replace(/[";]+$/, "");
+  return m[1] === "restore-impossible" ? new RestoreImpossibleError(stackName, detail) : new DatabaseUnavailableError(stackName, detail);
 }
 
 /** Reads history (with verification outcomes from the stack's tags), newest first. */
@@ -100,6 +190,7 @@ export async function planWith(
   target: VersionFile,
   history: HistoryEntry[],
   progress: ProgressOptions,
+  dbOptions: DatabaseOptions = {},
 ): Promise<Plan> {
   const live = liveState(history);
   const warnings: string[] = [];
@@ -121,11 +212,11 @@ export async function planWith(
   if (op === "rollback" && !history.some((h) => h.to === target.version && h.result === "succeeded")) {
     warnings.push(`${target.version} was never applied to stack ${ctx.stack.name}`);
   }
-  const desired = desiredState(ctx.stack.project, op, target, history);
+  const desired = desiredState(ctx, op, target, history, await engine.outputs(), { ...dbOptions, previewOnly: true });
   warnings.push(...desired.warnings);
   progress.onProgress?.({ type: "phase", phase: "preview", message: `previewing ${target.version} on ${ctx.stack.name}` });
   await engine.setConfig(desired.config);
-  const run = await engine.preview(progressBridge(progress));
+  const run = await previewOrExplain(ctx, engine, progress);
   for (const s of run.steps.filter((step) => step.op === "replace")) {
     warnings.push(`${s.name} will be replaced (${s.replaceKeys.length ? `${s.replaceKeys.join(", ")} changed` : "forced"})`);
   }
@@ -143,6 +234,9 @@ export async function planWith(
     changeSummary: run.changeSummary,
     rollout: { move: desired.move, before: live.rollout, after: desired.rollout },
     secretGenerations: { live: live.secretGenerations ?? {}, applied: desired.generations },
+    database: desired.database
+      ? { policy: desired.database.plan.policy, schemaBefore: live.database?.schema ?? 0, schemaAfter: desired.database.plan.schema, snapshot: desired.database.plan.takeSnapshot, restore: desired.database.plan.restore, dataLossWindow: desired.database.dataLossWindow }
+      : undefined,
     notes: desired.notes,
     warnings,
   };
@@ -161,17 +255,26 @@ export async function applyWith(
   target: VersionFile,
   history: HistoryEntry[],
   progress: ProgressOptions,
+  dbOptions: DatabaseOptions = {},
 ): Promise<ApplyResult> {
   const started = Date.now();
   const arrow = record.from ? `${record.from} -> ${record.to}` : record.to;
-  const desired = desiredState(ctx.stack.project, record.op, target, history);
-  progress.onProgress?.({ type: "phase", phase: "apply", message: `${record.op} ${arrow} on ${ctx.stack.name}: ${desired.notes[0]}` });
+  const desired = desiredState(ctx, record.op, target, history, await engine.outputs(), dbOptions);
+  progress.onProgress?.({ type: "phase", phase: "apply", message: `${record.op} ${arrow} on ${ctx.stack.name}: ${desired.notes.join("; ")}` });
   await engine.setConfig(desired.config);
+  if (touchesDatabase(desired)) {
+    // The database checks (reachable, snapshot and WAL archive present, time in the window) run in the
+    // preview, so a refusal leaves no trace in the backend.
+    progress.onProgress?.({ type: "phase", phase: "preview", message: "checking the database change before applying it" });
+    await previewOrExplain(ctx, engine, {});
+  }
   let run;
   try {
     run = await engine.up(encodeRecord(record), progressBridge(progress));
   } catch (err) {
     if (err instanceof StackpinError) throw err;
+    const typed = programFailure(ctx.stack.name, (err as Error).message);
+    if (typed) throw typed;
     const detail = engineFailure((err as Error).message);
     const failedRevision = await newestRevision(engine).catch(() => history.length + 1);
     await engine.setTags({ [verificationTag(failedRevision)]: `failed: ${detail}`.slice(0, 250) }).catch(() => undefined);
@@ -203,8 +306,26 @@ export async function applyWith(
     changeSummary: run.changeSummary as Record<string, number>,
     outputs: run.outputs,
     verification,
+    database: desired.database
+      ? {
+          policy: desired.database.plan.policy,
+          schema: desired.database.plan.schema,
+          notes: desired.database.notes,
+          warnings: desired.database.warnings,
+          dataLossWindow: desired.database.dataLossWindow,
+        }
+      : undefined,
     durationMs: Date.now() - started,
   };
+}
+
+/** Runs the engine's preview, turning a program's `[stackpin:...]` refusal into its typed error. */
+async function previewOrExplain(ctx: EnvironmentContext, engine: EngineStack, progress: ProgressOptions) {
+  try {
+    return await engine.preview(progressBridge(progress));
+  } catch (err) {
+    throw programFailure(ctx.stack.name, (err as Error).message) ?? err;
+  }
 }
 
 async function newestRevision(engine: EngineStack): Promise<number> {

@@ -16,6 +16,8 @@ export interface DeployOptions extends ProgressOptions {
    * When absent, the deploy applies without a separate preview.
    */
   confirm?: (plan: Plan) => Promise<boolean>;
+  /** Approves the data loss of a point-in-time restore, when the database policy needs one. */
+  approveDataLoss?: boolean;
   /**
    * When the new version fails its health gate or verification, roll back to the last version that
    * verified. The deploy still raises {@link VerificationFailedError}, saying where it rolled back to.
@@ -39,13 +41,13 @@ export async function deploy(ctx: EnvironmentContext, options: DeployOptions): P
     history = await readHistory(engine);
     let plan: Plan | undefined;
     if (options.confirm) {
-      plan = await planWith(ctx, engine, "deploy", target, history, options);
+      plan = await planWith(ctx, engine, "deploy", target, history, options, { approveDataLoss: options.approveDataLoss });
       if (!(await options.confirm(plan))) throw new NotConfirmedError(ctx.stack.name, target.version);
     }
     const from = liveState(history).version;
     try {
       result = {
-        ...(await applyWith(ctx, engine, { op: "deploy", from, to: target.version, who: ctx.actor, reason: options.message }, target, history, options)),
+        ...(await applyWith(ctx, engine, { op: "deploy", from, to: target.version, who: ctx.actor, reason: options.message }, target, history, options, { approveDataLoss: options.approveDataLoss })),
         plan,
       };
       if (!result.verification || result.verification.passed) return result;

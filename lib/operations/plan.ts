@@ -7,7 +7,7 @@ import type { ConfigChange } from "../versions/config-diff";
 /** What an apply would do: the config diff between versions and the engine's planned resource changes. */
 export interface Plan {
   stack: string;
-  op: "deploy" | "rollback";
+  op: "deploy" | "rollback" | "restore";
   /** The live version now (absent before the first apply). */
   from?: string;
   to: string;
@@ -22,7 +22,18 @@ export interface Plan {
   rollout: { move: RolloutMove; before?: RolloutLayout; after: RolloutLayout };
   /** Secret generations live now and to be applied (never lower than live). */
   secretGenerations: { live: Generations; applied: Generations };
-  /** What will happen, in words: the traffic move, then each secret. */
+  /** The database policy and what it does, when the version declares a database. */
+  database?: {
+    policy: string;
+    schemaBefore: number;
+    schemaAfter: number;
+    /** The snapshot this apply takes before migrating. */
+    snapshot?: string;
+    restore?: { snapshot: string; time: string };
+    /** Data written in this window is lost (restores only). */
+    dataLossWindow?: { from: string; to: string };
+  };
+  /** What will happen, in words: the traffic move, each secret, the database. */
   notes: string[];
   /** Things a reviewer must read before applying, in words. */
   warnings: string[];

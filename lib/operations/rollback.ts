@@ -16,6 +16,8 @@ export interface RollbackOptions extends ProgressOptions {
    * A rollback without it applies straight away, as `--yes` does.
    */
   confirm?: (plan: Plan) => Promise<boolean>;
+  /** Approves the data loss of a point-in-time restore, when the database policy needs one. */
+  approveDataLoss?: boolean;
 }
 
 /**
@@ -32,7 +34,7 @@ export async function rollback(ctx: EnvironmentContext, options: RollbackOptions
     const target = resolveTarget(ctx, options.to, history);
     let plan: Plan | undefined;
     if (options.confirm) {
-      plan = await planWith(ctx, engine, "rollback", target, history, options);
+      plan = await planWith(ctx, engine, "rollback", target, history, options, { approveDataLoss: options.approveDataLoss });
       if (!(await options.confirm(plan))) throw new NotConfirmedError(ctx.stack.name, target.version);
     }
     // After a failed apply the stack may be partly at that version: that is what we roll back from.
@@ -45,6 +47,7 @@ export async function rollback(ctx: EnvironmentContext, options: RollbackOptions
       target,
       history,
       options,
+      { approveDataLoss: options.approveDataLoss },
     );
     if (result.verification && !result.verification.passed) {
       throw new VerificationFailedError(ctx.stack.name, target.version, result.verification.reason ?? "verification failed", undefined, { rollback: result });
@@ -65,7 +68,7 @@ export async function previewRollback(
   try {
     const history = await readHistory(engine);
     const target = resolveTarget(ctx, options.to, history);
-    return await planWith(ctx, engine, "rollback", target, history, options);
+    return await planWith(ctx, engine, "rollback", target, history, options, { approveDataLoss: options.approveDataLoss });
   } finally {
     engine.close();
   }

@@ -65,6 +65,27 @@ export const verifySchema = z
 /** A secret stackpin generates and rotates; the version pins its generation, never its value. */
 export const rotatingSecretSchema = z.object({ generation: z.number().int().min(1) }).strict();
 
+/** The database change a version makes, for the rollback policy. */
+export const databaseSchema = z
+  .object({
+    /** The schema version this version's app needs. */
+    schema: z.number().int().min(0),
+    /** How to reach `schema` from the one before; absent when `schema` did not change. */
+    migration: z
+      .object({
+        name: z.string().min(1),
+        /** SQL file, relative to the stack's directory. */
+        up: z.string().min(1),
+        /** SQL undoing `up`, when one exists; data only the new schema held is lost. */
+        down: z.string().min(1).optional(),
+      })
+      .strict()
+      .optional(),
+    /** True when the previous release works with this schema too (expand/contract). */
+    backwardCompatible: z.boolean(),
+  })
+  .strict();
+
 const configKeyPattern = /^([A-Za-z0-9_.-]+:)?[A-Za-z0-9_.-]+$/;
 
 /** One file `stacks/<stack>/<version>.yaml`: the complete desired config of the stack at that version. */
@@ -80,6 +101,8 @@ export const versionFileSchema = z
     secrets: z.record(z.string().regex(/^[A-Za-z][A-Za-z0-9_-]*$/, "secret names are identifiers"), rotatingSecretSchema).default({}),
     /** Verification after every apply of this version. */
     verify: verifySchema.prefault({}),
+    /** The schema this version needs and the migration that gets there. */
+    database: databaseSchema.optional(),
   })
   .strict();
 
@@ -96,6 +119,8 @@ export const stackFileSchema = z
     encryptionsalt: z.string().optional(),
     /** The state backend URL; overrides the default `file://<project>/.stackpin/state`. */
     backend: z.string().optional(),
+    /** Config shared by every version (where the database is, ports); a version's own config wins. */
+    config: z.record(z.string(), configValueSchema).default({}),
   })
   .strict();
 
@@ -111,6 +136,8 @@ export const pulumiProjectSchema = z
 export type VersionFile = z.infer<typeof versionFileSchema>;
 /** A parsed stack file. */
 export type StackFile = z.infer<typeof stackFileSchema>;
+/** A version's database section. */
+export type DatabaseSpec = z.infer<typeof databaseSchema>;
 /** Verification settings with defaults filled in. */
 export type VerifySettings = z.infer<typeof verifySchema>;
 /** A config value as it may appear in a version file. */

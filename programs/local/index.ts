@@ -1,11 +1,13 @@
 import * as crypto from "node:crypto";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
+import type { DatabasePlan } from "../../lib/database";
 import type { RolloutLayout, Slot } from "../../lib/rollout";
 import type { VerifySettings } from "../../lib/versions/schema";
 import type { ProgramFactory } from "../types";
 import { LocalFile } from "./file";
 import { HealthGate } from "./gate";
+import { PointInTimeRestore, PostgresSnapshot, PostgresTarget, SchemaMigration } from "./postgres";
 import { ManagedProcess } from "./process";
 import { RotatingSecret } from "./secret";
 
@@ -22,8 +24,10 @@ const switchScript = path.join(__dirname, "..", "..", "..", "programs", "local",
  * - the settings and token files of the stack's target version.
  *
  * Config (project namespace): `message` (required), `artifact`, `replicas`, `features`, `banner`,
- * `region`, `dataDir`, `publicPort` (0 = any free port), `drainMs`, `rolloutDelayMs`, `apiToken` (secret).
- * stackpin's own config: `stackpin:version`, `stackpin:rollout`, `stackpin:secrets`, `stackpin:verify`.
+ * `region`, `dataDir`, `publicPort` (0 = any free port), `drainMs`, `rolloutDelayMs`, `apiToken` (secret),
+ * `database` ({ url, archiveDir, pgBin }: a PostgreSQL primary with WAL archiving, usually in stack.yaml).
+ * stackpin's own config: `stackpin:version`, `stackpin:rollout`, `stackpin:secrets`, `stackpin:verify`,
+ * `stackpin:database` (snapshots to keep and take, the schema, down migrations, a restore).
  */
 export const localProgram: ProgramFactory = (context) => async () => {
   const config = new pulumi.Config();
@@ -44,6 +48,12 @@ export const localProgram: ProgramFactory = (context) => async () => {
   );
   const secretFiles = JSON.stringify(Object.fromEntries(Object.keys(secrets).map((n) => [n, secretPath(n)])));
 
+  const database = declareDatabase(
+    config.getObject<PostgresTarget>("database"),
+    sp.getObject<DatabasePlan>("database"),
+    context.stateDir,
+  );
+
   const slots: Partial<Record<Slot, ManagedProcess>> = {};
   for (const slot of ["blue", "green"] as const) {
     const release = rollout.slots[slot];
@@ -53,11 +63,16 @@ export const localProgram: ProgramFactory = (context) => async () => {
       `slot-${slot}`,
       {
         script: path.join(artifactsDir, `${artifact}.js`),
-        env: { STACKPIN_VERSION: release.version, STACKPIN_SETTINGS: JSON.stringify(release.config), STACKPIN_SECRET_FILES: secretFiles },
+        env: {
+          STACKPIN_VERSION: release.version,
+          STACKPIN_SETTINGS: JSON.stringify(release.config),
+          STACKPIN_SECRET_FILES: secretFiles,
+          ...(database ? { STACKPIN_DATABASE_URL: database.url } : {}),
+        },
         runDir,
         drainMs,
       },
-      { dependsOn: Object.values(secrets) },
+      { dependsOn: [...Object.values(secrets), ...(database ? [database.migration] : [])] },
     );
   }
   const live = slots[rollout.active];
@@ -119,6 +134,7 @@ export const localProgram: ProgramFactory = (context) => async () => {
     ),
     switchPid: trafficSwitch.pid,
     secretGenerations: generations,
+    ...(database ? database.outputs : {}),
     secretFingerprints: Object.fromEntries(Object.entries(secrets).map(([n, s]) => [n, s.fingerprint])),
     message,
     replicas: config.getNumber("replicas") ?? 1,
@@ -129,3 +145,57 @@ export const localProgram: ProgramFactory = (context) => async () => {
     tokenSha256: token?.apply((t) => crypto.createHash("sha256").update(t).digest("hex")),
   };
 };
+
+/**
+ * The database resources: every snapshot the plan keeps (the new one first), the restore the app runs
+ * on, and the schema migration, which waits for the snapshot taken before it.
+ */
+function declareDatabase(target: PostgresTarget | undefined, plan: DatabasePlan | undefined, stateDir: string) {
+  if (!target || !plan) return undefined;
+  const snapshots = Object.fromEntries(
+    plan.snapshots.map((s) => [
+      s.name,
+      new PostgresSnapshot(`snapshot-${s.name}`, { ...target, name: s.name, version: s.version, dir: path.join(stateDir, "snapshots") }),
+    ]),
+  );
+  const restoreFrom = plan.restore ? snapshots[plan.restore.snapshot] : undefined;
+  if (plan.restore && !restoreFrom) throw new Error(`[stackpin:restore-impossible] snapshot ${plan.restore.snapshot} is not kept by this stack`);
+  const restore =
+    plan.restore && restoreFrom
+      ? new PointInTimeRestore("restore", {
+          ...target,
+          snapshotPath: restoreFrom.path,
+          snapshotTakenAt: restoreFrom.takenAt,
+          time: plan.restore.time,
+          dataDir: path.join(target.restoreDir ?? path.join(stateDir, "restores"), `${plan.restore.snapshot}-${plan.restore.time.replace(/[^0-9]/g, "")}`),
+          database: new URL(target.url).pathname.slice(1) || "postgres",
+        })
+      : undefined;
+  const url = restore ? restore.restoredUrl : pulumi.output(target.url);
+  const before = plan.takeSnapshot ? [snapshots[plan.takeSnapshot]] : [];
+  const migration = new SchemaMigration(
+    "schema",
+    { url, schema: plan.schema, migrations: plan.migrations, downs: plan.downs },
+    { dependsOn: [...before, ...(restore ? [restore] : [])] },
+  );
+  return {
+    url,
+    migration,
+    outputs: {
+      database: {
+        schema: migration.applied,
+        url: url.apply((u) => u.replace(/:[^:@/]*@/, ":***@")),
+        restoredTo: plan.restore?.time,
+        restoredFrom: plan.restore?.snapshot,
+        policy: plan.policy,
+      },
+      databaseSnapshots: Object.fromEntries(
+        Object.entries(snapshots).map(([name, snap]) => [
+          name,
+          { version: plan.snapshots.find((s) => s.name === name)!.version, takenAt: snap.takenAt, sizeBytes: snap.sizeBytes, durationMs: snap.durationMs },
+        ]),
+      ),
+      ...(restore ? { restoreDurationMs: restore.durationMs } : {}),
+    },
+  };
+}

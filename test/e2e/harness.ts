@@ -31,7 +31,7 @@ export interface TempProject {
   /** A digest of every file in the backend: equal digests mean the state was not touched. */
   stateDigest(): string;
   writeVersion(name: string, text: string): void;
-  /** Destroys the dev stack (stopping what it started), asserts nothing is left, and removes the project. */
+  /** Destroys the stack (stopping what it started), asserts nothing is left, and removes the project. */
   teardown(): Promise<void>;
 }
 
@@ -120,10 +120,15 @@ function digestDir(dir: string): string {
   return hash.digest("hex");
 }
 
-/** Makes a temp project with `stacks/dev` copied in and the CLI pointed at `pulumi`. */
-export function tempProject(pulumi: PulumiCli): TempProject {
+/**
+ * Makes a temp project with a stack copied in (`stacks/dev` unless `from` names another directory) and
+ * the CLI pointed at `pulumi`. The project is readable by other users so PostgreSQL can reach restores.
+ */
+export function tempProject(pulumi: PulumiCli, options: { stack?: string; from?: string } = {}): TempProject {
+  const stack = options.stack ?? "dev";
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "stackpin-e2e-"));
-  fs.cpSync(path.join(packageRoot(), "stacks", "dev"), path.join(dir, "stacks", "dev"), { recursive: true });
+  fs.chmodSync(dir, 0o755);
+  fs.cpSync(options.from ?? path.join(packageRoot(), "stacks", "dev"), path.join(dir, "stacks", stack), { recursive: true });
   const stateDir = path.join(dir, ".stackpin", "state");
   const env: NodeJS.ProcessEnv = {
     PATH: process.env.PATH,
@@ -140,11 +145,11 @@ export function tempProject(pulumi: PulumiCli): TempProject {
     cli: (args, options = {}) => run(args, dir, { ...env, ...options.env }, options.input).done,
     start: (args) => run(args, dir, env),
     stateDigest: () => digestDir(stateDir),
-    writeVersion: (name, text) => fs.writeFileSync(path.join(dir, "stacks", "dev", `${name}.yaml`), text),
+    writeVersion: (name, text) => fs.writeFileSync(path.join(dir, "stacks", stack, `${name}.yaml`), text),
     async teardown() {
       const stateFiles = path.join(dir, ".stackpin", "state", ".pulumi", "stacks");
       if (fs.existsSync(stateFiles)) {
-        const r = await run(["destroy", "--stack", "dev", "--yes"], dir, env).done;
+        const r = await run(["destroy", "--stack", stack, "--yes"], dir, env).done;
         assert.equal(r.code, 0, `destroy failed:\n${r.stderr}`);
       }
       assert.deepEqual(processesOf(dir), [], "processes outlived the stack");

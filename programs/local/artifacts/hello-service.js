@@ -27,7 +27,22 @@ function start(artifact) {
     return out;
   }
 
-  const server = http.createServer((req, res) => {
+  /** @returns {Promise<{ schema: number, port: string } | undefined>} */
+  async function database() {
+    const url = process.env.STACKPIN_DATABASE_URL;
+    if (!url) return undefined;
+    const { Client } = require("pg");
+    const client = new Client({ connectionString: url, connectionTimeoutMillis: 2000 });
+    await client.connect();
+    try {
+      const r = await client.query("select coalesce(max(schema), 0)::int as schema from stackpin_migrations");
+      return { schema: r.rows[0].schema, port: new URL(url).port };
+    } finally {
+      await client.end();
+    }
+  }
+
+  const server = http.createServer(async (req, res) => {
     const reply = (/** @type {number} */ status, /** @type {unknown} */ body) => {
       res.writeHead(status, { "content-type": "application/json" });
       res.end(JSON.stringify(body));
@@ -36,11 +51,18 @@ function start(artifact) {
       if (req.url === "/health") {
         const problem = artifact.check?.(settings);
         if (problem) return reply(503, { status: "failing", version, release: artifact.release, error: problem });
+        let db;
+        try {
+          db = await database();
+        } catch (err) {
+          return reply(503, { status: "failing", version, error: `database unreachable: ${/** @type {Error} */ (err).message}` });
+        }
         return reply(200, {
           status: "ok",
           version,
           release: artifact.release,
           secretGenerations: secretGenerations(),
+          database: db,
           uptimeMs: Date.now() - readySince,
         });
       }

@@ -1,0 +1,42 @@
+import type { EnvironmentContext, ProgressOptions } from "../environment";
+import { NotConfirmedError, StackNotDeployedError } from "../errors";
+import { liveState } from "../history-record";
+import { ApplyResult, applyWith, planWith, readHistory } from "./apply";
+import type { Plan } from "./plan";
+
+/** Options for {@link restore}. Give `time` or `snapshot`. */
+export interface RestoreOptions extends ProgressOptions {
+  /** Restore to this time (ISO 8601); the newest snapshot taken before it is the base. */
+  time?: string;
+  /** Restore to the moment this snapshot was taken. */
+  snapshot?: string;
+  /** Required: a restore loses every write after its target time. */
+  approveDataLoss?: boolean;
+  reason?: string;
+  /** Called with the plan before anything changes; false stops. */
+  confirm?: (plan: Plan) => Promise<boolean>;
+}
+
+/**
+ * Restores the stack's database to a point in time (or a snapshot) as a resource, and points the live
+ * version's app at it. Recorded as a new `restore` entry in history.
+ */
+export async function restore(ctx: EnvironmentContext, options: RestoreOptions): Promise<ApplyResult & { plan?: Plan }> {
+  const request = { restore: { time: options.time, snapshot: options.snapshot }, approveDataLoss: options.approveDataLoss };
+  const engine = await ctx.openEngine({ create: false });
+  try {
+    const history = await readHistory(engine);
+    const live = liveState(history).version;
+    if (!live) throw new StackNotDeployedError(ctx.stack.name, ctx.backendUrl);
+    const target = ctx.store.version(ctx.stack, live);
+    let plan: Plan | undefined;
+    if (options.confirm) {
+      plan = await planWith(ctx, engine, "restore", target, history, options, request);
+      if (!(await options.confirm(plan))) throw new NotConfirmedError(ctx.stack.name, `restore of ${live}`);
+    }
+    const result = await applyWith(ctx, engine, { op: "restore", from: live, to: live, who: ctx.actor, reason: options.reason }, target, history, options, request);
+    return { ...result, plan };
+  } finally {
+    engine.close();
+  }
+}

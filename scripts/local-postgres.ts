@@ -1,0 +1,110 @@
+/**
+ * A throw-away PostgreSQL cluster with WAL archiving, in a directory of its own: what the database tests
+ * and the database benchmark run against. It is a real server from the machine's PostgreSQL packages
+ * (Debian: `apt-get install postgresql`), run as the `postgres` user when we are root.
+ */
+import { execFileSync, spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as net from "node:net";
+import * as path from "node:path";
+import { Client } from "pg";
+
+/** A running cluster. */
+export interface LocalPostgres {
+  url: string;
+  port: number;
+  dataDir: string;
+  archiveDir: string;
+  pgBin: string;
+  /** Runs SQL on the cluster's `app` database (or another URL). */
+  query<T = Record<string, unknown>>(sql: string, params?: unknown[], url?: string): Promise<T[]>;
+  stop(): void;
+  start(): void;
+  /** Size of the WAL archive in bytes. */
+  archiveBytes(): number;
+}
+
+/** The newest PostgreSQL server binaries on the machine, or undefined. */
+export function findPgBin(): string | undefined {
+  const root = "/usr/lib/postgresql";
+  if (!fs.existsSync(root)) return undefined;
+  const versions = fs.readdirSync(root).filter((v) => fs.existsSync(path.join(root, v, "bin", "pg_ctl")));
+  const newest = versions.sort((a, b) => Number(b) - Number(a))[0];
+  return newest ? path.join(root, newest, "bin") : undefined;
+}
+
+function asPostgres(pgBin: string, program: string, args: string[]): string {
+  const bin = path.join(pgBin, program);
+  const [cmd, argv] = process.getuid?.() === 0 ? ["runuser", ["-u", "postgres", "--", bin, ...args]] : [bin, args];
+  const r = spawnSync(cmd, argv, { encoding: "utf8", cwd: "/" });
+  if (r.status !== 0) throw new Error(`${program} ${args.join(" ")} failed: ${r.stderr || r.stdout}`);
+  return r.stdout;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const port = (srv.address() as net.AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** Creates and starts a cluster under `dir` (which must be reachable by the postgres user). */
+export async function startPostgres(dir: string): Promise<LocalPostgres> {
+  const pgBin = findPgBin();
+  if (!pgBin) throw new Error("PostgreSQL server binaries not found under /usr/lib/postgresql (apt-get install postgresql)");
+  const dataDir = path.join(dir, "data");
+  const archiveDir = path.join(dir, "wal-archive");
+  fs.mkdirSync(archiveDir, { recursive: true });
+  fs.chmodSync(dir, 0o755);
+  if (process.getuid?.() === 0) execFileSync("chown", ["postgres:postgres", dir, archiveDir]);
+  asPostgres(pgBin, "initdb", ["-D", dataDir, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]);
+  const port = await freePort();
+  fs.appendFileSync(
+    path.join(dataDir, "postgresql.conf"),
+    [
+      `port = ${port}`,
+      `listen_addresses = '127.0.0.1'`,
+      `unix_socket_directories = '${dir}'`,
+      `wal_level = replica`,
+      `archive_mode = on`,
+      `archive_command = 'test ! -f ${archiveDir}/%f && cp %p ${archiveDir}/%f'`,
+      `max_wal_senders = 5`,
+      "",
+    ].join("\n"),
+  );
+  const log = path.join(dir, "postgres.log");
+  const start = () => asPostgres(pgBin, "pg_ctl", ["-D", dataDir, "-l", log, "-w", "-t", "60", "start"]);
+  const stop = () => {
+    if (fs.existsSync(path.join(dataDir, "postmaster.pid"))) asPostgres(pgBin, "pg_ctl", ["-D", dataDir, "-m", "fast", "-w", "stop"]);
+  };
+  start();
+  const admin = new Client({ connectionString: `postgres://postgres@127.0.0.1:${port}/postgres` });
+  await admin.connect();
+  await admin.query("create database app");
+  await admin.end();
+  const url = `postgres://postgres@127.0.0.1:${port}/app`;
+  return {
+    url,
+    port,
+    dataDir,
+    archiveDir,
+    pgBin,
+    async query<T>(sql: string, params: unknown[] = [], target = url) {
+      const client = new Client({ connectionString: target, connectionTimeoutMillis: 5000 });
+      await client.connect();
+      try {
+        return (await client.query(sql, params)).rows as T[];
+      } finally {
+        await client.end();
+      }
+    },
+    stop,
+    start,
+    archiveBytes: () =>
+      fs.readdirSync(archiveDir).reduce((sum, f) => sum + fs.statSync(path.join(archiveDir, f)).size, 0),
+  };
+}
