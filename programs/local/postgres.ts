@@ -138,6 +138,7 @@ const restoreProvider: pulumi.dynamic.ResourceProvider = {
     const p = require("node:path") as typeof import("node:path");
     const problem = checkRestore(inputs);
     if (problem) throw new Error(problem);
+    const started = Date.now();
     // Make the primary archive the WAL segment holding the target time, when it is still up.
     try {
       const [{ wal }] = await query<{ wal: string }>(inputs.url, "select pg_walfile_name(pg_switch_wal()) as wal");
@@ -177,7 +178,6 @@ const restoreProvider: pulumi.dynamic.ResourceProvider = {
     const log = `${inputs.dataDir}.log`;
     fs.writeFileSync(log, "");
     if (process.getuid?.() === 0) require("node:child_process").execFileSync("chown", ["postgres:postgres", log]);
-    const started = Date.now();
     try {
       pgRun(inputs.pgBin, "pg_ctl", ["-D", inputs.dataDir, "-l", log, "-w", "-t", "300", "start"], { asPostgres: true });
     } catch (err) {
