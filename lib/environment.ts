@@ -20,7 +20,7 @@ export interface OpenEnvironmentOptions {
   backendUrl?: string;
   /** The secrets passphrase (`PULUMI_CONFIG_PASSPHRASE`) or a file holding it. Required for passphrase stacks. */
   passphrase?: { value?: string; file?: string };
-  /** The Pulumi CLI; found with {@link locatePulumi} when absent. */
+  /** The Pulumi CLI; found with {@link locatePulumi} (on `PATH` and in the project cache) the first time the engine is needed. */
   pulumi?: PulumiCli;
   /** `PULUMI_HOME` for the CLI. */
   pulumiHome?: string;
@@ -52,7 +52,10 @@ export interface EnvironmentContext {
   projectDir: string;
   backendUrl: string;
   actor: string;
-  pulumi: PulumiCli;
+  /** The program factory the stack runs (from `stack.yaml`'s `program`). */
+  program: ProgramFactory;
+  /** The directory the program keeps the stack's local resources in. */
+  stateDir: string;
   /** Opens the stack in the engine; `create` makes it in the backend on first use. */
   openEngine(options: { create: boolean }): Promise<EngineStack>;
 }
@@ -107,7 +110,7 @@ export async function openEnvironment(options: OpenEnvironmentOptions): Promise<
   const localDir = path.join(projectDir, ".stackpin");
   const backendUrl =
     options.backendUrl ?? stack.settings.backend ?? pulumiProject.backendUrl ?? `file://${path.join(localDir, "state")}`;
-  const pulumi = options.pulumi ?? (await locatePulumi({ searchPath: process.env.PATH }));
+  let pulumi = options.pulumi;
   const stateDir = path.join(localDir, "local", stack.name);
   const program = factory({ stackName: stack.name, stateDir });
   return {
@@ -116,8 +119,10 @@ export async function openEnvironment(options: OpenEnvironmentOptions): Promise<
     projectDir,
     backendUrl,
     actor: options.actor ?? os.userInfo().username,
-    pulumi,
+    program: factory,
+    stateDir,
     async openEngine({ create }) {
+      pulumi ??= await locatePulumi({ searchPath: process.env.PATH });
       const engine = await EngineStack.open({
         stackName: stack.name,
         projectName: stack.project,

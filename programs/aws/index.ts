@@ -1,0 +1,189 @@
+import * as aws from "@pulumi/aws";
+import * as pulumi from "@pulumi/pulumi";
+import * as random from "@pulumi/random";
+import type { ProgramFactory } from "../types";
+import { imageFor, readStackpinConfig, runningSlots } from "../stackpin-config";
+
+/** The AWS target's settings: the `target` config key (project namespace); the region is `aws:region`. */
+interface AwsSettings {
+  app: string;
+  /** ECR (or other) repository; the tag is the version (or a release's `imageTag`). */
+  imageRepository: string;
+  vpcId: string;
+  /** Subnets for the load balancer, the tasks and the database (at least two zones). */
+  subnetIds: string[];
+  securityGroupIds: string[];
+  containerPort?: number;
+  cpu?: number;
+  memory?: number;
+  dbInstanceClass?: string;
+  dbAllocatedStorage?: number;
+  /** Days of automated backups, which point-in-time restore reads from (default 7). */
+  backupRetentionDays?: number;
+  /** The Lambda that rotates secrets on schedule (Secrets Manager rotation); without it, no schedule. */
+  rotationLambdaArn?: string;
+  rotationDays?: number;
+}
+
+/**
+ * The AWS target, on ECS Fargate: a service per colour behind an Application Load Balancer whose
+ * listener is the traffic switch, each pinned to its release's image tag; RDS PostgreSQL with automated
+ * backups, a manual snapshot before an incompatible version and a point-in-time restore into a new
+ * instance that the app is then pointed at; Secrets Manager secrets carrying the forward-only generation,
+ * with a rotation schedule. Everything holding data has deletion protection and a final snapshot.
+ */
+export const awsProgram: ProgramFactory = (context) => async () => {
+  const sp = readStackpinConfig();
+  const s = new pulumi.Config().requireObject<AwsSettings>("target");
+  const port = s.containerPort ?? 8080;
+  const name = (suffix: string) => `${s.app}-${context.stackName}-${suffix}`;
+
+  const secrets = Object.entries(sp.secrets).map(([secretName, generation]) => {
+    const value = new random.RandomPassword(`${secretName}-value`, { length: 32, special: false, keepers: { generation: String(generation) } });
+    const secret = new aws.secretsmanager.Secret(`secret-${secretName}`, {
+      name: name(secretName),
+      tags: { "stackpin:generation": String(generation) },
+    });
+    new aws.secretsmanager.SecretVersion(`secret-${secretName}-g${generation}`, { secretId: secret.id, secretString: value.result });
+    if (s.rotationLambdaArn) {
+      new aws.secretsmanager.SecretRotation(`secret-${secretName}-rotation`, {
+        secretId: secret.id,
+        rotationLambdaArn: s.rotationLambdaArn,
+        rotationRules: { automaticallyAfterDays: s.rotationDays ?? 30 },
+      });
+    }
+    return { secretName, secret };
+  });
+
+  const db = sp.database;
+  const dbSubnets = new aws.rds.SubnetGroup("db-subnets", { subnetIds: s.subnetIds });
+  const dbPassword = new random.RandomPassword("db-password", { length: 32, special: false });
+  const dataSafety = (suffix: string) => ({
+    deletionProtection: true,
+    skipFinalSnapshot: false,
+    finalSnapshotIdentifier: name(`${suffix}-final`),
+  });
+  const primary = new aws.rds.Instance("db", {
+    identifier: name("db"),
+    engine: "postgres",
+    engineVersion: "15",
+    instanceClass: s.dbInstanceClass ?? "db.t4g.micro",
+    allocatedStorage: s.dbAllocatedStorage ?? 20,
+    username: "app",
+    password: dbPassword.result,
+    dbSubnetGroupName: dbSubnets.name,
+    vpcSecurityGroupIds: s.securityGroupIds,
+    backupRetentionPeriod: s.backupRetentionDays ?? 7,
+    ...dataSafety("db"),
+  });
+  const snapshots = Object.fromEntries(
+    (db?.snapshots ?? []).map((snap) => [
+      snap.name,
+      new aws.rds.Snapshot(`snapshot-${snap.name}`, {
+        dbInstanceIdentifier: primary.identifier,
+        dbSnapshotIdentifier: name(snap.name),
+        tags: { "stackpin:version": snap.version },
+      }),
+    ]),
+  );
+  const restore = db?.restore
+    ? new aws.rds.Instance("db-restore", {
+        identifier: name(`db-restore-${db.restore.time.replace(/[^0-9]/g, "").slice(0, 14)}`),
+        instanceClass: s.dbInstanceClass ?? "db.t4g.micro",
+        dbSubnetGroupName: dbSubnets.name,
+        vpcSecurityGroupIds: s.securityGroupIds,
+        backupRetentionPeriod: s.backupRetentionDays ?? 7,
+        restoreToPointInTime: { sourceDbInstanceIdentifier: primary.identifier, restoreTime: db.restore.time },
+        ...dataSafety("db-restore"),
+      })
+    : undefined;
+  const dbHost = (restore ?? primary).address;
+  // The app's schema step runs after the snapshot before it: its task names the snapshot.
+  const taken = db?.takeSnapshot ? snapshots[db.takeSnapshot] : undefined;
+
+  const lb = new aws.lb.LoadBalancer("lb", { name: name("lb").slice(0, 32), loadBalancerType: "application", subnets: s.subnetIds, securityGroups: s.securityGroupIds });
+  const cluster = new aws.ecs.Cluster("cluster", { name: name("cluster") });
+  const targetGroups = Object.fromEntries(
+    (["blue", "green"] as const).map((slot) => [
+      slot,
+      new aws.lb.TargetGroup(`tg-${slot}`, {
+        name: name(`tg-${slot}`).slice(0, 32),
+        port,
+        protocol: "HTTP",
+        targetType: "ip",
+        vpcId: s.vpcId,
+        deregistrationDelay: 30,
+        healthCheck: {
+          path: sp.verify.health.path,
+          interval: Math.max(5, Math.ceil(sp.verify.health.intervalMs / 1000)),
+          timeout: Math.max(2, Math.ceil(sp.verify.health.timeoutMs / 1000)),
+          unhealthyThreshold: Math.min(10, sp.verify.health.retries + 1),
+          healthyThreshold: 2,
+        },
+      }),
+    ]),
+  );
+  const services = Object.fromEntries(
+    runningSlots(sp.rollout).map(([slot, release]) => {
+      const task = new aws.ecs.TaskDefinition(`task-${slot}`, {
+        family: name(slot),
+        requiresCompatibilities: ["FARGATE"],
+        networkMode: "awsvpc",
+        cpu: String(s.cpu ?? 256),
+        memory: String(s.memory ?? 512),
+        containerDefinitions: pulumi
+          .all([dbHost, taken?.dbSnapshotArn ?? "", ...secrets.map((x) => x.secret.arn)])
+          .apply(([host, snapshotArn, ...arns]) =>
+            JSON.stringify([
+              {
+                name: "app",
+                image: imageFor(s.imageRepository, release),
+                portMappings: [{ containerPort: port }],
+                environment: [
+                  { name: "STACKPIN_VERSION", value: release.version },
+                  { name: "DATABASE_HOST", value: host },
+                  { name: "SCHEMA_VERSION", value: String(db?.schema ?? "") },
+                  { name: "SCHEMA_SNAPSHOT", value: snapshotArn },
+                ],
+                secrets: secrets.map((x, i) => ({ name: `SECRET_${x.secretName.toUpperCase()}`, valueFrom: arns[i] })),
+              },
+            ]),
+          ),
+      });
+      const service = new aws.ecs.Service(`service-${slot}`, {
+        name: name(slot),
+        cluster: cluster.arn,
+        launchType: "FARGATE",
+        taskDefinition: task.arn,
+        desiredCount: Number(release.config.replicas ?? 2),
+        networkConfiguration: { subnets: s.subnetIds, securityGroups: s.securityGroupIds },
+        loadBalancers: [{ targetGroupArn: targetGroups[slot].arn, containerName: "app", containerPort: port }],
+        waitForSteadyState: true,
+      });
+      return [slot, { task, service }];
+    }),
+  );
+  // The traffic switch: the listener forwards to the active colour once its service is steady.
+  new aws.lb.Listener(
+    "listener",
+    { loadBalancerArn: lb.arn, port: 80, protocol: "HTTP", defaultActions: [{ type: "forward", targetGroupArn: targetGroups[sp.rollout.active].arn }] },
+    { dependsOn: [services[sp.rollout.active].service] },
+  );
+
+  return {
+    version: sp.version,
+    activeSlot: sp.rollout.active,
+    endpoint: pulumi.interpolate`http://${lb.dnsName}`,
+    secretGenerations: sp.secrets,
+    database: { host: dbHost, restoredTo: db?.restore?.time, restoredFrom: db?.restore?.snapshot },
+    databaseSnapshots: Object.fromEntries(
+      Object.entries(snapshots).map(([n, snap]) => [
+        n,
+        {
+          version: db!.snapshots.find((x) => x.name === n)!.version,
+          takenAt: aws.rds.getSnapshotOutput({ dbSnapshotIdentifier: snap.dbSnapshotIdentifier }).snapshotCreateTime,
+        },
+      ]),
+    ),
+  };
+};

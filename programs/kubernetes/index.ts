@@ -1,0 +1,184 @@
+import * as k8s from "@pulumi/kubernetes";
+import * as pulumi from "@pulumi/pulumi";
+import * as random from "@pulumi/random";
+import type { ProgramFactory } from "../types";
+import { imageFor, readStackpinConfig, runningSlots } from "../stackpin-config";
+
+/** The Kubernetes target's settings: the `target` config key (project namespace). */
+interface KubernetesSettings {
+  /** The namespace everything goes in (it must exist). */
+  namespace: string;
+  /** The app's name; labels and resource names derive from it. */
+  app: string;
+  /** Container image repository; the tag is the version (or a release's `imageTag`). */
+  imageRepository: string;
+  containerPort?: number;
+  /** The data volume: a PVC of this size and storage class; snapshots use the snapshot class. */
+  storageClass?: string;
+  volumeSnapshotClass?: string;
+  dataSize?: string;
+  /** The database image run against the data volume (default postgres:15). */
+  databaseImage?: string;
+  /** A URL stackpin can reach the Service through (an Ingress); without it, verification is skipped. */
+  publicUrl?: string;
+}
+
+/**
+ * The Kubernetes target: a Deployment per colour with the image pinned to its release, a Service whose
+ * selector is the traffic switch, readiness probes from the verification settings, a Secret per rotating
+ * secret carrying its generation, VolumeSnapshots of the data volume before incompatible versions, and a
+ * restore as a new volume from a snapshot that the database then runs on.
+ */
+export const kubernetesProgram: ProgramFactory = () => async () => {
+  const sp = readStackpinConfig();
+  const s = new pulumi.Config().requireObject<KubernetesSettings>("target");
+  const port = s.containerPort ?? 8080;
+  const meta = (name: string, labels: Record<string, string> = {}) => ({ name, namespace: s.namespace, labels: { app: s.app, ...labels } });
+
+  const secrets = Object.entries(sp.secrets).map(([name, generation]) => {
+    // A new value only when the generation rises; stackpin never lowers it.
+    const value = new random.RandomPassword(`${name}-value`, { length: 32, special: false, keepers: { generation: String(generation) } });
+    return new k8s.core.v1.Secret(`secret-${name}`, {
+      metadata: { ...meta(`${s.app}-${name}`), annotations: { "stackpin.dev/generation": String(generation) } },
+      stringData: { value: value.result, generation: String(generation) },
+    });
+  });
+
+  const db = sp.database;
+  const volume = new k8s.core.v1.PersistentVolumeClaim("data", {
+    metadata: meta(`${s.app}-data`),
+    spec: { accessModes: ["ReadWriteOnce"], storageClassName: s.storageClass, resources: { requests: { storage: s.dataSize ?? "10Gi" } } },
+  });
+  const snapshots = Object.fromEntries(
+    (db?.snapshots ?? []).map((snap) => [
+      snap.name,
+      new k8s.apiextensions.CustomResource(`snapshot-${snap.name}`, {
+        apiVersion: "snapshot.storage.k8s.io/v1",
+        kind: "VolumeSnapshot",
+        metadata: { ...meta(`${s.app}-${snap.name}`, { "stackpin.dev/version": snap.version }) },
+        spec: { volumeSnapshotClassName: s.volumeSnapshotClass, source: { persistentVolumeClaimName: volume.metadata.name } },
+      }),
+    ]),
+  );
+  // Kubernetes restores whole snapshots: the restore comes from the snapshot stackpin chose, at its time.
+  const restored = db?.restore
+    ? new k8s.core.v1.PersistentVolumeClaim("data-restore", {
+        metadata: { ...meta(`${s.app}-data-${db.restore.snapshot}`), annotations: { "stackpin.dev/restore-time": db.restore.time } },
+        spec: {
+          accessModes: ["ReadWriteOnce"],
+          storageClassName: s.storageClass,
+          resources: { requests: { storage: s.dataSize ?? "10Gi" } },
+          dataSource: { apiGroup: "snapshot.storage.k8s.io", kind: "VolumeSnapshot", name: snapshots[db.restore.snapshot].metadata.name },
+        },
+      })
+    : undefined;
+  const dataClaim = (restored ?? volume).metadata.name;
+  const database = new k8s.apps.v1.Deployment("database", {
+    metadata: meta(`${s.app}-database`),
+    spec: {
+      replicas: 1,
+      strategy: { type: "Recreate" },
+      selector: { matchLabels: { app: s.app, role: "database" } },
+      template: {
+        metadata: { labels: { app: s.app, role: "database" } },
+        spec: {
+          containers: [{ name: "postgres", image: s.databaseImage ?? "postgres:15", volumeMounts: [{ name: "data", mountPath: "/var/lib/postgresql/data" }] }],
+          volumes: [{ name: "data", persistentVolumeClaim: { claimName: dataClaim } }],
+        },
+      },
+    },
+  });
+  // The migration runs after the snapshot before it: the Job names the snapshot, so it cannot start earlier.
+  const taken = db?.takeSnapshot ? snapshots[db.takeSnapshot] : undefined;
+  const migration = db
+    ? new k8s.batch.v1.Job(
+        `migrate-${db.schema}`,
+        {
+          metadata: {
+            ...meta(`${s.app}-migrate-${db.schema}`),
+            annotations: { "stackpin.dev/after-snapshot": taken ? taken.metadata.name : "", "stackpin.dev/policy": db.policy },
+          },
+          spec: {
+            backoffLimit: 0,
+            template: {
+              spec: {
+                restartPolicy: "Never",
+                containers: [
+                  {
+                    name: "migrate",
+                    image: imageFor(s.imageRepository, sp.rollout.slots[sp.rollout.active]!),
+                    args: ["migrate", "--to-schema", String(db.schema), ...(db.downs.length ? ["--allow-down"] : [])],
+                  },
+                ],
+              },
+            },
+          },
+        },
+        { dependsOn: [database] },
+      )
+    : undefined;
+
+  const deployments = Object.fromEntries(
+    runningSlots(sp.rollout).map(([slot, release]) => [
+      slot,
+      new k8s.apps.v1.Deployment(
+        `app-${slot}`,
+        {
+          metadata: meta(`${s.app}-${slot}`, { slot, version: release.version }),
+          spec: {
+            replicas: Number(release.config.replicas ?? 2),
+            selector: { matchLabels: { app: s.app, slot } },
+            template: {
+              metadata: { labels: { app: s.app, slot, version: release.version } },
+              spec: {
+                containers: [
+                  {
+                    name: "app",
+                    image: imageFor(s.imageRepository, release),
+                    ports: [{ containerPort: port }],
+                    env: [
+                      { name: "STACKPIN_VERSION", value: release.version },
+                      { name: "DATABASE_HOST", value: database.metadata.name },
+                      ...secrets.map((sec, i) => ({
+                        name: `SECRET_${Object.keys(sp.secrets)[i].toUpperCase()}`,
+                        valueFrom: { secretKeyRef: { name: sec.metadata.name, key: "value" } },
+                      })),
+                    ],
+                    readinessProbe: {
+                      httpGet: { path: sp.verify.health.path, port },
+                      periodSeconds: Math.max(1, Math.ceil(sp.verify.health.intervalMs / 1000)),
+                      timeoutSeconds: Math.max(1, Math.ceil(sp.verify.health.timeoutMs / 1000)),
+                      failureThreshold: sp.verify.health.retries + 1,
+                    },
+                  },
+                ],
+              },
+            },
+          },
+        },
+        { dependsOn: migration ? [migration] : [] },
+      ),
+    ]),
+  );
+
+  // The traffic switch: the Service selects the active colour, after that colour's Deployment is ready.
+  const service = new k8s.core.v1.Service(
+    "service",
+    {
+      metadata: meta(s.app),
+      spec: { selector: { app: s.app, slot: sp.rollout.active }, ports: [{ port: 80, targetPort: port }] },
+    },
+    { dependsOn: [deployments[sp.rollout.active]] },
+  );
+
+  return {
+    version: sp.version,
+    activeSlot: sp.rollout.active,
+    serviceUrl: pulumi.interpolate`http://${service.metadata.name}.${s.namespace}.svc.cluster.local`,
+    ...(s.publicUrl ? { endpoint: s.publicUrl } : {}),
+    secretGenerations: sp.secrets,
+    databaseSnapshots: Object.fromEntries(
+      Object.entries(snapshots).map(([name, snap]) => [name, { version: db!.snapshots.find((x) => x.name === name)!.version, takenAt: snap.metadata.creationTimestamp }]),
+    ),
+  };
+};

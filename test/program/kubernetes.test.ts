@@ -1,0 +1,80 @@
+import { strict as assert } from "node:assert";
+import { ApprovalRequiredError } from "../../lib/errors";
+import { MockedStack, Step } from "./mock-cloud";
+
+const DEPLOYMENT = "kubernetes:apps/v1:Deployment";
+const SERVICE = "kubernetes:core/v1:Service";
+const SECRET = "kubernetes:core/v1:Secret";
+const SNAPSHOT = "kubernetes:snapshot.storage.k8s.io/v1:VolumeSnapshot";
+const PVC = "kubernetes:core/v1:PersistentVolumeClaim";
+const JOB = "kubernetes:batch/v1:Job";
+
+const image = (step: Step, slot: string) => step.of(DEPLOYMENT)[`app-${slot}`]?.inputs.spec.template.spec.containers[0].image;
+
+describe("kubernetes program under Pulumi's mocks: deploy v41 -> v42 (incompatible) -> rollback to v41", function () {
+  let stack: MockedStack;
+  let v41: Step;
+  let v42: Step;
+  let back: Step;
+
+  before(async () => {
+    stack = await MockedStack.create("kubernetes");
+    v41 = await stack.apply("deploy", "v41");
+    v42 = await stack.apply("deploy", "v42");
+  });
+
+  it("v41 runs on blue with its image tag, behind a Service selecting blue", () => {
+    assert.equal(image(v41, "blue"), "registry.example.com/shop:v41");
+    assert.deepEqual(v41.of(SERVICE).service.inputs.spec.selector, { app: "shop", slot: "blue" });
+    assert.deepEqual(v41.of(SNAPSHOT), {});
+  });
+
+  it("readiness probes follow the version's verification settings", () => {
+    const probe = v41.of(DEPLOYMENT)["app-blue"].inputs.spec.template.spec.containers[0].readinessProbe;
+    assert.deepEqual(probe, { httpGet: { path: "/healthz", port: 8080 }, periodSeconds: 5, timeoutSeconds: 2, failureThreshold: 5 });
+  });
+
+  it("v42 takes a VolumeSnapshot named after it before its migration runs", () => {
+    const snap = v42.of(SNAPSHOT)["snapshot-pre-v42"];
+    assert.ok(snap, "no pre-v42 snapshot");
+    assert.equal(snap.inputs.spec.source.persistentVolumeClaimName, "shop-data");
+    const job = v42.of(JOB)["migrate-2"];
+    assert.equal(job.inputs.metadata.annotations["stackpin.dev/after-snapshot"], "shop-pre-v42");
+    assert.ok(job.order > snap.order, "the migration was declared before the snapshot it waits for");
+    assert.deepEqual(job.inputs.spec.template.spec.containers[0].args, ["migrate", "--to-schema", "2"]);
+  });
+
+  it("v42 runs on green with its image, the Service selects green, and v41 stays on blue", () => {
+    assert.equal(image(v42, "green"), "registry.example.com/shop:v42");
+    assert.equal(image(v42, "blue"), "registry.example.com/shop:v41");
+    assert.deepEqual(v42.of(SERVICE).service.inputs.spec.selector, { app: "shop", slot: "green" });
+    assert.equal(v42.of(SECRET)["secret-apiKey"].inputs.metadata.annotations["stackpin.dev/generation"], "2");
+  });
+
+  it("the rollback needs approval: v42's migration has no down, so it means a restore", async () => {
+    await assert.rejects(stack.apply("rollback", "v41"), ApprovalRequiredError);
+    back = await stack.apply("rollback", "v41", { approveDataLoss: true });
+  });
+
+  it("after the rollback the Service selects blue again, which runs v41, and green is gone", () => {
+    assert.deepEqual(back.of(SERVICE).service.inputs.spec.selector, { app: "shop", slot: "blue" });
+    assert.equal(image(back, "blue"), "registry.example.com/shop:v41");
+    assert.equal(back.of(DEPLOYMENT)["app-green"], undefined);
+  });
+
+  it("the restore is a volume from the pre-v42 snapshot, and the database runs on it", () => {
+    const restored = back.of(PVC)["data-restore"];
+    assert.deepEqual(restored.inputs.spec.dataSource, { apiGroup: "snapshot.storage.k8s.io", kind: "VolumeSnapshot", name: "shop-pre-v42" });
+    const taken = v42.outputs.databaseSnapshots["pre-v42"].takenAt;
+    assert.equal(restored.inputs.metadata.annotations["stackpin.dev/restore-time"], taken);
+    const db = back.of(DEPLOYMENT).database.inputs.spec.template.spec.volumes[0];
+    assert.equal(db.persistentVolumeClaim.claimName, "shop-data-pre-v42");
+  });
+
+  it("the secret generation never decreases: v41 pins 1, the rollback keeps 2 and its value", () => {
+    assert.equal(back.of(SECRET)["secret-apiKey"].inputs.metadata.annotations["stackpin.dev/generation"], "2");
+    const keepers = (s: Step) => s.of("random:index/randomPassword:RandomPassword")["apiKey-value"].inputs.keepers;
+    assert.deepEqual(keepers(back), keepers(v42));
+    assert.ok(back.desired.warnings.some((w) => /pins generation 1, but generation 2 is live/.test(w)));
+  });
+});
