@@ -1,0 +1,1 @@
+create table orders (id bigserial primary key, status text not null);
