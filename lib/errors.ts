@@ -19,6 +19,9 @@ export const ExitCode = {
   verificationFailed: 11,
   approvalRequired: 12,
   databaseUnavailable: 13,
+  frozen: 14,
+  triggerFired: 15,
+  auditBroken: 16,
 } as const;
 
 /** One of the {@link ExitCode} values. */
@@ -193,5 +196,38 @@ export class DatabaseUnavailableError extends StackpinError {
   readonly code = "database-unavailable";
   constructor(readonly stackName: string, readonly detail: string) {
     super(`the database of stack ${stackName} is not usable: ${detail}. Nothing was changed.`);
+  }
+}
+
+/** Deploys are frozen on the stack (rollbacks are not). Nothing was changed. */
+export class FrozenError extends StackpinError {
+  readonly exitCode = ExitCode.frozen;
+  readonly code = "frozen";
+  constructor(readonly stackName: string, readonly reason: string, readonly by: string, readonly at: string) {
+    super(
+      `deploys to stack ${stackName} are frozen since ${at} by ${by}: ${reason}. Rollbacks are still allowed; ` +
+        `lift it with \`stackpin unfreeze --stack ${stackName} --reason ...\`. Nothing was changed.`,
+    );
+  }
+}
+
+/** `watch` saw a trigger fire and was not allowed to roll back (no --auto-rollback). */
+export class TriggerFiredError extends StackpinError {
+  readonly exitCode = ExitCode.triggerFired;
+  readonly code = "trigger-fired";
+  constructor(readonly stackName: string, readonly rule: string, readonly detail: string, readonly wouldRollBackTo?: string) {
+    super(
+      `trigger "${rule}" fired on stack ${stackName}: ${detail}. ` +
+        (wouldRollBackTo ? `Roll back with \`stackpin rollback --stack ${stackName} --to ${wouldRollBackTo}\`, or watch with --auto-rollback.` : "No verified version to roll back to."),
+    );
+  }
+}
+
+/** The audit trail does not verify: an entry was edited, removed or reordered. */
+export class AuditBrokenError extends StackpinError {
+  readonly exitCode = ExitCode.auditBroken;
+  readonly code = "audit-broken";
+  constructor(readonly stackName: string, readonly file: string, readonly problems: string[]) {
+    super(`the audit trail of stack ${stackName} (${file}) does not verify:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
   }
 }

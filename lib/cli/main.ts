@@ -5,11 +5,14 @@ import { z } from "zod";
 import type { ProgressEvent } from "../environment";
 import { openEnvironment } from "../environment";
 import { ensurePulumi, locatePulumi, PulumiCli } from "../engine/pulumi-cli";
-import { ExitCode, StackpinError, VerificationFailedError } from "../errors";
+import { AuditBrokenError, ExitCode, StackpinError, VerificationFailedError } from "../errors";
 import type { ApplyResult } from "../operations/apply";
 import { deploy } from "../operations/deploy";
 import { destroy } from "../operations/destroy";
+import { readAudit, verifyAudit } from "../operations/audit";
+import { freeze, unfreeze } from "../operations/freeze";
 import { restore } from "../operations/restore";
+import { watch } from "../operations/watch";
 import { rotate } from "../operations/rotate";
 import { history } from "../operations/history";
 import { type Plan } from "../operations/plan";
@@ -17,7 +20,17 @@ import { preview } from "../operations/preview";
 import { previewRollback, rollback } from "../operations/rollback";
 import { setSecret } from "../operations/secret";
 import { status } from "../operations/status";
-import { renderApply, renderHistory, renderPlan, renderProgress, renderStatus, renderVerification } from "./render";
+import {
+  renderApply,
+  renderAudit,
+  renderEvaluation,
+  renderHistory,
+  renderPlan,
+  renderProgress,
+  renderRollback,
+  renderStatus,
+  renderVerification,
+} from "./render";
 
 /** The environment variables the CLI reads, validated once here and nowhere else. */
 const envSchema = z.object({
@@ -91,6 +104,17 @@ function out(flags: { json?: boolean }, value: unknown, text: () => string): voi
   process.stdout.write(flags.json ? `${JSON.stringify(value, null, 2)}\n` : `${text()}\n`);
 }
 
+const collect = (value: string, previous: string[]) => [...previous, value];
+
+/** `--approve NAME` and `--approval-file FILE`, both repeatable. */
+function withApprovals(cmd: Command): Command {
+  return cmd
+    .option("--approve <name>", "an approver's name, when the stack's policy requires approval (repeatable)", collect, [])
+    .option("--approval-file <file>", "an approval file (YAML: approvedBy, stack, operations, expiresAt) (repeatable)", collect, []);
+}
+
+const approvalsOf = (flags: { approve: string[]; approvalFile: string[] }) => ({ approvers: flags.approve, files: flags.approvalFile });
+
 function withCommon(cmd: Command): Command {
   return cmd
     .requiredOption("-s, --stack <name>", "the stack (a directory under stacks/)")
@@ -107,7 +131,7 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
     .exitOverride()
     .showHelpAfterError();
 
-  withCommon(program.command("deploy").description("deploy a version (previews and asks first unless --yes)"))
+  withApprovals(withCommon(program.command("deploy").description("deploy a version (previews and asks first unless --yes)")))
     .requiredOption("-v, --version <version>", "the version to deploy, e.g. v42")
     .option("-m, --message <text>", "why, recorded in history")
     .option("-y, --yes", "apply without previewing and asking")
@@ -121,6 +145,7 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
         confirm: confirmer(flags),
         autoRollback: !!flags.autoRollback,
         approveDataLoss: !!flags.approveDataLoss,
+        approvals: approvalsOf(flags),
         ...progress(),
       });
       out(flags, result, () => renderApply(result));
@@ -138,7 +163,7 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
       out(flags, plan, () => renderPlan(plan));
     });
 
-  withCommon(program.command("rollback").description("re-apply an earlier version; recorded as a new history entry"))
+  withApprovals(withCommon(program.command("rollback").description("re-apply an earlier version; recorded as a new history entry")))
     .requiredOption("-t, --to <version>", "the version to go back to, or 'previous'")
     .option("-r, --reason <text>", "why, recorded in history")
     .option("-y, --yes", "apply without previewing and asking")
@@ -150,12 +175,13 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
         reason: flags.reason,
         confirm: confirmer(flags),
         approveDataLoss: !!flags.approveDataLoss,
+        approvals: approvalsOf(flags),
         ...progress(),
       });
-      out(flags, result, () => renderApply(result));
+      out(flags, result, () => renderRollback(result));
     });
 
-  withCommon(program.command("restore").description("restore the database to a point in time or a snapshot, and point the app at it"))
+  withApprovals(withCommon(program.command("restore").description("restore the database to a point in time or a snapshot, and point the app at it")))
     .addOption(new Option("--to-time <iso>", "the recovery target time, e.g. 2026-11-24T05:30:00Z").conflicts("snapshot"))
     .option("--snapshot <name>", "restore to the moment this snapshot was taken")
     .option("--approve-data-loss", "required: every write after the target time is lost")
@@ -170,10 +196,62 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
         approveDataLoss: !!flags.approveDataLoss,
         reason: flags.reason,
         confirm: confirmer(flags),
+        approvals: approvalsOf(flags),
         ...progress(),
       });
       out(flags, result, () => renderApply(result));
     });
+
+  withApprovals(withCommon(program.command("watch").description("evaluate the stack's triggers on an interval; roll back when one fires")))
+    .option("--auto-rollback", "roll back to the last version that verified when a trigger fires (else exit 15)")
+    .option("--interval <ms>", "time between evaluations (default: the policy's)", Number)
+    .option("--max-evaluations <n>", "stop after this many evaluations", Number)
+    .option("--record-baseline", "record the current value of every baseline rule's query, then stop")
+    .option("--approve-data-loss", "approve a point-in-time restore if the rollback needs one")
+    .action(async (flags) => {
+      const ctx = await context(flags, env);
+      const controller = new AbortController();
+      const stop = () => controller.abort();
+      process.once("SIGINT", stop).once("SIGTERM", stop);
+      const result = await watch(ctx, {
+        autoRollback: !!flags.autoRollback,
+        intervalMs: flags.interval,
+        maxEvaluations: flags.maxEvaluations,
+        recordBaseline: !!flags.recordBaseline,
+        approveDataLoss: !!flags.approveDataLoss,
+        approvals: approvalsOf(flags),
+        signal: controller.signal,
+        onEvaluation: (e) => err(renderEvaluation(e)),
+        ...progress(),
+      });
+      out(flags, result, () =>
+        result.baselines
+          ? `recorded baselines: ${JSON.stringify(result.baselines)}`
+          : result.rollback
+            ? `${renderRollback(result.rollback)}\nbreach to rollback start: ${((result.breachToRollbackMs ?? 0) / 1000).toFixed(1)} s`
+            : `${result.evaluations} evaluation(s), no trigger fired`,
+      );
+    });
+
+  for (const [verb, run] of [["freeze", freeze], ["unfreeze", unfreeze]] as const) {
+    withCommon(program.command(verb).description(verb === "freeze" ? "block deploys (not rollbacks) on the stack, for every machine" : "lift a deploy freeze"))
+      .requiredOption("-r, --reason <text>", "why, shown to everyone and kept in the audit trail")
+      .action(async (flags) => {
+        const r = await run(await context(flags, env), { reason: flags.reason, ...progress() });
+        out(flags, r, () => (verb === "freeze" ? `deploys to ${r.stack} are frozen: ${flags.reason}` : `deploys to ${r.stack} are allowed again`));
+      });
+  }
+
+  const auditCmd = program.command("audit").description("the stack's append-only, hash-chained audit trail");
+  withCommon(auditCmd.command("verify").description("check every entry's hash and link, and the head anchored in the backend")).action(async (flags) => {
+    const v = await verifyAudit(await context(flags, env));
+    if (!v.ok) throw new AuditBrokenError(flags.stack, v.file, v.problems);
+    out(flags, v, () => `audit trail of ${flags.stack} verifies: ${v.entries} entries, ${v.file}`);
+  });
+  withCommon(auditCmd.command("show").description("print the audit trail, oldest first")).action(async (flags) => {
+    const a = await readAudit(await context(flags, env));
+    out(flags, a, () => renderAudit(a.entries));
+  });
 
   withCommon(program.command("history").description("every deploy and rollback of the stack, newest first")).action(async (flags) => {
     const entries = await history(await context(flags, env));

@@ -5,6 +5,9 @@ import type { HistoryEntry } from "../history-record";
 import type { ApplyResult } from "../operations/apply";
 import type { Plan } from "../operations/plan";
 import type { Status } from "../operations/status";
+import type { AuditEntry } from "../audit";
+import type { RollbackResult } from "../operations/rollback";
+import type { Evaluation } from "../triggers";
 import type { VerificationResult } from "../verification";
 import type { ConfigChange } from "../versions/config-diff";
 
@@ -78,6 +81,29 @@ export function renderApply(result: ApplyResult): string {
   return lines.join("\n");
 }
 
+/** A rollback's outcome, with what was recorded and told around it. */
+export function renderRollback(r: RollbackResult): string {
+  const lines = [renderApply(r)];
+  if (r.approvals.length) lines.push(`  approved by: ${r.approvals.join("; ")}`);
+  for (const n of r.notifications) lines.push(`  webhook ${n.event} -> ${n.url}: ${n.ok ? "delivered" : pc.yellow(`FAILED (${n.error})`)}`);
+  lines.push(`  incident record: ${r.incident.markdown}`);
+  return lines.join("\n");
+}
+
+/** One line per watch evaluation. */
+export function renderEvaluation(e: Evaluation): string {
+  const parts = e.rules.map((r) => `${r.fired ? pc.red("FIRED") : r.breached ? pc.yellow("breach") : pc.green("ok")} ${r.name}: ${r.detail}`);
+  return `${e.at.slice(11, 19)} ${parts.join(" | ")}`;
+}
+
+/** The audit trail as a table. */
+export function renderAudit(entries: AuditEntry[]): string {
+  if (entries.length === 0) return "the audit trail is empty";
+  const table = new Table({ head: ["#", "when", "who", "op", "from", "to", "result", "detail"], style: tableStyle });
+  for (const e of entries) table.push([e.seq, e.at.replace("T", " ").slice(0, 19), e.actor, e.op, e.from ?? "", e.to ?? "", e.result, clip(e.detail ?? "", 60)]);
+  return table.toString();
+}
+
 /** Each verification check, passed or not. */
 export function renderVerification(v: VerificationResult): string[] {
   return [
@@ -109,6 +135,7 @@ export function renderHistory(stack: string, entries: HistoryEntry[]): string {
 /** Which version is live, and how it got there. */
 export function renderStatus(s: Status): string {
   const lines = [pc.bold(`stack ${s.stack}: ${s.liveVersion ? `${s.liveVersion} live` : "no version live"}`)];
+  if (s.freeze) lines.push(pc.red(`  DEPLOYS FROZEN since ${s.freeze.at} by ${s.freeze.by}: ${s.freeze.reason} (rollbacks allowed)`));
   if (s.revision !== undefined) lines.push(`  since revision ${s.revision}`);
   lines.push(`  last verified version: ${s.verifiedVersion ?? "(none)"}`);
   if (s.lastOperation) {

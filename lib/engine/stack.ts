@@ -254,6 +254,11 @@ export class EngineStack {
     }
   }
 
+  /** Removes a stack tag from the backend. */
+  async removeTag(key: string): Promise<void> {
+    await this.guard(() => this.workspace.removeTag(this.options.stackName, key));
+  }
+
   /** Removes the scratch workspace. The stack and its state stay in the backend. */
   close(): void {
     fs.rmSync(this.workDir, { recursive: true, force: true });

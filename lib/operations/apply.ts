@@ -160,6 +160,18 @@ export function desiredState(
   };
 }
 
+/** Computes what applying `target` means on an open stack (it reads the stack's outputs); raises typed refusals. */
+export async function prepareApply(
+  ctx: EnvironmentContext,
+  engine: EngineStack,
+  op: ApplyResult["op"],
+  target: VersionFile,
+  history: HistoryEntry[],
+  dbOptions: DatabaseOptions = {},
+): Promise<DesiredState> {
+  return desiredState(ctx, op, target, history, await engine.outputs(), dbOptions);
+}
+
 /** True when applying touches the database, so a preview must pass first. */
 function touchesDatabase(d: DesiredState): boolean {
   return !!d.database && !["unchanged", "expand-contract"].includes(d.database.plan.policy);
@@ -212,7 +224,7 @@ export async function planWith(
   if (op === "rollback" && !history.some((h) => h.to === target.version && h.result === "succeeded")) {
     warnings.push(`${target.version} was never applied to stack ${ctx.stack.name}`);
   }
-  const desired = desiredState(ctx, op, target, history, await engine.outputs(), { ...dbOptions, previewOnly: true });
+  const desired = await prepareApply(ctx, engine, op, target, history, { ...dbOptions, previewOnly: true });
   warnings.push(...desired.warnings);
   progress.onProgress?.({ type: "phase", phase: "preview", message: `previewing ${target.version} on ${ctx.stack.name}` });
   await engine.setConfig(desired.config);
@@ -243,7 +255,7 @@ export async function planWith(
 }
 
 /**
- * Applies a version through the engine, records it as a new forward entry in the backend's history
+ * Applies a version (as {@link prepareApply} planned it) through the engine, records it as a new forward entry in the backend's history
  * (the update message carries who, from, to and why), then verifies it through the program's endpoint
  * and records the outcome in stack tags. Raises {@link ApplyFailedError} when the engine fails; a failed
  * verification is returned in `verification`, for the caller to act on.
@@ -254,12 +266,11 @@ export async function applyWith(
   record: ApplyRecord & { op: ApplyResult["op"] },
   target: VersionFile,
   history: HistoryEntry[],
+  desired: DesiredState,
   progress: ProgressOptions,
-  dbOptions: DatabaseOptions = {},
 ): Promise<ApplyResult> {
   const started = Date.now();
   const arrow = record.from ? `${record.from} -> ${record.to}` : record.to;
-  const desired = desiredState(ctx, record.op, target, history, await engine.outputs(), dbOptions);
   progress.onProgress?.({ type: "phase", phase: "apply", message: `${record.op} ${arrow} on ${ctx.stack.name}: ${desired.notes.join("; ")}` });
   await engine.setConfig(desired.config);
   if (touchesDatabase(desired)) {

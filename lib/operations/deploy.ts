@@ -1,7 +1,9 @@
+import { ApprovalInput, categoriesOf, checkApprovals } from "../approvals";
 import type { EnvironmentContext, ProgressOptions } from "../environment";
-import { ApplyFailedError, NotConfirmedError, VerificationFailedError } from "../errors";
-import { lastVerifiedVersion, liveState } from "../history-record";
-import { ApplyResult, applyWith, planWith, readHistory } from "./apply";
+import { ApplyFailedError, FrozenError, NotConfirmedError, VerificationFailedError } from "../errors";
+import { HistoryEntry, lastVerifiedVersion, liveState } from "../history-record";
+import { audit, auditFailure, freezeOf } from "../trail";
+import { ApplyResult, applyWith, planWith, prepareApply, readHistory } from "./apply";
 import type { Plan } from "./plan";
 import { rollback } from "./rollback";
 
@@ -16,46 +18,58 @@ export interface DeployOptions extends ProgressOptions {
    * When absent, the deploy applies without a separate preview.
    */
   confirm?: (plan: Plan) => Promise<boolean>;
-  /** Approves the data loss of a point-in-time restore, when the database policy needs one. */
-  approveDataLoss?: boolean;
   /**
    * When the new version fails its health gate or verification, roll back to the last version that
    * verified. The deploy still raises {@link VerificationFailedError}, saying where it rolled back to.
    */
   autoRollback?: boolean;
+  /** Approves the data loss of a point-in-time restore, when the database policy needs one. */
+  approveDataLoss?: boolean;
+  /** Approvals the stack's policy may require. */
+  approvals?: ApprovalInput;
 }
 
 /**
- * Deploys a version: validates its file, optionally previews and asks, applies, verifies, and records a
- * new history entry. A failed verification raises {@link VerificationFailedError}, after rolling back
+ * Deploys a version: refuses while deploys are frozen, checks the approvals the policy requires,
+ * validates the file, optionally previews and asks, applies, verifies, and records a new history entry
+ * and an audit entry. A failed verification raises {@link VerificationFailedError}, after rolling back
  * when `autoRollback` is set.
  */
-export async function deploy(ctx: EnvironmentContext, options: DeployOptions): Promise<ApplyResult & { plan?: Plan }> {
+export async function deploy(ctx: EnvironmentContext, options: DeployOptions): Promise<ApplyResult & { plan?: Plan; approvals: string[] }> {
   options.onProgress?.({ type: "phase", phase: "validate", message: `validating ${options.version} for ${ctx.stack.name}` });
   const target = ctx.store.version(ctx.stack, options.version);
   const engine = await ctx.openEngine({ create: true });
-  let history;
-  let result: (ApplyResult & { plan?: Plan }) | undefined;
+  let history: HistoryEntry[] = [];
+  let result: (ApplyResult & { plan?: Plan; approvals: string[] }) | undefined;
   let reason: string;
+  const from = () => liveState(history).version;
   try {
+    const freeze = freezeOf(await engine.tags());
+    if (freeze) throw new FrozenError(ctx.stack.name, freeze.reason, freeze.by, freeze.at);
     history = await readHistory(engine);
+    const desired = await prepareApply(ctx, engine, "deploy", target, history, { approveDataLoss: options.approveDataLoss });
+    const approvals = checkApprovals(ctx.stack.name, ctx.stack.settings.policy.approvals, categoriesOf("deploy", desired), options.approvals ?? {});
     let plan: Plan | undefined;
     if (options.confirm) {
       plan = await planWith(ctx, engine, "deploy", target, history, options, { approveDataLoss: options.approveDataLoss });
       if (!(await options.confirm(plan))) throw new NotConfirmedError(ctx.stack.name, target.version);
     }
-    const from = liveState(history).version;
     try {
-      result = {
-        ...(await applyWith(ctx, engine, { op: "deploy", from, to: target.version, who: ctx.actor, reason: options.message }, target, history, options, { approveDataLoss: options.approveDataLoss })),
-        plan,
-      };
-      if (!result.verification || result.verification.passed) return result;
-      reason = result.verification.reason ?? "verification failed";
+      const applied = await applyWith(ctx, engine, { op: "deploy", from: from(), to: target.version, who: ctx.actor, reason: options.message }, target, history, desired, options);
+      result = { ...applied, plan, approvals };
+      const passed = !result.verification || result.verification.passed;
+      await audit(ctx, engine, { op: "deploy", from: from(), to: target.version, result: passed ? "succeeded" : "failed", detail: `revision ${result.revision}${passed ? "" : `; verification failed: ${result.verification?.reason}`}` }, options);
+      if (passed) return result;
+      reason = result.verification?.reason ?? "verification failed";
     } catch (err) {
-      if (!(err instanceof ApplyFailedError) || !options.autoRollback) throw err;
+      if (!(err instanceof ApplyFailedError)) throw err;
+      await auditFailure(ctx, engine, { op: "deploy", from: from(), to: target.version }, err, options);
+      if (!options.autoRollback) throw err;
       reason = err.detail;
     }
+  } catch (err) {
+    if (!(err instanceof ApplyFailedError)) await auditFailure(ctx, engine, { op: "deploy", from: from(), to: target.version }, err, options);
+    throw err;
   } finally {
     engine.close();
   }
@@ -65,6 +79,13 @@ export async function deploy(ctx: EnvironmentContext, options: DeployOptions): P
     throw new VerificationFailedError(ctx.stack.name, target.version, `${reason}; no earlier version ever verified, so nothing to roll back to`, undefined, { deploy: result });
   }
   options.onProgress?.({ type: "phase", phase: "rollback", message: `${target.version} failed verification; rolling back to ${goodVersion}` });
-  const back = await rollback(ctx, { to: goodVersion, reason: `auto-rollback: ${target.version} failed verification: ${reason}`.slice(0, 300), onProgress: options.onProgress, onEngineEvent: options.onEngineEvent });
+  const back = await rollback(ctx, {
+    to: goodVersion,
+    reason: `auto-rollback: ${target.version} failed verification: ${reason}`.slice(0, 300),
+    approveDataLoss: options.approveDataLoss,
+    approvals: options.approvals,
+    onProgress: options.onProgress,
+    onEngineEvent: options.onEngineEvent,
+  });
   throw new VerificationFailedError(ctx.stack.name, target.version, reason, goodVersion, { deploy: result, rollback: back });
 }

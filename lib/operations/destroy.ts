@@ -2,6 +2,7 @@ import type { EnvironmentContext, ProgressOptions } from "../environment";
 import { progressBridge } from "../environment";
 import { NotConfirmedError } from "../errors";
 import { encodeRecord } from "../history-record";
+import { audit, auditFailure } from "../trail";
 
 /** Options for {@link destroy}. */
 export interface DestroyOptions extends ProgressOptions {
@@ -21,8 +22,14 @@ export async function destroy(ctx: EnvironmentContext, options: DestroyOptions):
   try {
     options.onProgress?.({ type: "phase", phase: "apply", message: `destroying everything stack ${ctx.stack.name} owns` });
     const message = encodeRecord({ op: "destroy", to: "(nothing)", who: ctx.actor, reason: options.reason });
-    await engine.destroy(message, progressBridge(options));
+    try {
+      await engine.destroy(message, progressBridge(options));
+    } catch (err) {
+      await auditFailure(ctx, engine, { op: "destroy" }, err, options);
+      throw err;
+    }
     await engine.setTags({ "stackpin:version": "(destroyed)" });
+    await audit(ctx, engine, { op: "destroy", result: "succeeded", detail: options.reason }, options);
     return { stack: ctx.stack.name, durationMs: Date.now() - started };
   } finally {
     engine.close();

@@ -1,7 +1,9 @@
+import { ApprovalInput, categoriesOf, checkApprovals } from "../approvals";
 import type { EnvironmentContext, ProgressOptions } from "../environment";
 import { NotConfirmedError, StackNotDeployedError } from "../errors";
 import { liveState } from "../history-record";
-import { ApplyResult, applyWith, planWith, readHistory } from "./apply";
+import { audit, auditFailure } from "../trail";
+import { ApplyResult, applyWith, planWith, prepareApply, readHistory } from "./apply";
 import type { Plan } from "./plan";
 
 /** Options for {@link restore}. Give `time` or `snapshot`. */
@@ -15,27 +17,36 @@ export interface RestoreOptions extends ProgressOptions {
   reason?: string;
   /** Called with the plan before anything changes; false stops. */
   confirm?: (plan: Plan) => Promise<boolean>;
+  /** Approvals the stack's policy may require. */
+  approvals?: ApprovalInput;
 }
 
 /**
  * Restores the stack's database to a point in time (or a snapshot) as a resource, and points the live
- * version's app at it. Recorded as a new `restore` entry in history.
+ * version's app at it. Recorded as a new `restore` entry in history and in the audit trail.
  */
-export async function restore(ctx: EnvironmentContext, options: RestoreOptions): Promise<ApplyResult & { plan?: Plan }> {
+export async function restore(ctx: EnvironmentContext, options: RestoreOptions): Promise<ApplyResult & { plan?: Plan; approvals: string[] }> {
   const request = { restore: { time: options.time, snapshot: options.snapshot }, approveDataLoss: options.approveDataLoss };
   const engine = await ctx.openEngine({ create: false });
+  let live: string | undefined;
   try {
     const history = await readHistory(engine);
-    const live = liveState(history).version;
+    live = liveState(history).version;
     if (!live) throw new StackNotDeployedError(ctx.stack.name, ctx.backendUrl);
     const target = ctx.store.version(ctx.stack, live);
+    const desired = await prepareApply(ctx, engine, "restore", target, history, request);
+    const approvals = checkApprovals(ctx.stack.name, ctx.stack.settings.policy.approvals, categoriesOf("restore", desired), options.approvals ?? {});
     let plan: Plan | undefined;
     if (options.confirm) {
       plan = await planWith(ctx, engine, "restore", target, history, options, request);
       if (!(await options.confirm(plan))) throw new NotConfirmedError(ctx.stack.name, `restore of ${live}`);
     }
-    const result = await applyWith(ctx, engine, { op: "restore", from: live, to: live, who: ctx.actor, reason: options.reason }, target, history, options, request);
-    return { ...result, plan };
+    const result = await applyWith(ctx, engine, { op: "restore", from: live, to: live, who: ctx.actor, reason: options.reason }, target, history, desired, options);
+    await audit(ctx, engine, { op: "restore", from: live, to: live, result: "succeeded", detail: `to ${desired.database?.plan.restore?.time} from ${desired.database?.plan.restore?.snapshot}` }, options);
+    return { ...result, plan, approvals };
+  } catch (err) {
+    await auditFailure(ctx, engine, { op: "restore", to: live }, err, options);
+    throw err;
   } finally {
     engine.close();
   }

@@ -1,7 +1,12 @@
+import { ApprovalInput, categoriesOf, checkApprovals } from "../approvals";
 import type { EnvironmentContext, ProgressOptions } from "../environment";
 import { NotConfirmedError, VerificationFailedError } from "../errors";
 import { liveState } from "../history-record";
-import { ApplyResult, applyWith, planWith, readHistory } from "./apply";
+import { IncidentRecord, IncidentRecorder } from "../incident";
+import { notify, NotificationResult, RollbackEvent } from "../notify";
+import { audit, auditFailure, incidentsDir } from "../trail";
+import { diffConfig } from "../versions/config-diff";
+import { ApplyResult, applyWith, planWith, prepareApply, readHistory } from "./apply";
 import type { Plan } from "./plan";
 import { resolveTarget, validateTargetEarly } from "./resolve";
 
@@ -18,50 +23,136 @@ export interface RollbackOptions extends ProgressOptions {
   confirm?: (plan: Plan) => Promise<boolean>;
   /** Approves the data loss of a point-in-time restore, when the database policy needs one. */
   approveDataLoss?: boolean;
+  /** Approvals the stack's policy may require (`--approve NAME`, `--approval-file`). */
+  approvals?: ApprovalInput;
+  /** The trigger that started this rollback, when `watch` did. */
+  trigger?: IncidentRecord["trigger"];
+}
+
+/** A rollback's outcome: the apply, and what was recorded and told around it. */
+export interface RollbackResult extends ApplyResult {
+  plan?: Plan;
+  approvals: string[];
+  notifications: NotificationResult[];
+  /** The incident record, as JSON and as the start of a post-mortem. */
+  incident: { json: string; markdown: string };
+  /** From the breach to the start of the rollback, when a trigger started it. */
+  breachToRollbackMs?: number;
 }
 
 /**
  * Rolls back by re-applying an earlier version's config through the engine. The past is not rewritten:
  * the rollback is a new forward entry in history whose config equals the target version's, like a Helm
- * revision. Raises {@link VerificationFailedError} when the version it went back to fails verification.
+ * revision. Around it: approvals the policy requires, webhooks when it starts and ends, an incident
+ * record, and an audit entry. Raises {@link VerificationFailedError} when the version it went back to
+ * fails verification.
  */
-export async function rollback(ctx: EnvironmentContext, options: RollbackOptions): Promise<ApplyResult & { plan?: Plan }> {
+export async function rollback(ctx: EnvironmentContext, options: RollbackOptions): Promise<RollbackResult> {
   options.onProgress?.({ type: "phase", phase: "validate", message: `resolving ${options.to} for ${ctx.stack.name}` });
   validateTargetEarly(ctx, options.to);
+  const incident = new IncidentRecorder({ stack: ctx.stack.name, to: options.to, actor: ctx.actor, reason: options.reason, trigger: options.trigger });
+  if (options.trigger) {
+    incident.record.breachToRollbackMs = Date.parse(incident.record.startedAt) - Date.parse(options.trigger.breachedAt);
+    incident.record.timeline.push(
+      { at: options.trigger.breachedAt, step: "threshold breached", detail: `${options.trigger.rule}: ${options.trigger.detail}` },
+      { at: options.trigger.firedAt, step: "trigger fired" },
+    );
+  }
+  incident.step("rollback requested", options.reason);
+  const webhooks = ctx.stack.settings.policy.notify;
+  const tell = async (event: RollbackEvent["event"], result?: string) => {
+    if (!webhooks?.webhooks.length) return;
+    const r = incident.record;
+    const sent = await notify(
+      webhooks.webhooks,
+      { event, stack: r.stack, from: r.from, to: r.to, reason: r.reason, trigger: r.trigger ? `${r.trigger.rule}: ${r.trigger.detail}` : undefined, result, at: new Date().toISOString() },
+      webhooks.timeoutMs,
+    );
+    incident.record.notifications.push(...sent);
+    for (const n of sent.filter((x) => !x.ok)) {
+      options.onProgress?.({ type: "diagnostic", severity: "warning", message: `webhook ${n.url} (${n.event}) failed: ${n.error}; the rollback goes on` });
+    }
+  };
+
   const engine = await ctx.openEngine({ create: false });
+  let started = false;
   try {
     const history = await readHistory(engine);
     const target = resolveTarget(ctx, options.to, history);
-    let plan: Plan | undefined;
-    if (options.confirm) {
-      plan = await planWith(ctx, engine, "rollback", target, history, options, { approveDataLoss: options.approveDataLoss });
-      if (!(await options.confirm(plan))) throw new NotConfirmedError(ctx.stack.name, target.version);
-    }
     // After a failed apply the stack may be partly at that version: that is what we roll back from.
     const live = liveState(history);
     const from = live.failed?.to ?? live.version;
-    const result = await applyWith(
-      ctx,
-      engine,
-      { op: "rollback", from, to: target.version, who: ctx.actor, reason: options.reason },
-      target,
-      history,
-      options,
-      { approveDataLoss: options.approveDataLoss },
-    );
-    if (result.verification && !result.verification.passed) {
-      throw new VerificationFailedError(ctx.stack.name, target.version, result.verification.reason ?? "verification failed", undefined, { rollback: result });
+    Object.assign(incident.record, { from, to: target.version });
+    incident.step("target resolved", `${from ?? "(nothing)"} -> ${target.version}`);
+
+    const desired = await prepareApply(ctx, engine, "rollback", target, history, { approveDataLoss: options.approveDataLoss });
+    incident.record.approvals = checkApprovals(ctx.stack.name, ctx.stack.settings.policy.approvals, categoriesOf("rollback", desired), options.approvals ?? {});
+    if (incident.record.approvals.length) incident.step("approved", incident.record.approvals.join("; "));
+    let plan: Plan | undefined;
+    if (options.confirm) {
+      plan = await planWith(ctx, engine, "rollback", target, history, options, { approveDataLoss: options.approveDataLoss });
+      incident.diff(plan);
+      if (!(await options.confirm(plan))) throw new NotConfirmedError(ctx.stack.name, target.version);
+      incident.step("plan confirmed");
     }
-    return { ...result, plan };
+
+    started = true;
+    await tell("rollback.started");
+    incident.step("apply started", desired.notes.join("; "));
+    const result = await applyWith(ctx, engine, { op: "rollback", from, to: target.version, who: ctx.actor, reason: options.reason }, target, history, desired, options);
+    incident.record.revision = result.revision;
+    incident.record.diff ??= {
+      config: diffConfig(from ? safeConfig(ctx, from) : {}, target.config).map((c) => ({ key: c.key, kind: c.kind })),
+      resources: result.resourceChanges.map((r) => ({ op: r.op, name: r.name })),
+      warnings: desired.warnings,
+    };
+    incident.step("apply finished", `revision ${result.revision}`);
+    incident.record.verification = result.verification;
+    if (result.verification) incident.step(`verification ${result.verification.passed ? "passed" : "failed"}`, result.verification.reason);
+    const ok = !result.verification || result.verification.passed;
+    Object.assign(incident.record, { result: ok ? "succeeded" : `verification failed: ${result.verification?.reason}`, endedAt: new Date().toISOString() });
+    await tell(ok ? "rollback.completed" : "rollback.failed", incident.record.result);
+    const written = incident.write(incidentsDir(ctx));
+    await audit(ctx, engine, { op: "rollback", from, to: target.version, result: ok ? "succeeded" : "failed", detail: `revision ${result.revision}; incident ${incident.record.id}` }, options);
+    if (!ok) {
+      throw new VerificationFailedError(ctx.stack.name, target.version, result.verification?.reason ?? "verification failed", undefined, { rollback: result, incident: written });
+    }
+    return {
+      ...result,
+      plan,
+      approvals: incident.record.approvals,
+      notifications: incident.record.notifications,
+      incident: written,
+      breachToRollbackMs: incident.record.breachToRollbackMs,
+    };
+  } catch (err) {
+    if (err instanceof VerificationFailedError) throw err;
+    if (started) {
+      const detail = (err as Error).message.split("\n")[0];
+      Object.assign(incident.record, { result: `failed: ${detail}`, endedAt: new Date().toISOString() });
+      incident.step("rollback failed", detail);
+      await tell("rollback.failed", detail);
+      incident.write(incidentsDir(ctx));
+    }
+    await auditFailure(ctx, engine, { op: "rollback", from: incident.record.from, to: incident.record.to }, err, options);
+    throw err;
   } finally {
     engine.close();
+  }
+}
+
+function safeConfig(ctx: EnvironmentContext, version: string) {
+  try {
+    return ctx.store.version(ctx.stack, version).config;
+  } catch {
+    return {};
   }
 }
 
 /** Previews a rollback: the same as {@link preview} with `op: "rollback"` and `previous` understood. */
 export async function previewRollback(
   ctx: EnvironmentContext,
-  options: Omit<RollbackOptions, "confirm" | "reason">,
+  options: Omit<RollbackOptions, "confirm" | "reason" | "approvals" | "trigger">,
 ): Promise<Plan> {
   validateTargetEarly(ctx, options.to);
   const engine = await ctx.openEngine({ create: false });

@@ -1,6 +1,7 @@
 import type { StackOutput } from "../engine/stack";
 import type { EnvironmentContext } from "../environment";
 import { HistoryEntry, lastVerifiedVersion, liveState } from "../history-record";
+import { Freeze, freezeOf } from "../trail";
 import { readHistory } from "./apply";
 
 /** Which version is live on a stack now, according to the backend. */
@@ -14,6 +15,8 @@ export interface Status {
   lastOperation?: HistoryEntry;
   /** Set when the newest apply failed; the stack may be partially at its target. */
   failed?: HistoryEntry;
+  /** The deploy freeze in force, if any (rollbacks are still allowed). */
+  freeze?: Freeze;
   /** The newest version that passed verification after an apply. */
   verifiedVersion?: string;
   /** The `stackpin:*` stack tags in the backend. */
@@ -29,15 +32,15 @@ export async function status(ctx: EnvironmentContext): Promise<Status> {
   try {
     const history = await readHistory(engine);
     const live = liveState(history);
-    const tags = Object.fromEntries(
-      Object.entries(await engine.tags()).filter(([k]) => k.startsWith("stackpin:") && !k.startsWith("stackpin:verify:")),
-    );
+    const allTags = await engine.tags();
+    const tags = Object.fromEntries(Object.entries(allTags).filter(([k]) => k.startsWith("stackpin:") && !k.startsWith("stackpin:verify:")));
     return {
       stack: ctx.stack.name,
       liveVersion: live.version,
       revision: live.revision,
       lastOperation: history[0],
       failed: live.failed,
+      freeze: freezeOf(allTags),
       verifiedVersion: lastVerifiedVersion(history),
       tags,
       outputs: await engine.outputs(),

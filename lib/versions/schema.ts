@@ -106,6 +106,69 @@ export const versionFileSchema = z
   })
   .strict();
 
+/** A rule that fires a rollback: a Prometheus query over a threshold, or consecutive health-check failures. */
+export const triggerRuleSchema = z.union([
+  z
+    .object({
+      /** Shown in every evaluation, the incident record and notifications. */
+      name: z.string().min(1),
+      /** A PromQL instant query; the highest sample of its result is compared. */
+      query: z.string().min(1),
+      /** Fires when the value is above this. */
+      above: z.number().optional(),
+      /** Fires when the value is above this many times the baseline (`baseline`, or one recorded with `watch --record-baseline`). */
+      aboveBaseline: z.number().positive().optional(),
+      baseline: z.number().positive().optional(),
+      /** How long the condition must hold before it fires (sustained), in ms. */
+      forMs: z.number().int().min(0).default(0),
+    })
+    .strict()
+    .refine((r) => r.above !== undefined || r.aboveBaseline !== undefined, { message: "a query rule needs above or aboveBaseline" }),
+  z
+    .object({
+      name: z.string().min(1),
+      /** Fires after this many consecutive failed health checks of the program's endpoint. */
+      healthFailures: z.number().int().min(1),
+    })
+    .strict(),
+]);
+
+/** The operations around a rollback, per stack: triggers, approvals, notifications. */
+export const policySchema = z
+  .object({
+    triggers: z
+      .object({
+        /** Time between evaluations, in ms. */
+        intervalMs: z.number().int().min(50).default(15_000),
+        /** The Prometheus-compatible server whose `/api/v1/query` the query rules ask. */
+        prometheus: z.string().url().optional(),
+        /** The health check of health rules: path under the program's `endpoint`, and timeout. */
+        healthPath: z.string().startsWith("/").default("/health"),
+        timeoutMs: z.number().int().min(1).default(2000),
+        rules: z.array(triggerRuleSchema).min(1),
+      })
+      .strict()
+      .optional(),
+    approvals: z
+      .object({
+        /** Operations that need `--approve NAME` or an approval file: deploy, rollback, restore (any point-in-time restore), rollback-incompatible (a rollback across a backward-incompatible change). */
+        require: z.array(z.enum(["deploy", "rollback", "restore", "rollback-incompatible"])).default([]),
+        /** Who may approve; anyone named when empty. */
+        approvers: z.array(z.string().min(1)).default([]),
+      })
+      .strict()
+      .optional(),
+    notify: z
+      .object({
+        /** Slack-compatible incoming webhook URLs, told when a rollback starts, completes or fails. */
+        webhooks: z.array(z.string().url()).default([]),
+        timeoutMs: z.number().int().min(1).default(3000),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict();
+
 /** `stacks/<stack>/stack.yaml`: what does not change between versions. */
 export const stackFileSchema = z
   .object({
@@ -121,6 +184,8 @@ export const stackFileSchema = z
     backend: z.string().optional(),
     /** Config shared by every version (where the database is, ports); a version's own config wins. */
     config: z.record(z.string(), configValueSchema).default({}),
+    /** Triggers, approvals and notifications around rollbacks. */
+    policy: policySchema.prefault({}),
   })
   .strict();
 
@@ -136,6 +201,10 @@ export const pulumiProjectSchema = z
 export type VersionFile = z.infer<typeof versionFileSchema>;
 /** A parsed stack file. */
 export type StackFile = z.infer<typeof stackFileSchema>;
+/** A stack's policy, defaults filled in. */
+export type Policy = z.infer<typeof policySchema>;
+/** One trigger rule. */
+export type TriggerRule = z.infer<typeof triggerRuleSchema>;
 /** A version's database section. */
 export type DatabaseSpec = z.infer<typeof databaseSchema>;
 /** Verification settings with defaults filled in. */

@@ -1,0 +1,62 @@
+/** What a rollback tells the team, at its start and at its end. */
+export interface RollbackEvent {
+  event: "rollback.started" | "rollback.completed" | "rollback.failed";
+  stack: string;
+  from?: string;
+  to: string;
+  reason?: string;
+  /** The trigger that started it, when `watch` did. */
+  trigger?: string;
+  /** `succeeded`, or the failure, once it ended. */
+  result?: string;
+  at: string;
+}
+
+/** How one webhook call went; a failure is reported here, never raised. */
+export interface NotificationResult {
+  url: string;
+  event: RollbackEvent["event"];
+  ok: boolean;
+  status?: number;
+  error?: string;
+}
+
+const colour = { "rollback.started": "#f2c744", "rollback.completed": "#2eb67d", "rollback.failed": "#e01e5a" };
+
+/** The Slack-compatible body: `text` and `attachments` for people, `stackpin` for machines. */
+export function webhookBody(e: RollbackEvent): Record<string, unknown> {
+  const verb = { "rollback.started": "ROLLBACK IN PROGRESS", "rollback.completed": "Rollback completed", "rollback.failed": "ROLLBACK FAILED" }[e.event];
+  const fields = [
+    ["Environment", e.stack],
+    ["From", e.from ?? "(none)"],
+    ["To", e.to],
+    ["Reason", e.reason ?? "(none given)"],
+    ["Trigger", e.trigger ?? "manual"],
+    ...(e.result ? [["Result", e.result]] : []),
+  ];
+  return {
+    text: `${verb}: ${e.stack} ${e.from ?? ""} -> ${e.to}${e.reason ? ` (${e.reason})` : ""}`,
+    attachments: [{ color: colour[e.event], fields: fields.map(([title, value]) => ({ title, value, short: title !== "Reason" })), ts: Math.floor(Date.parse(e.at) / 1000) }],
+    stackpin: e,
+  };
+}
+
+/** Posts the event to every webhook, in parallel, each with a timeout. Never throws. */
+export async function notify(webhooks: string[], event: RollbackEvent, timeoutMs = 3000): Promise<NotificationResult[]> {
+  return Promise.all(
+    webhooks.map(async (url) => {
+      try {
+        const res = await fetch(url, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify(webhookBody(event)),
+          signal: AbortSignal.timeout(timeoutMs),
+        });
+        return { url, event: event.event, ok: res.ok, status: res.status, ...(res.ok ? {} : { error: `answered ${res.status}` }) };
+      } catch (err) {
+        const e = err as Error;
+        return { url, event: event.event, ok: false, error: String(e.cause instanceof Error ? e.cause.message : e.message) };
+      }
+    }),
+  );
+}

@@ -1,0 +1,207 @@
+import { strict as assert } from "node:assert";
+import * as fs from "node:fs";
+import * as http from "node:http";
+import type { AddressInfo } from "node:net";
+import * as path from "node:path";
+import { parse, stringify } from "yaml";
+import { ExitCode } from "../../lib/errors";
+import { json, pulumiOrSkip, TempProject, tempProject } from "./harness";
+
+/** A local server speaking Prometheus' instant-query API; the test sets what each query returns. */
+async function fakePrometheus(values: Record<string, number>) {
+  const server = http.createServer((req, res) => {
+    const query = new URL(req.url ?? "/", "http://x").searchParams.get("query") ?? "";
+    const value = values[query];
+    res.writeHead(200, { "content-type": "application/json" });
+    res.end(
+      JSON.stringify({
+        status: "success",
+        data: { resultType: "vector", result: value === undefined ? [] : [{ metric: { job: "shop" }, value: [Date.now() / 1000, String(value)] }] },
+      }),
+    );
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, close: () => server.close() };
+}
+
+/** A local webhook receiver that records every JSON body it gets. */
+async function webhookReceiver() {
+  const received: any[] = [];
+  const server = http.createServer((req, res) => {
+    let body = "";
+    req.on("data", (d) => (body += d));
+    req.on("end", () => {
+      received.push(JSON.parse(body));
+      res.writeHead(200).end("ok");
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`, received, close: () => server.close() };
+}
+
+describe("operations around a rollback: watch, triggers, webhooks, incident record, audit, freeze, approvals", function () {
+  let project: TempProject;
+  let prom: Awaited<ReturnType<typeof fakePrometheus>>;
+  let hook: Awaited<ReturnType<typeof webhookReceiver>>;
+  const signals: Record<string, number> = { "job:errors:ratio": 0.002, "job:latency:p99": 0.1 };
+  let stackFile: string;
+  let rollbackDoc: any;
+
+  const setPolicy = (policy: unknown) => {
+    const doc = parse(fs.readFileSync(stackFile, "utf8"));
+    fs.writeFileSync(stackFile, stringify({ ...doc, policy }));
+  };
+  const basePolicy = () => ({
+    triggers: {
+      intervalMs: 200,
+      prometheus: prom.url,
+      rules: [
+        { name: "error rate above 5%", query: "job:errors:ratio", above: 0.05 },
+        { name: "p99 over 2x baseline", query: "job:latency:p99", aboveBaseline: 2 },
+        { name: "3 failed health checks", healthFailures: 3 },
+      ],
+    },
+    // The second webhook goes nowhere: it must not block or fail the rollback.
+    notify: { webhooks: [hook.url, "http://127.0.0.1:9/unreachable"], timeoutMs: 1000 },
+  });
+
+  before(async function () {
+    project = tempProject(await pulumiOrSkip(this));
+    prom = await fakePrometheus(signals);
+    hook = await webhookReceiver();
+    stackFile = path.join(project.dir, "stacks", "dev", "stack.yaml");
+    setPolicy(basePolicy());
+    for (const v of ["v1", "v2"]) assert.equal((await project.cli(["deploy", "--stack", "dev", "--version", v, "--yes"])).code, ExitCode.ok);
+  });
+  after(async () => {
+    prom?.close();
+    hook?.close();
+    await project?.teardown();
+  });
+
+  it("records a latency baseline in the backend", async () => {
+    const r = await project.cli(["watch", "--stack", "dev", "--record-baseline", "--json"]);
+    assert.equal(r.code, ExitCode.ok, r.stderr);
+    assert.deepEqual(json(r).baselines, { "p99 over 2x baseline": 0.1 });
+    assert.equal(json(await project.cli(["status", "--stack", "dev", "--json"])).tags["stackpin:baseline:p99-over-2x-baseline"], "0.1");
+  });
+
+  it("watch prints each evaluation, and rolls back to the last verified version when the error rate breaches", async () => {
+    const watcher = project.start(["watch", "--stack", "dev", "--auto-rollback", "--json"]);
+    await new Promise((r) => setTimeout(r, 1500));
+    signals["job:errors:ratio"] = 0.09;
+    const r = await watcher.done;
+    signals["job:errors:ratio"] = 0.002;
+    assert.equal(r.code, ExitCode.ok, r.stderr);
+    assert.match(r.stderr, /ok error rate above 5%: 0.002 <= 0.05 \| ok p99 over 2x baseline: 0.1 <= 2x baseline 0.1 \| ok 3 failed health checks: healthy/);
+    assert.match(r.stderr, /FIRED error rate above 5%: 0.09 > 0.05/);
+    const result = json(r);
+    rollbackDoc = result.rollback;
+    assert.deepEqual([rollbackDoc.from, rollbackDoc.to], ["v2", "v1"]);
+    assert.ok(result.breachToRollbackMs >= 0 && result.breachToRollbackMs < 5000, `breach to rollback: ${result.breachToRollbackMs} ms`);
+    process.stderr.write(`      [figures] breach to rollback start: ${result.breachToRollbackMs} ms (interval 200 ms)\n`);
+    const history = json(await project.cli(["history", "--stack", "dev", "--json"]));
+    assert.equal(history[0].op, "rollback");
+    assert.match(history[0].reason, /^trigger: error rate above 5%: 0.09 > 0.05/);
+  });
+
+  it("told the webhook when the rollback started and completed, and reported the broken one without failing", () => {
+    const events = hook.received.map((b) => b.stackpin);
+    assert.deepEqual(events.map((e) => e.event), ["rollback.started", "rollback.completed"]);
+    const done = events[1];
+    assert.deepEqual([done.stack, done.from, done.to, done.result], ["dev", "v2", "v1", "succeeded"]);
+    assert.match(done.trigger, /^error rate above 5%: 0.09 > 0.05/);
+    assert.match(done.reason, /^trigger: error rate above 5%/);
+    assert.match(hook.received[0].text, /^ROLLBACK IN PROGRESS: dev v2 -> v1/);
+    const broken = rollbackDoc.notifications.filter((n: any) => !n.ok);
+    assert.deepEqual(broken.map((n: any) => n.event), ["rollback.started", "rollback.completed"]);
+  });
+
+  it("wrote an incident record as JSON and as the start of a post-mortem", () => {
+    const record = JSON.parse(fs.readFileSync(rollbackDoc.incident.json, "utf8"));
+    assert.deepEqual([record.stack, record.from, record.to, record.result], ["dev", "v2", "v1", "succeeded"]);
+    assert.equal(record.trigger.rule, "error rate above 5%");
+    const steps = record.timeline.map((t: any) => t.step);
+    for (const step of ["threshold breached", "trigger fired", "rollback requested", "target resolved", "apply started", "apply finished", "verification passed"]) {
+      assert.ok(steps.includes(step), `timeline lacks "${step}": ${steps.join(", ")}`);
+    }
+    assert.ok(record.diff.config.some((c: any) => c.key === "message" && c.kind === "changed"));
+    assert.equal(record.verification.passed, true);
+    const md = fs.readFileSync(rollbackDoc.incident.markdown, "utf8");
+    assert.match(md, /^# Incident: rollback of dev from v2 to v1/);
+    assert.match(md, /\| Trigger \| error rate above 5%: 0\.09 > 0\.05/);
+    assert.match(md, /## Timeline \(UTC\)/);
+    assert.match(md, /## Root cause/);
+  });
+
+  it("keeps an audit trail that verifies, and detects an edited or removed entry", async () => {
+    let r = await project.cli(["audit", "verify", "--stack", "dev", "--json"]);
+    assert.equal(r.code, ExitCode.ok, r.stderr);
+    const { file, entries } = json(r);
+    assert.ok(entries >= 3, `only ${entries} entries`);
+    const original = fs.readFileSync(file, "utf8");
+    const lines = original.trim().split("\n");
+    try {
+      fs.writeFileSync(file, original.replace('"to":"v1"', '"to":"v9"'));
+      r = await project.cli(["audit", "verify", "--stack", "dev"]);
+      assert.equal(r.code, ExitCode.auditBroken);
+      assert.match(r.stderr, /was edited: its hash does not match its content/);
+
+      fs.writeFileSync(file, [lines[0], ...lines.slice(2)].join("\n") + "\n");
+      r = await project.cli(["audit", "verify", "--stack", "dev"]);
+      assert.equal(r.code, ExitCode.auditBroken);
+      assert.match(r.stderr, /an entry was removed or reordered/);
+
+      fs.writeFileSync(file, lines.slice(0, -1).join("\n") + "\n");
+      r = await project.cli(["audit", "verify", "--stack", "dev"]);
+      assert.equal(r.code, ExitCode.auditBroken);
+      assert.match(r.stderr, /entries were removed from the end/);
+    } finally {
+      fs.writeFileSync(file, original);
+    }
+    assert.equal((await project.cli(["audit", "verify", "--stack", "dev"])).code, ExitCode.ok);
+  });
+
+  it("a freeze blocks deploys (exit 14, nothing changed) but not rollbacks, and every machine sees it in status", async () => {
+    assert.equal((await project.cli(["freeze", "--stack", "dev", "--reason", "incident 42: checkout errors"])).code, ExitCode.ok);
+    const status = json(await project.cli(["status", "--stack", "dev", "--json"]));
+    assert.equal(status.freeze.reason, "incident 42: checkout errors");
+    assert.match((await project.cli(["status", "--stack", "dev"])).stdout, /DEPLOYS FROZEN .* incident 42: checkout errors \(rollbacks allowed\)/);
+
+    const digest = project.stateDigest();
+    const r = await project.cli(["deploy", "--stack", "dev", "--version", "v2", "--yes"]);
+    assert.equal(r.code, ExitCode.frozen, r.stderr);
+    assert.match(r.stderr, /deploys to stack dev are frozen since .* by e2e: incident 42: checkout errors/);
+    assert.equal(project.stateDigest(), digest);
+
+    assert.equal((await project.cli(["rollback", "--stack", "dev", "--to", "v2", "--yes"])).code, ExitCode.ok, "a rollback is allowed while frozen");
+    assert.equal((await project.cli(["unfreeze", "--stack", "dev", "--reason", "incident 42 resolved"])).code, ExitCode.ok);
+    assert.equal(json(await project.cli(["status", "--stack", "dev", "--json"])).freeze, undefined);
+  });
+
+  it("a rollback the policy requires approval for is refused without it (exit 12, nothing changed), and runs with it", async () => {
+    setPolicy({ ...basePolicy(), approvals: { require: ["rollback"], approvers: ["alice"] } });
+    const digest = project.stateDigest();
+    let r = await project.cli(["rollback", "--stack", "dev", "--to", "v1", "--yes"]);
+    assert.equal(r.code, ExitCode.approvalRequired, r.stderr);
+    assert.match(r.stderr, /needs explicit approval: re-run with --approve NAME or --approval-file FILE from one of alice/);
+    r = await project.cli(["rollback", "--stack", "dev", "--to", "v1", "--yes", "--approve", "bob"]);
+    assert.equal(r.code, ExitCode.approvalRequired);
+    assert.match(r.stderr, /bob is not an approver/);
+    const expired = path.join(project.dir, "approval.yaml");
+    fs.writeFileSync(expired, stringify({ approvedBy: "alice", stack: "dev", operations: ["rollback"], expiresAt: "2020-01-01T00:00:00Z" }));
+    r = await project.cli(["rollback", "--stack", "dev", "--to", "v1", "--yes", "--approval-file", expired]);
+    assert.equal(r.code, ExitCode.approvalRequired);
+    assert.match(r.stderr, /expired at 2020-01-01T00:00:00Z/);
+    assert.equal(project.stateDigest(), digest, "a refused rollback changed the backend");
+
+    const approval = path.join(project.dir, "approval-ok.yaml");
+    fs.writeFileSync(approval, stringify({ approvedBy: "alice", stack: "dev", operations: ["rollback"], reason: "incident 42" }));
+    r = await project.cli(["rollback", "--stack", "dev", "--to", "v1", "--yes", "--approval-file", approval, "--json"]);
+    assert.equal(r.code, ExitCode.ok, r.stderr);
+    assert.match(json(r).approvals[0], /^alice \(file .*approval-ok\.yaml: rollback\)$/);
+    const record = JSON.parse(fs.readFileSync(json(r).incident.json, "utf8"));
+    assert.equal(record.approvals.length, 1);
+    setPolicy(basePolicy());
+  });
+});
