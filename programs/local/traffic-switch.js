@@ -4,6 +4,7 @@
 "use strict";
 const fs = require("node:fs");
 const http = require("node:http");
+const { serveManaged } = require("./managed-server");
 
 const routeFile = /** @type {string} */ (process.env.ROUTE_FILE);
 
@@ -33,15 +34,4 @@ const server = http.createServer((req, res) => {
   });
   req.pipe(proxied);
 });
-server.keepAliveTimeout = 1000;
-
-server.listen(Number(process.env.PORT ?? 0), "127.0.0.1", () => {
-  const address = /** @type {import("node:net").AddressInfo} */ (server.address());
-  if (process.env.STACKPIN_READY_FILE) {
-    fs.writeFileSync(process.env.STACKPIN_READY_FILE, JSON.stringify({ pid: process.pid, port: address.port }));
-  }
-});
-process.on("SIGTERM", () => {
-  server.close(() => process.exit(0));
-  server.closeIdleConnections();
-});
+serveManaged(server);

@@ -5,6 +5,7 @@
 "use strict";
 const fs = require("node:fs");
 const http = require("node:http");
+const { serveManaged } = require("../managed-server");
 
 /**
  * Starts the service.
@@ -72,19 +73,7 @@ function start(artifact) {
       return reply(500, { error: String(/** @type {Error} */ (err).message) });
     }
   });
-  server.keepAliveTimeout = 1000;
-
-  server.listen(Number(process.env.PORT ?? 0), "127.0.0.1", () => {
-    const address = /** @type {import("node:net").AddressInfo} */ (server.address());
-    if (process.env.STACKPIN_READY_FILE) {
-      fs.writeFileSync(process.env.STACKPIN_READY_FILE, JSON.stringify({ pid: process.pid, port: address.port }));
-    }
-  });
-  // Draining: stop accepting, let in-flight requests finish, then exit.
-  process.on("SIGTERM", () => {
-    server.close(() => process.exit(0));
-    server.closeIdleConnections();
-  });
+  serveManaged(server);
 }
 
 module.exports = { start };
