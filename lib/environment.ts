@@ -3,7 +3,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import type { EngineEvent } from "@pulumi/pulumi/automation";
 import { builtinPrograms, ProgramFactory } from "../programs";
-import { EngineStack } from "./engine/stack";
+import { EngineStack, isProgramResource } from "./engine/stack";
 import { locatePulumi, PulumiCli } from "./engine/pulumi-cli";
 import { InvalidVersionFileError, MissingPassphraseError } from "./errors";
 import { readPulumiProject, StackDefinition, VersionStore } from "./versions/store";
@@ -74,7 +74,7 @@ export function progressBridge(options: ProgressOptions): (e: EngineEvent) => vo
       [out, "done"],
       [failed, "failed"],
     ] as const) {
-      if (md && md.op !== "same" && !md.type.startsWith("pulumi:providers:") && md.type !== "pulumi:pulumi:Stack") {
+      if (md && md.op !== "same" && isProgramResource(md.type)) {
         say({ type: "resource", op: md.op, name: md.urn.split("::").pop() ?? md.urn, resourceType: md.type, status });
       }
     }

@@ -79,9 +79,14 @@ function changedInputKeys(olds: Record<string, unknown> = {}, news: Record<strin
   return [...keys].filter((k) => JSON.stringify(olds[k]) !== JSON.stringify(news[k])).sort();
 }
 
+/** True for the program's own resources, false for the stack itself and provider instances. */
+export function isProgramResource(type: string): boolean {
+  return !type.startsWith("pulumi:providers:") && type !== "pulumi:pulumi:Stack";
+}
+
 function stepFromEvent(event: EngineEvent): ResourceStep | undefined {
   const md = event.resourcePreEvent?.metadata;
-  if (!md || hiddenOps.has(md.op) || md.type.startsWith("pulumi:providers:") || md.type === "pulumi:pulumi:Stack") {
+  if (!md || hiddenOps.has(md.op) || !isProgramResource(md.type)) {
     return undefined;
   }
   const detailed = md.detailedDiff ?? {};

@@ -142,11 +142,12 @@ export function desiredState(
   config["stackpin:verify"] = JSON.stringify(target.verify);
   let database: DatabaseDecision | undefined;
   if (target.database || dbOptions.restore) {
+    const versions = versionDatabases(ctx, target);
     const targetDb = target.database
-      ? versionDatabases(ctx, target).find((v) => v.version === target.version)!
+      ? versions.find((v) => v.version === target.version)!
       : { version: target.version, spec: { schema: live.database?.schema ?? 0, backwardCompatible: true } };
     const request: DatabaseRequest = { ...dbOptions, now: new Date() };
-    database = planDatabase(ctx.stack.name, op === "rollback" ? "rollback" : "deploy", targetDb, versionDatabases(ctx, target), { plan: live.database, snapshotTimes: snapshotTimes(outputs) }, request);
+    database = planDatabase(ctx.stack.name, op === "rollback" ? "rollback" : "deploy", targetDb, versions, { plan: live.database, snapshotTimes: snapshotTimes(outputs) }, request);
     config["stackpin:database"] = JSON.stringify(database.plan);
   }
   return {
@@ -185,10 +186,15 @@ export function programFailure(stackName: string, message: string): StackpinErro
   return m[1] === "restore-impossible" ? new RestoreImpossibleError(stackName, detail) : new DatabaseUnavailableError(stackName, detail);
 }
 
+/** Reads history (with verification outcomes from the stack's tags, returned too), newest first. */
+export async function readHistoryAndTags(engine: EngineStack): Promise<{ history: HistoryEntry[]; tags: Record<string, string> }> {
+  const [updates, tags] = await Promise.all([engine.history(), engine.tags()]);
+  return { history: toHistoryEntries(updates, tags), tags };
+}
+
 /** Reads history (with verification outcomes from the stack's tags), newest first. */
 export async function readHistory(engine: EngineStack): Promise<HistoryEntry[]> {
-  const [updates, tags] = await Promise.all([engine.history(), engine.tags()]);
-  return toHistoryEntries(updates, tags);
+  return (await readHistoryAndTags(engine)).history;
 }
 
 /**

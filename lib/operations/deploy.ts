@@ -3,7 +3,7 @@ import type { EnvironmentContext, ProgressOptions } from "../environment";
 import { ApplyFailedError, FrozenError, NotConfirmedError, VerificationFailedError } from "../errors";
 import { HistoryEntry, lastVerifiedVersion, liveState } from "../history-record";
 import { audit, auditFailure, freezeOf } from "../trail";
-import { ApplyResult, applyWith, planWith, prepareApply, readHistory } from "./apply";
+import { ApplyResult, applyWith, planWith, prepareApply, readHistoryAndTags } from "./apply";
 import type { Plan } from "./plan";
 import { rollback } from "./rollback";
 
@@ -44,9 +44,10 @@ export async function deploy(ctx: EnvironmentContext, options: DeployOptions): P
   let reason: string;
   const from = () => liveState(history).version;
   try {
-    const freeze = freezeOf(await engine.tags());
+    const record = await readHistoryAndTags(engine);
+    const freeze = freezeOf(record.tags);
     if (freeze) throw new FrozenError(ctx.stack.name, freeze.reason, freeze.by, freeze.at);
-    history = await readHistory(engine);
+    history = record.history;
     const desired = await prepareApply(ctx, engine, "deploy", target, history, { approveDataLoss: options.approveDataLoss });
     const approvals = checkApprovals(ctx.stack.name, ctx.stack.settings.policy.approvals, categoriesOf("deploy", desired), options.approvals ?? {});
     let plan: Plan | undefined;

@@ -2,7 +2,7 @@ import type { StackOutput } from "../engine/stack";
 import type { EnvironmentContext } from "../environment";
 import { HistoryEntry, lastVerifiedVersion, liveState } from "../history-record";
 import { Freeze, freezeOf } from "../trail";
-import { readHistory } from "./apply";
+import { readHistoryAndTags } from "./apply";
 
 /** Which version is live on a stack now, according to the backend. */
 export interface Status {
@@ -30,9 +30,8 @@ export interface Status {
 export async function status(ctx: EnvironmentContext): Promise<Status> {
   const engine = await ctx.openEngine({ create: false });
   try {
-    const history = await readHistory(engine);
+    const { history, tags: allTags } = await readHistoryAndTags(engine);
     const live = liveState(history);
-    const allTags = await engine.tags();
     const tags = Object.fromEntries(Object.entries(allTags).filter(([k]) => k.startsWith("stackpin:") && !k.startsWith("stackpin:verify:")));
     return {
       stack: ctx.stack.name,

@@ -1,9 +1,9 @@
 import type { ApprovalInput } from "../approvals";
 import type { EnvironmentContext, ProgressOptions } from "../environment";
 import { InvalidVersionFileError, TriggerFiredError } from "../errors";
-import { lastVerifiedVersion, liveState } from "../history-record";
+import { HistoryEntry, lastVerifiedVersion, liveState } from "../history-record";
 import { baselineTag, Evaluation, promQuery, TriggerEvaluator } from "../triggers";
-import { readHistory } from "./apply";
+import { readHistoryAndTags } from "./apply";
 import { rollback, RollbackResult } from "./rollback";
 
 /** Options for {@link watch}. */
@@ -46,9 +46,9 @@ export async function watch(ctx: EnvironmentContext, options: WatchOptions): Pro
   const engine = await ctx.openEngine({ create: false });
   let endpoint: unknown;
   let tags: Record<string, string>;
-  let history;
+  let history: HistoryEntry[];
   try {
-    [history, tags, endpoint] = await Promise.all([readHistory(engine), engine.tags(), engine.outputs().then((o) => o.endpoint?.value)]);
+    [{ history, tags }, endpoint] = await Promise.all([readHistoryAndTags(engine), engine.outputs().then((o) => o.endpoint?.value)]);
     if (options.recordBaseline) {
       const baselines: Record<string, number> = {};
       for (const rule of policy.rules) {
