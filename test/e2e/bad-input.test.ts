@@ -81,16 +81,22 @@ describe("bad input gets a clear error, a documented exit code, and changes noth
   });
 
   it("an operation while another holds the stack: exit 7, and the first one completes", async () => {
-    project.writeVersion("v9", "version: v9\nconfig:\n  message: slow\n  rolloutDelayMs: 6000\n");
-    const first = project.start(["deploy", "--stack", "dev", "--version", "v9", "--yes"]);
+    project.writeVersion("v9", "version: v9\nconfig:\n  message: slow\n  rolloutDelayMs: 3000\n");
+    const first = project.start(["deploy", "--stack", "dev", "--version", "v9", "--yes"], { detached: true });
     const locks = path.join(project.stateDir, ".pulumi", "locks");
-    const deadline = Date.now() + 30_000;
     const lockHeld = () => fs.existsSync(locks) && fs.readdirSync(locks, { recursive: true }).some((f) => String(f).endsWith(".json"));
+    // Poll for the lock file (an event, not a duration), then freeze the first deploy's process group so it
+    // keeps the lock for as long as the second command needs, however slow the machine.
     while (!lockHeld()) {
-      assert.ok(Date.now() < deadline, "the first deploy never took the lock");
-      await new Promise((r) => setTimeout(r, 50));
+      assert.equal(await Promise.race([first.done.then(() => "ended"), new Promise((r) => setTimeout(r, 20, "waiting"))]), "waiting", "the first deploy ended without taking the lock");
     }
-    const second = await project.cli(["rollback", "--stack", "dev", "--to", "v2", "--yes"]);
+    process.kill(-first.pid, "SIGSTOP");
+    let second;
+    try {
+      second = await project.cli(["rollback", "--stack", "dev", "--to", "v2", "--yes"]);
+    } finally {
+      process.kill(-first.pid, "SIGCONT");
+    }
     assert.equal(second.code, ExitCode.concurrentOperation, second.stderr);
     assert.match(second.stderr, /another operation is running on stack dev/);
     const firstResult = await first.done;

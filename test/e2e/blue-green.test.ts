@@ -29,6 +29,7 @@ function poller(endpoint: string) {
   const failures: string[] = [];
   let requests = 0;
   let running = true;
+  const answered: (() => void)[] = [];
   const done = (async () => {
     while (running) {
       requests += 1;
@@ -39,6 +40,7 @@ function poller(endpoint: string) {
       } catch (err) {
         failures.push(String((err as Error).cause ?? err));
       }
+      answered.splice(0).forEach((f) => f());
       await new Promise((r) => setTimeout(r, 5));
     }
   })();
@@ -46,6 +48,12 @@ function poller(endpoint: string) {
     seen,
     failures,
     requests: () => requests,
+    /** Resolves once the client has made `n` more requests (so it has seen what the switch serves now). */
+    next: (n: number) => new Promise<void>((resolve) => {
+      const target = requests + n;
+      const tick = () => (requests >= target ? resolve() : answered.push(tick));
+      tick();
+    }),
     async stop() {
       running = false;
       await done;
@@ -89,7 +97,7 @@ describe("the local target: blue/green, verification, forward-only secrets (real
     const started = Date.now();
     const r = await project.cli(["rollback", "--stack", "dev", "--to", "v1", "--yes", "--json", "--reason", "v2 error rate"]);
     const took = Date.now() - started;
-    await new Promise((r) => setTimeout(r, 300));
+    await client.next(20);
     await client.stop();
     process.stderr.write(
       `      [figures] rollback by switch: ${took} ms; ${client.requests()} requests through the switch, ${client.failures.length} failed\n`,

@@ -19,6 +19,15 @@ export interface CliRun {
   stderr: string;
 }
 
+/** A CLI run in progress. */
+export interface StartedCli {
+  /** The CLI's pid; with `detached`, also its process group's id. */
+  pid: number;
+  done: Promise<CliRun>;
+  /** Resolves with what the stream printed so far once it matches `pattern`; rejects if the CLI ends first. */
+  waitFor(pattern: RegExp, stream?: "stdout" | "stderr"): Promise<string>;
+}
+
 /** A throw-away project: a copy of `stacks/dev`, a file:// backend and local resources in a temp dir. */
 export interface TempProject {
   dir: string;
@@ -26,8 +35,8 @@ export interface TempProject {
   env: NodeJS.ProcessEnv;
   /** Runs `stackpin <args>` in the project as a user would, with the project's environment. */
   cli(args: string[], options?: { env?: NodeJS.ProcessEnv; input?: string }): Promise<CliRun>;
-  /** Starts `stackpin <args>` without waiting. */
-  start(args: string[]): { done: Promise<CliRun> };
+  /** Starts `stackpin <args>` without waiting; `detached` gives it a process group of its own. */
+  start(args: string[], options?: { detached?: boolean }): StartedCli;
   /** A digest of every file in the backend: equal digests mean the state was not touched. */
   stateDigest(): string;
   writeVersion(name: string, text: string): void;
@@ -90,19 +99,43 @@ export async function pulumiOrSkip(ctx: Mocha.Context): Promise<PulumiCli> {
   ctx.skip();
 }
 
-function run(args: string[], cwd: string, env: NodeJS.ProcessEnv, input?: string): { done: Promise<CliRun> } {
+function run(args: string[], cwd: string, env: NodeJS.ProcessEnv, input?: string, detached = false): StartedCli {
   const cleanEnv = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined));
-  const child = spawn(process.execPath, [cliEntry, ...args], { cwd, env: cleanEnv, stdio: ["pipe", "pipe", "pipe"] });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.on("data", (d) => (stdout += d));
-  child.stderr.on("data", (d) => (stderr += d));
+  const child = spawn(process.execPath, [cliEntry, ...args], { cwd, env: cleanEnv, stdio: ["pipe", "pipe", "pipe"], detached });
+  const out = { stdout: "", stderr: "" };
+  let closed = false;
+  const waiters: { pattern: RegExp; stream: "stdout" | "stderr"; resolve: (s: string) => void; reject: (e: Error) => void }[] = [];
+  const check = () => {
+    for (const w of [...waiters]) {
+      if (w.pattern.test(out[w.stream])) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve(out[w.stream]);
+      }
+    }
+  };
+  child.stdout.on("data", (d) => ((out.stdout += d), check()));
+  child.stderr.on("data", (d) => ((out.stderr += d), check()));
   child.stdin.end(input ?? "");
+  const done = new Promise<CliRun>((resolve, reject) => {
+    child.on("error", reject);
+    child.on("close", (code, signal) => {
+      closed = true;
+      check();
+      for (const w of waiters.splice(0)) {
+        w.reject(new Error(`the CLI ended (${code ?? signal}) before its ${w.stream} matched ${w.pattern}:\n${out[w.stream]}`));
+      }
+      resolve({ code: code ?? -1, stdout: out.stdout, stderr: out.stderr });
+    });
+  });
   return {
-    done: new Promise((resolve, reject) => {
-      child.on("error", reject);
-      child.on("close", (code) => resolve({ code: code ?? -1, stdout, stderr }));
-    }),
+    pid: child.pid!,
+    done,
+    waitFor: (pattern, stream = "stderr") =>
+      new Promise((resolve, reject) => {
+        if (pattern.test(out[stream])) return resolve(out[stream]);
+        if (closed) return reject(new Error(`the CLI had ended before its ${stream} matched ${pattern}:\n${out[stream]}`));
+        waiters.push({ pattern, stream, resolve, reject });
+      }),
   };
 }
 
@@ -143,7 +176,7 @@ export function tempProject(pulumi: PulumiCli, options: { stack?: string; from?:
     stateDir,
     env,
     cli: (args, options = {}) => run(args, dir, { ...env, ...options.env }, options.input).done,
-    start: (args) => run(args, dir, env),
+    start: (args, options = {}) => run(args, dir, env, undefined, options.detached),
     stateDigest: () => digestDir(stateDir),
     writeVersion: (name, text) => fs.writeFileSync(path.join(dir, "stacks", stack, `${name}.yaml`), text),
     async teardown() {

@@ -88,7 +88,8 @@ describe("operations around a rollback: watch, triggers, webhooks, incident reco
 
   it("watch prints each evaluation, and rolls back to the last verified version when the error rate breaches", async () => {
     const watcher = project.start(["watch", "--stack", "dev", "--auto-rollback", "--json"]);
-    await new Promise((r) => setTimeout(r, 1500));
+    // The incident starts only once watch has printed a healthy evaluation, however slow the machine.
+    await watcher.waitFor(/ok error rate above 5%: 0.002 <= 0.05/);
     signals["job:errors:ratio"] = 0.09;
     const r = await watcher.done;
     signals["job:errors:ratio"] = 0.002;

@@ -27,6 +27,7 @@ describe("aws program under Pulumi's mocks: deploy v41 -> v42 (incompatible) -> 
     await assert.rejects(stack.apply("rollback", "v41"), ApprovalRequiredError);
     back = await stack.apply("rollback", "v41", { approveDataLoss: true });
   });
+  after(() => stack?.dispose());
 
   it("pins each colour's ECS task to its version's image tag, and the listener forwards to the active colour", () => {
     assert.equal(container(v41, "blue")?.image, "123456789012.dkr.ecr.eu-west-1.amazonaws.com/shop:v41");

@@ -22,6 +22,7 @@ describe("kubernetes program under Pulumi's mocks: deploy v41 -> v42 (incompatib
     v41 = await stack.apply("deploy", "v41");
     v42 = await stack.apply("deploy", "v42");
   });
+  after(() => stack?.dispose());
 
   it("v41 runs on blue with its image tag, behind a Service selecting blue", () => {
     assert.equal(image(v41, "blue"), "registry.example.com/shop:v41");

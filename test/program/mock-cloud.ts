@@ -9,6 +9,10 @@ import { encodeRecord, HistoryEntry, liveState, toHistoryEntries } from "../../l
 import { DatabaseOptions, desiredState, DesiredState } from "../../lib/operations/apply";
 import type { StackOutput } from "../../lib/engine/stack";
 
+// Internal to @pulumi/pulumi (not in its typings), but it is the event we need: every registration answered.
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { waitForRPCs } = require("@pulumi/pulumi/runtime/settings") as { waitForRPCs(): Promise<void> };
+
 /** A resource the program declared, with its inputs as the provider would receive them. */
 export interface Declared {
   type: string;
@@ -95,6 +99,11 @@ export class MockedStack {
     return new MockedStack(await openEnvironment({ stack: "prod", projectDir: dir, passphrase: { value: "unused" }, actor: "test" }));
   }
 
+  /** Removes the temp project. */
+  dispose(): void {
+    fs.rmSync(this.ctx.projectDir, { recursive: true, force: true });
+  }
+
   history(): HistoryEntry[] {
     return toHistoryEntries(this.updates);
   }
@@ -113,11 +122,8 @@ export class MockedStack {
     pulumi.runtime.setAllConfig(config);
     const program = this.ctx.program({ stackName: "prod", stateDir: this.ctx.stateDir });
     const outputs = (await pulumi.runtime.runInPulumiStack(program)) ?? {};
-    // Resources no output depends on may still be registering: wait until the count settles.
-    for (let seen = -1, still = 0; still < 5; await new Promise((r) => setTimeout(r, 10))) {
-      still = this.mocks.declared.length === seen ? still + 1 : 0;
-      seen = this.mocks.declared.length;
-    }
+    // Resources no output depends on may still be registering: wait for the runtime's RPC queue to drain.
+    await waitForRPCs();
     this.outputs = Object.fromEntries(Object.entries(outputs).map(([k, v]) => [k, { value: v, secret: false }]));
     this.updates.unshift({
       version: this.updates.length + 1,

@@ -5,8 +5,12 @@ import * as path from "node:path";
 import { InvalidVersionFileError, UnknownStackError, UnknownVersionError } from "../../lib/errors";
 import { compareVersions, normalizeVersionName, VersionStore } from "../../lib/versions/store";
 
+const roots: string[] = [];
+after(() => roots.splice(0).forEach((r) => fs.rmSync(r, { recursive: true, force: true })));
+
 function tempStacks(files: Record<string, string>): VersionStore {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), "stackpin-unit-"));
+  roots.push(root);
   for (const [name, text] of Object.entries(files)) {
     fs.mkdirSync(path.dirname(path.join(root, name)), { recursive: true });
     fs.writeFileSync(path.join(root, name), text);
