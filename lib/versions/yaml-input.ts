@@ -1,5 +1,5 @@
 import * as fs from "node:fs";
-import { Document, parseDocument } from "yaml";
+import { Document, isCollection, parseDocument, visit } from "yaml";
 import { InvalidVersionFileError } from "../errors";
 
 /**
@@ -57,6 +57,14 @@ export function parseYamlDocument(text: string, file: string): Document {
       doc.errors.map((e) => (/Maximum call stack/.test(e.message) ? `(file): nested deeper than ${yamlLimits.maxDepth} levels` : e.message.split("\n")[0])),
     );
   }
+  // Warnings are unknown tags and directives: in a version file they are mistakes, not extensions.
+  const problems = doc.warnings.map((w) => w.message.split("\n")[0]);
+  visit(doc, {
+    Pair(_, pair) {
+      if (isCollection(pair.key)) problems.push(`(file): a key is a list or mapping (${String(pair.key).slice(0, 40)}); keys are plain names`);
+    },
+  });
+  if (problems.length) throw new InvalidVersionFileError(file, problems);
   return doc;
 }
 
