@@ -63,13 +63,14 @@ export function checkProgramConfig(
 ): ProgramConfigCheck {
   const { program, project, spec } = options;
   const problems: string[] = [];
-  const own: Record<string, unknown> = {};
-  const written: Record<string, string> = {};
+  // Null prototypes: a key named like an Object method is data here, never inherited.
+  const own: Record<string, unknown> = Object.create(null);
+  const written: Record<string, string> = Object.create(null);
   for (const [key, value] of Object.entries(config)) {
     const owner = ownerOf(key, project, program, spec);
     if (owner.kind === "refused") problems.push(owner.problem);
     if (owner.kind !== "program") continue;
-    if (Object.prototype.hasOwnProperty.call(written, owner.name)) {
+    if (owner.name in written) {
       problems.push(`config.${key}: the same setting as config.${written[owner.name]}; write it once`);
       continue;
     }

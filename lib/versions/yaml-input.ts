@@ -1,5 +1,5 @@
 import * as fs from "node:fs";
-import { Document, isCollection, parseDocument, visit } from "yaml";
+import { Document, isCollection, isScalar, parseDocument, visit } from "yaml";
 import { InvalidVersionFileError } from "../errors";
 
 /**
@@ -62,6 +62,8 @@ export function parseYamlDocument(text: string, file: string): Document {
   visit(doc, {
     Pair(_, pair) {
       if (isCollection(pair.key)) problems.push(`(file): a key is a list or mapping (${String(pair.key).slice(0, 40)}); keys are plain names`);
+      // JavaScript would drop it (or take it as a prototype) instead of refusing it as unknown.
+      else if (isScalar(pair.key) && pair.key.value === "__proto__") problems.push("(file): __proto__ is not a key stackpin or a program reads");
     },
   });
   if (problems.length) throw new InvalidVersionFileError(file, problems);

@@ -72,6 +72,11 @@ describe("version files are checked against the program's declared config", () =
     assert.match((await refusal(project.dir, "v9")).message, /the same setting as config\.message/);
   });
 
+  it("refuses a __proto__ key instead of dropping it", async () => {
+    write("v9", "version: v9\nconfig:\n  message: x\n  __proto__: { replicas: [1] }\n");
+    assert.match((await refusal(project.dir, "v9")).message, /__proto__ is not a key/);
+  });
+
   it("refuses paths that leave the stack's directory and artifacts that do not exist", async () => {
     write("v9", "version: v9\nconfig:\n  message: hi\n  dataDir: ../../escape\n  artifact: hello-9.9.9\n");
     const e = await refusal(project.dir, "v9");
@@ -109,7 +114,7 @@ describe("version files are checked against the program's declared config", () =
 
 describe("fuzz: the library's loading and validation never crash", function () {
   this.timeout(300_000);
-  const runs = Number(process.env.STACKPIN_FUZZ_UNIT_RUNS ?? 1500);
+  const runs = Number(process.env.STACKPIN_FUZZ_UNIT_RUNS ?? 1000);
   let project: ReturnType<typeof devCopy>;
   before(() => (project = devCopy()));
   after(() => project.remove());
