@@ -94,10 +94,10 @@ export function progressBridge(options: ProgressOptions): (e: EngineEvent) => vo
 export async function openEnvironment(options: OpenEnvironmentOptions): Promise<EnvironmentContext> {
   const projectDir = path.resolve(options.projectDir ?? process.cwd());
   const pulumiProject = readPulumiProject(projectDir);
-  const store = new VersionStore(path.resolve(projectDir, options.stacksDir ?? "stacks"), pulumiProject.name);
-  const stack = store.stack(options.stack);
   const programs = options.programs ?? builtinPrograms;
-  const factory = programs[stack.settings.program];
+  const store = new VersionStore(path.resolve(projectDir, options.stacksDir ?? "stacks"), pulumiProject.name, programs);
+  const stack = store.stack(options.stack);
+  const factory = Object.prototype.hasOwnProperty.call(programs, stack.settings.program) ? programs[stack.settings.program] : undefined;
   if (!factory) {
     throw new InvalidVersionFileError(path.join(stack.dir, "stack.yaml"), [
       `program: "${stack.settings.program}" is not one of ${Object.keys(programs).join(", ")}`,

@@ -1,16 +1,18 @@
-import type { ProgramFactory } from "./types";
+import type { ProgramConfigSpec, ProgramFactory } from "./types";
+import { awsConfig } from "./aws/schema";
+import { kubernetesConfig } from "./kubernetes/schema";
+import { localConfig } from "./local/schema";
 
-export type { ProgramContext, ProgramFactory } from "./types";
+export type { ProgramConfigSpec, ProgramContext, ProgramFactory } from "./types";
 
-// Cloud SDKs are large; a program's module loads only when a stack names it.
-const lazy =
-  (load: () => ProgramFactory): ProgramFactory =>
-  (context) =>
-    load()(context);
+// Cloud SDKs are large; a program's module loads only when a stack names it. Its config schema is
+// small and loads now, so a version file is checked without loading the program.
+const lazy = (load: () => ProgramFactory, config: ProgramConfigSpec): ProgramFactory =>
+  Object.assign((context: Parameters<ProgramFactory>[0]) => load()(context), { config });
 
-/** The programs a stack can name in `stack.yaml` (`program: local`). */
+/** The programs a stack can name in `stack.yaml` (`program: local`), each with its config schema. */
 export const builtinPrograms: Record<string, ProgramFactory> = {
-  local: lazy(() => require("./local").localProgram),
-  aws: lazy(() => require("./aws").awsProgram),
-  kubernetes: lazy(() => require("./kubernetes").kubernetesProgram),
+  local: lazy(() => require("./local").localProgram, localConfig),
+  aws: lazy(() => require("./aws").awsProgram, awsConfig),
+  kubernetes: lazy(() => require("./kubernetes").kubernetesProgram, kubernetesConfig),
 };

@@ -1,4 +1,5 @@
 import type { PulumiFn } from "@pulumi/pulumi/automation";
+import type { z } from "zod";
 
 /** What stackpin tells a program about where it runs; programs never read `process.env` for this. */
 export interface ProgramContext {
@@ -8,5 +9,18 @@ export interface ProgramContext {
   stateDir: string;
 }
 
-/** A program stackpin can run: given the context, the inline Pulumi program. */
-export type ProgramFactory = (context: ProgramContext) => PulumiFn;
+/**
+ * The config a program accepts, declared beside it so a version file is checked when it is read, before
+ * the engine runs: a wrong type, a missing required key or an unknown key is refused with exit 5.
+ */
+export interface ProgramConfigSpec {
+  /** The program's own config (the project's namespace), keys unqualified; a strict zod object. */
+  schema: z.ZodObject;
+  /** Namespaces other than the project's whose keys belong to the program's providers (`aws` for `aws:region`). */
+  providerNamespaces: readonly string[];
+  /** The rule for names under a version's `secrets:` when the program derives object names from them. */
+  secretName?: z.ZodType<string>;
+}
+
+/** A program stackpin can run: given the context, the inline Pulumi program; `config` declares its config. */
+export type ProgramFactory = ((context: ProgramContext) => PulumiFn) & { config?: ProgramConfigSpec };

@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { AsyncLocalStorage } from "node:async_hooks";
 import * as readline from "node:readline/promises";
 import { Command, CommanderError, Option } from "commander";
 import { z } from "zod";
@@ -52,10 +53,38 @@ interface CommonFlags {
   backend?: string;
 }
 
-const err = (line: string) => process.stderr.write(`${line}\n`);
+/** The streams one CLI run reads and writes: the process's, or a test's (see {@link runCli}). */
+export interface CliIo {
+  /** The environment variables, validated by the CLI. */
+  env: NodeJS.ProcessEnv;
+  stdout: { write(text: string): unknown };
+  stderr: { write(text: string): unknown };
+  /** Read by `secret set` and the confirmation prompt; absent means empty and no terminal. */
+  stdin?: NodeJS.ReadableStream & { isTTY?: boolean };
+}
+
+// Each run's streams follow its async calls, so in-process runs (tests) never write to the process's.
+const runIo = new AsyncLocalStorage<CliIo>();
+// stdin is reached lazily: opening it when no command reads it could hold the process open.
+const processIo = (env: NodeJS.ProcessEnv): CliIo => ({
+  env,
+  stdout: process.stdout,
+  stderr: process.stderr,
+  get stdin() {
+    return process.stdin;
+  },
+});
+const io = (): Omit<CliIo, "env"> => runIo.getStore() ?? processIo(process.env);
+const err = (line: string) => io().stderr.write(`${line}\n`);
+
+// Locating runs `pulumi version`; a process (or a test running many commands in one) does it once.
+const located = new Map<string, Promise<PulumiCli>>();
 
 async function findPulumi(env: Env, quiet: boolean): Promise<PulumiCli> {
-  const cli = await locatePulumi({ explicit: env.STACKPIN_PULUMI, searchPath: env.PATH, pulumiHome: env.PULUMI_HOME });
+  const options = { explicit: env.STACKPIN_PULUMI, searchPath: env.PATH, pulumiHome: env.PULUMI_HOME };
+  const key = JSON.stringify(options);
+  if (!located.has(key)) located.set(key, locatePulumi(options).catch((e) => (located.delete(key), Promise.reject(e))));
+  const cli = await located.get(key)!;
   if (!quiet) err(`using Pulumi CLI ${cli.version}, ${cli.source}: ${cli.root}`);
   return cli;
 }
@@ -89,11 +118,12 @@ function confirmer(flags: { yes?: boolean; json?: boolean }): ((plan: Plan) => P
   if (flags.yes) return undefined;
   return async (plan) => {
     err(renderPlan(plan));
-    if (!process.stdin.isTTY) {
+    const stdin = io().stdin;
+    if (!stdin?.isTTY) {
       err("not confirmed: no terminal to ask on; re-run with --yes to apply");
       return false;
     }
-    const rl = readline.createInterface({ input: process.stdin, output: process.stderr });
+    const rl = readline.createInterface({ input: stdin, output: process.stderr });
     const answer = await rl.question(`apply ${plan.op} ${plan.from ?? ""} -> ${plan.to} to stack ${plan.stack}? [y/N] `);
     rl.close();
     return /^y(es)?$/i.test(answer.trim());
@@ -101,7 +131,7 @@ function confirmer(flags: { yes?: boolean; json?: boolean }): ((plan: Plan) => P
 }
 
 function out(flags: { json?: boolean }, value: unknown, text: () => string): void {
-  process.stdout.write(flags.json ? `${JSON.stringify(value, null, 2)}\n` : `${text()}\n`);
+  io().stdout.write(flags.json ? `${JSON.stringify(value, null, 2)}\n` : `${text()}\n`);
 }
 
 const collect = (value: string, previous: string[]) => [...previous, value];
@@ -129,6 +159,7 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
   const program = new Command("stackpin")
     .description("Version-pinned Pulumi stacks: deploy, preview, roll back, with history in the backend")
     .exitOverride()
+    .configureOutput({ writeOut: (text) => io().stdout.write(text), writeErr: (text) => io().stderr.write(text) })
     .showHelpAfterError();
 
   withApprovals(withCommon(program.command("deploy").description("deploy a version (previews and asks first unless --yes)")))
@@ -301,7 +332,9 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
 
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
-  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  const stdin = io().stdin;
+  if (!stdin) return "";
+  for await (const chunk of stdin) chunks.push(typeof chunk === "string" ? Buffer.from(chunk) : (chunk as Buffer));
   return Buffer.concat(chunks).toString("utf8");
 }
 
@@ -315,7 +348,7 @@ export async function main(argv: string[], rawEnv: NodeJS.ProcessEnv): Promise<n
     if (e instanceof CommanderError) {
       if (e.code === "commander.helpDisplayed" || e.code === "commander.version" || e.exitCode === 0) return ExitCode.ok;
       if (e.code === "usage") err(`error: ${e.message}`);
-      if (json) process.stdout.write(`${JSON.stringify({ error: { code: "usage", message: e.message } })}\n`);
+      if (json) io().stdout.write(`${JSON.stringify({ error: { code: "usage", message: e.message } })}\n`);
       return ExitCode.usage;
     }
     if (e instanceof StackpinError) {
@@ -326,18 +359,26 @@ export async function main(argv: string[], rawEnv: NodeJS.ProcessEnv): Promise<n
       }
       err(`error: ${e.message}`);
       const details = (e as { details?: unknown }).details;
-      if (json) process.stdout.write(`${JSON.stringify({ error: { code: e.code, message: e.message, details } }, null, 2)}\n`);
+      if (json) io().stdout.write(`${JSON.stringify({ error: { code: e.code, message: e.message, details } }, null, 2)}\n`);
       return e.exitCode;
     }
     err(`internal error: ${(e as Error).message}`);
     if (rawEnv.STACKPIN_DEBUG) err((e as Error).stack ?? "");
-    if (json) process.stdout.write(`${JSON.stringify({ error: { code: "internal", message: (e as Error).message } })}\n`);
+    if (json) io().stdout.write(`${JSON.stringify({ error: { code: "internal", message: (e as Error).message } })}\n`);
     return ExitCode.internal;
   }
 }
 
+/**
+ * Runs `stackpin <argv>` in this process with the given streams and environment, resolving to the exit
+ * code; the same as the binary, which calls it with the process's own.
+ */
+export function runCli(argv: string[], cliIo: CliIo): Promise<number> {
+  return runIo.run(cliIo, () => main(argv, cliIo.env));
+}
+
 if (require.main === module) {
-  main(process.argv.slice(2), process.env).then((code) => {
+  runCli(process.argv.slice(2), processIo(process.env)).then((code) => {
     process.exitCode = code;
   });
 }

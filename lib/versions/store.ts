@@ -1,7 +1,8 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { parseDocument } from "yaml";
+import type { ProgramConfigSpec } from "../../programs/types";
 import { InvalidVersionFileError, UnknownStackError, UnknownVersionError } from "../errors";
+import { checkProgramConfig } from "./program-config";
 import {
   describeIssues,
   StackFile,
@@ -11,6 +12,7 @@ import {
   pulumiProjectSchema,
   versionNamePattern,
 } from "./schema";
+import { parseYamlDocument, readYamlFile } from "./yaml-input";
 
 /** The name of the per-stack settings file inside `stacks/<stack>/`. */
 export const stackFileName = "stack.yaml";
@@ -23,13 +25,15 @@ export interface StackDefinition {
   /** The Pulumi project: `stack.yaml`'s `project`, else `Pulumi.yaml`'s `name`, else `stackpin`. */
   project: string;
   versions: string[];
+  /** The config the stack's program declares, when the store knows the program; versions are checked against it. */
+  programConfig?: ProgramConfigSpec;
 }
 
 /** Reads `name` and `backend.url` from a project's `Pulumi.yaml`, if it has one. */
 export function readPulumiProject(projectDir: string): { name?: string; backendUrl?: string } {
   const file = path.join(projectDir, "Pulumi.yaml");
   if (!fs.existsSync(file)) return {};
-  const parsed = pulumiProjectSchema.safeParse(parseYamlFile(file) ?? {});
+  const parsed = pulumiProjectSchema.safeParse(readYamlFile(file) ?? {});
   if (!parsed.success) throw new InvalidVersionFileError(file, describeIssues(parsed.error));
   return { name: parsed.data.name, backendUrl: parsed.data.backend?.url };
 }
@@ -53,14 +57,8 @@ export function normalizeVersionName(ref: string): string {
   return trimmed;
 }
 
-function parseYamlFile(file: string): unknown {
-  const text = fs.readFileSync(file, "utf8");
-  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
-  if (doc.errors.length) {
-    throw new InvalidVersionFileError(file, doc.errors.map((e) => e.message.split("\n")[0]));
-  }
-  return doc.toJS();
-}
+// The files stackpin itself rewrites were validated when read; they go through the same limits.
+const readDocument = (file: string) => parseYamlDocument(fs.readFileSync(file, "utf8"), file);
 
 /**
  * Reads stack definitions and version files from a `stacks/` directory. Every file is validated when it
@@ -72,6 +70,11 @@ export class VersionStore {
     readonly root: string,
     /** The project name stacks use when their `stack.yaml` names none. */
     readonly defaultProject = "stackpin",
+    /**
+     * The config each program declares, by the name `stack.yaml` gives it; a stack whose program is here
+     * has its config (stack.yaml's and every version's) checked against it on every read.
+     */
+    readonly programs: Record<string, { config?: ProgramConfigSpec }> = {},
   ) {}
 
   /** Names of all stacks (directories holding a `stack.yaml`). */
@@ -91,15 +94,21 @@ export class VersionStore {
     if (!/^[A-Za-z0-9_.-]+$/.test(name) || !fs.existsSync(file)) {
       throw new UnknownStackError(name, this.listStacks());
     }
-    const parsed = stackFileSchema.safeParse(parseYamlFile(file) ?? {});
+    const parsed = stackFileSchema.safeParse(readYamlFile(file) ?? {});
     if (!parsed.success) throw new InvalidVersionFileError(file, describeIssues(parsed.error));
+    const project = parsed.data.project ?? this.defaultProject;
+    const programConfig = Object.prototype.hasOwnProperty.call(this.programs, parsed.data.program) ? this.programs[parsed.data.program].config : undefined;
+    if (programConfig) {
+      const check = checkProgramConfig(parsed.data.config, { program: parsed.data.program, project, spec: programConfig, partial: true });
+      if (check.problems.length) throw new InvalidVersionFileError(file, check.problems);
+    }
     const versions = fs
       .readdirSync(dir)
       .filter((f) => f.endsWith(".yaml") && f !== stackFileName)
       .map((f) => f.slice(0, -".yaml".length))
       .filter((v) => versionNamePattern.test(v))
       .sort(compareVersions);
-    return { name, dir, settings: parsed.data, project: parsed.data.project ?? this.defaultProject, versions };
+    return { name, dir, settings: parsed.data, project, versions, programConfig };
   }
 
   /** Reads and validates one version file; `ref` may be `v41` or `41`. */
@@ -107,18 +116,37 @@ export class VersionStore {
     const name = normalizeVersionName(ref);
     if (!stack.versions.includes(name)) throw new UnknownVersionError(stack.name, ref, stack.versions);
     const file = path.join(stack.dir, `${name}.yaml`);
-    const parsed = versionFileSchema.safeParse(parseYamlFile(file) ?? {});
+    const parsed = versionFileSchema.safeParse(readYamlFile(file) ?? {});
     if (!parsed.success) throw new InvalidVersionFileError(file, describeIssues(parsed.error));
     if (parsed.data.version !== name) {
       throw new InvalidVersionFileError(file, [`version: says ${parsed.data.version} but the file is ${name}.yaml`]);
     }
+    if (stack.programConfig) this.checkAgainstProgram(stack, stack.programConfig, parsed.data, file);
     return parsed.data;
+  }
+
+  /**
+   * Checks what the program will read for this version, stack.yaml's config completed by the version's
+   * (the version's wins, key by key, as the apply merges them), so a mistake is exit 5 before the engine.
+   */
+  private checkAgainstProgram(stack: StackDefinition, spec: ProgramConfigSpec, version: VersionFile, file: string): void {
+    const options = { program: stack.settings.program, project: stack.project, spec };
+    const own = checkProgramConfig(version.config, { ...options, partial: true });
+    if (own.problems.length) throw new InvalidVersionFileError(file, own.problems);
+    // A key the version sets replaces stack.yaml's, whichever way either file qualified it.
+    const unqualified = (key: string) => (key.startsWith(`${stack.project}:`) ? key.slice(stack.project.length + 1) : key);
+    const fromStack = Object.entries(stack.settings.config).filter(([key]) => !Object.prototype.hasOwnProperty.call(own.written, unqualified(key)));
+    const full = checkProgramConfig({ ...Object.fromEntries(fromStack), ...version.config }, options);
+    if (full.problems.length) {
+      const fromStackFile = (p: string) => fromStack.some(([key]) => p.startsWith(`config.${key}:`) || p.startsWith(`config.${key}.`));
+      throw new InvalidVersionFileError(file, full.problems.map((p) => (fromStackFile(p) ? `${p} (set in stack.yaml)` : p)));
+    }
   }
 
   /** Writes the passphrase salt into `stack.yaml`, keeping the rest of the file (comments included). */
   recordEncryptionSalt(stack: StackDefinition, salt: string): void {
     const file = path.join(stack.dir, stackFileName);
-    const doc = parseDocument(fs.readFileSync(file, "utf8"));
+    const doc = readDocument(file);
     doc.set("encryptionsalt", salt);
     fs.writeFileSync(file, doc.toString());
   }
@@ -130,7 +158,7 @@ export class VersionStore {
   writeRotatedVersion(stack: StackDefinition, from: string, next: string, secret: string, generation: number): string {
     const file = path.join(stack.dir, `${next}.yaml`);
     if (fs.existsSync(file)) throw new Error(`${file} already exists`);
-    const doc = parseDocument(fs.readFileSync(path.join(stack.dir, `${from}.yaml`), "utf8"));
+    const doc = readDocument(path.join(stack.dir, `${from}.yaml`));
     doc.set("version", next);
     doc.set("description", `${from} with secret ${secret} rotated to generation ${generation}`);
     doc.setIn(["secrets", secret], doc.createNode({ generation }));
@@ -142,7 +170,7 @@ export class VersionStore {
   writeVersion(stack: StackDefinition, version: VersionFile, options: { overwrite?: boolean } = {}): string {
     const file = path.join(stack.dir, `${version.version}.yaml`);
     if (!options.overwrite && fs.existsSync(file)) throw new Error(`${file} already exists`);
-    const doc = parseDocument(fs.existsSync(file) ? fs.readFileSync(file, "utf8") : "{}");
+    const doc = fs.existsSync(file) ? readDocument(file) : parseYamlDocument("{}", file);
     doc.set("version", version.version);
     if (version.description !== undefined) doc.set("description", version.description);
     doc.set("config", version.config);

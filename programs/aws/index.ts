@@ -3,6 +3,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import type { ProgramFactory } from "../types";
 import { imageFor, readStackpinConfig, runningSlots } from "../stackpin-config";
+import { awsTargetSchema } from "./schema";
 
 /** The AWS target's settings: the `target` config key (project namespace); the region is `aws:region`. */
 interface AwsSettings {
@@ -34,7 +35,8 @@ interface AwsSettings {
  */
 export const awsProgram: ProgramFactory = (context) => async () => {
   const sp = readStackpinConfig();
-  const s = new pulumi.Config().requireObject<AwsSettings>("target");
+  // The same schema checked the version file before the engine ran; here it types what the program reads.
+  const s: AwsSettings = awsTargetSchema.parse(new pulumi.Config().requireObject("target"));
   const port = s.containerPort ?? 8080;
   const name = (suffix: string) => `${s.app}-${context.stackName}-${suffix}`;
 

@@ -3,6 +3,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import type { ProgramFactory } from "../types";
 import { imageFor, readStackpinConfig, runningSlots } from "../stackpin-config";
+import { kubernetesTargetSchema } from "./schema";
 
 /** The Kubernetes target's settings: the `target` config key (project namespace). */
 interface KubernetesSettings {
@@ -31,7 +32,8 @@ interface KubernetesSettings {
  */
 export const kubernetesProgram: ProgramFactory = () => async () => {
   const sp = readStackpinConfig();
-  const s = new pulumi.Config().requireObject<KubernetesSettings>("target");
+  // The same schema checked the version file before the engine ran; here it types what the program reads.
+  const s: KubernetesSettings = kubernetesTargetSchema.parse(new pulumi.Config().requireObject("target"));
   const port = s.containerPort ?? 8080;
   const meta = (name: string, labels: Record<string, string> = {}) => ({ name, namespace: s.namespace, labels: { app: s.app, ...labels } });
 
