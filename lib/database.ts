@@ -243,7 +243,8 @@ export function planDatabase(
   // `database:` section keeps every snapshot and restored instance declared.
   const record = normalizePlan(live.plan);
   const liveSchema = record?.schema ?? 0;
-  const restores = (record?.restores ?? []).map((r) => ({ ...r, liveFrom: r.liveFrom ?? live.liveFrom?.[r.name] }));
+  // When a restore took over: the program's own report wins over the time it was planned at.
+  const restores = (record?.restores ?? []).map((r) => ({ ...r, liveFrom: live.liveFrom?.[r.name] ?? r.liveFrom }));
   const current: DatabasePlan = {
     schema: liveSchema,
     migrations: [],
@@ -266,11 +267,11 @@ export function planDatabase(
     if (!request.approveDataLoss && !request.previewOnly) throw new ApprovalRequiredError(stack, what, "--approve-data-loss");
     if (!request.approveDataLoss) warnings.push("applying this needs --approve-data-loss");
   };
-  const restoreInto = (restore: RestoreRecord) => ({
-    restores: [...restores, restore],
-    live: restore.name,
-    restore,
-  });
+  // The same base backup and time again still makes a new instance: the earlier one has had writes since.
+  const restoreInto = (asked: RestoreRecord) => {
+    const restore = { ...asked, name: freshName(asked.name, restores), liveFrom: request.now.toISOString() };
+    return { restores: [...restores, restore], live: restore.name, restore };
+  };
 
   if (request.remove) {
     const removed = retention(stack, { ...current, ...base, migrations: ups(liveSchema) }, request.remove);
@@ -280,12 +281,13 @@ export function planDatabase(
   }
 
   if (request.restore) {
-    const restore = resolveRestore(stack, current, live, request.restore, request.now);
+    const made = restoreInto(resolveRestore(stack, current, live, request.restore, request.now));
+    const restore = made.restore;
     needsApproval("a point-in-time restore");
     const window = { from: restore.time, to: request.now.toISOString() };
     warnings.push(`point-in-time restore of ${restore.source} to ${restore.time} from snapshot ${restore.snapshot}: data written from ${window.from} to now is lost`);
     return {
-      plan: { ...base, schema: liveSchema, migrations: ups(liveSchema), ...restoreInto(restore), policy: "point-in-time-restore" },
+      plan: { ...base, schema: liveSchema, migrations: ups(liveSchema), ...made, policy: "point-in-time-restore" },
       notes: [
         `the app is pointed at a new database ${restore.name}, restored to ${restore.time}; ${current.live} keeps running until removed with \`stackpin snapshot rm\``,
       ],
@@ -356,7 +358,8 @@ export function planDatabase(
     );
   }
   const window = { from: time, to: request.now.toISOString() };
-  const restore: RestoreRecord = { name: restoreNameFor(snap.name, time), snapshot: snap.name, time, source: snap.source };
+  const made = restoreInto({ name: restoreNameFor(snap.name, time), snapshot: snap.name, time, source: snap.source });
+  const restore = made.restore;
   warnings.push(`${firstBad.spec.migration!.name} has no down migration: point-in-time restore to ${time}, just before ${firstBad.version}; data written from ${window.from} to now is lost`);
   notes.push(`the app is pointed at a new database ${restore.name} restored from ${snap.name} (taken from ${snap.source}) to ${time}; ${current.live} keeps running until removed`);
   return {
@@ -365,7 +368,7 @@ export function planDatabase(
       ...base,
       schema: Math.max(want, firstBad.spec.schema - 1),
       migrations: ups(Math.max(want, firstBad.spec.schema - 1)),
-      ...restoreInto(restore),
+      ...made,
       policy: "point-in-time-restore",
     },
     notes,
