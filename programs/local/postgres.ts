@@ -219,6 +219,7 @@ async function checkRestore(props: RestoreProps): Promise<string | undefined> {
   }
   if (new Date(props.time) > new Date()) return refuse(`${props.time} is in the future`);
   if (props.time === props.snapshotTakenAt) return undefined;
+  if (!fs.existsSync(require("node:path").join(props.snapshotPath, "backup_label"))) return refuse(`${props.snapshotPath} is not a base backup (no backup_label)`);
   const path = archivedPath(props);
   if (path.problem) return refuse(path.problem);
   const state = await query<{ mode: string; failing: boolean; failure: string | null }>(
