@@ -4,7 +4,7 @@ import * as path from "node:path";
 import { stringify } from "yaml";
 import { packageRoot } from "../../lib/engine/pulumi-cli";
 import { ExitCode } from "../../lib/errors";
-import { findPgBin, LocalPostgres, startPostgres } from "../../scripts/local-postgres";
+import { findPgBin, LocalPostgres, pgCtl, startPostgres } from "../../scripts/local-postgres";
 import { json, portFree, pulumiOrSkip, TempProject, tempProject } from "./harness";
 
 const deploy = (v: string, ...extra: string[]) => ["deploy", "--stack", "shop", "--version", v, "--yes", "--json", ...extra];
@@ -367,6 +367,24 @@ describe("restores chain, and no backup or restored database leaves without appr
     } finally {
       fs.renameSync(`${archive}.moved`, archive);
     }
+  });
+
+  it("with the live database stopped, a restore past the WAL it archived is refused in preflight: exit 13, nothing changed", async () => {
+    const live = json(await project.cli(["status", "--stack", "shop", "--json"])).outputs.database.value.live;
+    await insert("E", 2, restored[live]);
+    const T = await markTime(pg, restored[live]);
+    const dataDir = path.join(project.dir, ".stackpin", "local", "shop", "restores", live);
+    pgCtl(pg.pgBin, dataDir, "stop");
+    try {
+      const digest = project.stateDigest();
+      const r = await project.cli(["restore", "--stack", "shop", "--to-time", T, "--approve-data-loss", "--yes", "--json"]);
+      assert.equal(r.code, ExitCode.databaseUnavailable, r.stderr);
+      assert.match(json(r).error.message, new RegExp(`${live} is not running and the WAL archived from it reaches only`));
+      assert.equal(project.stateDigest(), digest);
+    } finally {
+      pgCtl(pg.pgBin, dataDir, "start");
+    }
+    assert.equal(await count("E", restored[live]), 2);
   });
 
   it("destroy refuses while the stack holds backups (exit 12, all still serving); approved, it stops every instance", async () => {
