@@ -231,3 +231,12 @@ export class AuditBrokenError extends StackpinError {
     super(`the audit trail of stack ${stackName} (${file}) does not verify:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
   }
 }
+
+/** `snapshot rm` named something the stack cannot remove: unknown, or the live database. Nothing was changed. */
+export class BackupNotRemovableError extends StackpinError {
+  readonly exitCode = ExitCode.usage;
+  readonly code = "backup-not-removable";
+  constructor(readonly stackName: string, readonly backup: string, readonly why: string) {
+    super(`cannot remove ${backup} from stack ${stackName}: ${why}. Nothing was changed.`);
+  }
+}

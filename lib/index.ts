@@ -96,3 +96,4 @@ export class Environment {
     return setSecret(this.context, options);
   }
 }
+export { removeSnapshot } from "./operations/snapshot";

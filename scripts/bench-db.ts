@@ -56,7 +56,7 @@ async function run(): Promise<void> {
     );
     console.log(`WAL archive: ${(pg.archiveBytes() / 1048576).toFixed(1)} MB in all, ${((pg.archiveBytes() - archiveBefore) / 1048576).toFixed(1)} MB written since the load`);
   } finally {
-    await env?.destroy({ yes: true }).catch((e) => console.error(`destroy: ${(e as Error).message}`));
+    await env?.destroy({ yes: true, approveDataLoss: true }).catch((e) => console.error(`destroy: ${(e as Error).message}`));
     pg.stop();
     fs.rmSync(dir, { recursive: true, force: true });
   }

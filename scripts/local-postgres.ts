@@ -52,6 +52,12 @@ async function freePort(): Promise<number> {
   });
 }
 
+/** Stops or starts another instance (a restored one) by its data directory, as the postgres user when root. */
+export function pgCtl(pgBin: string, dataDir: string, action: "stop" | "start"): void {
+  if (action === "stop") asPostgres(pgBin, "pg_ctl", ["-D", dataDir, "-m", "fast", "-w", "stop"]);
+  else asPostgres(pgBin, "pg_ctl", ["-D", dataDir, "-l", `${dataDir}.log`, "-w", "-t", "60", "start"]);
+}
+
 /** Creates and starts a cluster under `dir` (which must be reachable by the postgres user). */
 export async function startPostgres(dir: string): Promise<LocalPostgres> {
   const pgBin = findPgBin();

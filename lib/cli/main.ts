@@ -13,6 +13,7 @@ import { destroy } from "../operations/destroy";
 import { readAudit, verifyAudit } from "../operations/audit";
 import { freeze, unfreeze } from "../operations/freeze";
 import { restore } from "../operations/restore";
+import { removeSnapshot } from "../operations/snapshot";
 import { watch } from "../operations/watch";
 import { rotate } from "../operations/rotate";
 import { history } from "../operations/history";
@@ -233,6 +234,23 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
       out(flags, result, () => renderApply(result));
     });
 
+  const snapshotCmd = program.command("snapshot").description("the stack's database snapshots and restored databases");
+  withCommon(snapshotCmd.command("rm").description("remove a snapshot or a restored database that is no longer live (a retention step)"))
+    .argument("<name>", "the snapshot (pre-v3) or restored database (restore-pre-v3-...) to remove")
+    .option("--approve-data-loss", "required: the base backup, or the restored database and its data, are deleted")
+    .option("-r, --reason <text>", "why, recorded in history")
+    .option("-y, --yes", "apply without previewing and asking")
+    .action(async (name, flags) => {
+      const result = await removeSnapshot(await context(flags, env), {
+        name,
+        approveDataLoss: !!flags.approveDataLoss,
+        reason: flags.reason,
+        confirm: confirmer(flags),
+        ...progress(),
+      });
+      out(flags, result, () => renderApply(result));
+    });
+
   withApprovals(withCommon(program.command("watch").description("evaluate the stack's triggers on an interval; roll back when one fires")))
     .option("--auto-rollback", "roll back to the last version that verified when a trigger fires (else exit 15)")
     .option("--interval <ms>", "time between evaluations (default: the policy's)", Number)
@@ -303,9 +321,10 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
 
   withCommon(program.command("destroy").description("stop and remove everything the stack owns; history stays"))
     .option("-y, --yes", "required: destroying stops the service")
+    .option("--approve-data-loss", "required when the stack holds snapshots or restored databases: they are deleted")
     .option("-r, --reason <text>", "why, recorded in history")
     .action(async (flags) => {
-      const r = await destroy(await context(flags, env), { yes: !!flags.yes, reason: flags.reason, ...progress() });
+      const r = await destroy(await context(flags, env), { yes: !!flags.yes, approveDataLoss: !!flags.approveDataLoss, reason: flags.reason, ...progress() });
       out(flags, r, () => `destroyed everything stack ${r.stack} owned (${(r.durationMs / 1000).toFixed(1)} s)`);
     });
 

@@ -71,6 +71,8 @@ export interface DatabaseOptions {
   approveDataLoss?: boolean;
   /** Restore the database to this time or snapshot (the `restore` operation). */
   restore?: { time?: string; snapshot?: string };
+  /** Remove this snapshot or restored database (`snapshot rm`, a retention step needing `approveDataLoss`). */
+  remove?: string;
   /** Planning for a preview: missing approvals are reported, not raised. */
   previewOnly?: boolean;
 }
@@ -111,6 +113,12 @@ function snapshotTimes(outputs: Record<string, StackOutput>): Record<string, str
   return Object.fromEntries(Object.entries(snaps).flatMap(([n, s]) => (s.takenAt ? [[n, s.takenAt]] : [])));
 }
 
+/** When each restored instance took over, from the program's `databaseInstances` output. */
+function liveFromTimes(outputs: Record<string, StackOutput>): Record<string, string> {
+  const instances = (outputs.databaseInstances?.value ?? {}) as Record<string, { liveFrom?: string }>;
+  return Object.fromEntries(Object.entries(instances).flatMap(([n, i]) => (i.liveFrom ? [[n, i.liveFrom]] : [])));
+}
+
 /**
  * The stack config for applying `target` after `history`: the stack-wide and version config (keys
  * qualified with the project), plus `stackpin:version`, the blue/green layout, the forward-only secret
@@ -141,13 +149,15 @@ export function desiredState(
   config["stackpin:secrets"] = JSON.stringify(secrets.generations);
   config["stackpin:verify"] = JSON.stringify(target.verify);
   let database: DatabaseDecision | undefined;
-  if (target.database || dbOptions.restore) {
+  // Declared whenever the stack holds a database, whatever the target version says: snapshots and restored
+  // instances leave only by an approved removal, never because a version lacks a `database:` section.
+  if (target.database || dbOptions.restore || dbOptions.remove || live.database) {
     const versions = versionDatabases(ctx, target);
     const targetDb = target.database
       ? versions.find((v) => v.version === target.version)!
       : { version: target.version, spec: { schema: live.database?.schema ?? 0, backwardCompatible: true } };
     const request: DatabaseRequest = { ...dbOptions, now: new Date() };
-    database = planDatabase(ctx.stack.name, op === "rollback" ? "rollback" : "deploy", targetDb, versions, { plan: live.database, snapshotTimes: snapshotTimes(outputs) }, request);
+    database = planDatabase(ctx.stack.name, op === "rollback" ? "rollback" : "deploy", targetDb, versions, { plan: live.database, snapshotTimes: snapshotTimes(outputs), liveFrom: liveFromTimes(outputs) }, request);
     config["stackpin:database"] = JSON.stringify(database.plan);
   }
   return {
@@ -253,7 +263,16 @@ export async function planWith(
     rollout: { move: desired.move, before: live.rollout, after: desired.rollout },
     secretGenerations: { live: live.secretGenerations ?? {}, applied: desired.generations },
     database: desired.database
-      ? { policy: desired.database.plan.policy, schemaBefore: live.database?.schema ?? 0, schemaAfter: desired.database.plan.schema, snapshot: desired.database.plan.takeSnapshot, restore: desired.database.plan.restore, dataLossWindow: desired.database.dataLossWindow }
+      ? {
+          policy: desired.database.plan.policy,
+          schemaBefore: live.database?.schema ?? 0,
+          schemaAfter: desired.database.plan.schema,
+          snapshot: desired.database.plan.takeSnapshot,
+          restore: desired.database.plan.restore,
+          live: desired.database.plan.live,
+          remove: desired.database.plan.remove,
+          dataLossWindow: desired.database.dataLossWindow,
+        }
       : undefined,
     notes: desired.notes,
     warnings,

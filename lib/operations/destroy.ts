@@ -1,6 +1,7 @@
 import type { EnvironmentContext, ProgressOptions } from "../environment";
 import { progressBridge } from "../environment";
-import { NotConfirmedError } from "../errors";
+import type { EngineStack } from "../engine/stack";
+import { ApprovalRequiredError, NotConfirmedError } from "../errors";
 import { encodeRecord } from "../history-record";
 import { audit, auditFailure } from "../trail";
 
@@ -8,18 +9,34 @@ import { audit, auditFailure } from "../trail";
 export interface DestroyOptions extends ProgressOptions {
   /** Must be true: destroying stops the service and removes everything the stack owns. */
   yes: boolean;
+  /** Required when the stack holds snapshots or restored databases: destroy deletes them. */
+  approveDataLoss?: boolean;
   reason?: string;
 }
 
+/** The snapshots and restored databases the stack holds, from its outputs (every program exports them). */
+async function heldData(engine: EngineStack): Promise<string[]> {
+  const outputs = await engine.outputs();
+  const snapshots = Object.keys((outputs.databaseSnapshots?.value ?? {}) as Record<string, unknown>).map((n) => `snapshot ${n}`);
+  const instances = (outputs.databaseInstances?.value ?? {}) as Record<string, { source?: string }>;
+  const restores = Object.entries(instances).filter(([, i]) => i.source).map(([n]) => `restored database ${n}`);
+  return [...snapshots, ...restores].sort();
+}
+
 /**
- * Removes every resource the stack owns (processes, files, cloud resources). The stack and its history
- * stay in the backend; the next deploy starts it again.
+ * Removes every resource the stack owns (processes, files, cloud resources), restored databases
+ * included. When the stack holds snapshots or restored databases it refuses, changing nothing, unless
+ * `approveDataLoss` is given. The stack and its history stay in the backend; the next deploy starts it again.
  */
 export async function destroy(ctx: EnvironmentContext, options: DestroyOptions): Promise<{ stack: string; durationMs: number }> {
   if (!options.yes) throw new NotConfirmedError(ctx.stack.name, "destroy");
   const started = Date.now();
   const engine = await ctx.openEngine({ create: false });
   try {
+    const held = await heldData(engine);
+    if (held.length && !options.approveDataLoss) {
+      throw new ApprovalRequiredError(ctx.stack.name, `destroying deletes ${held.join(", ")}`, "--approve-data-loss");
+    }
     options.onProgress?.({ type: "phase", phase: "apply", message: `destroying everything stack ${ctx.stack.name} owns` });
     const message = encodeRecord({ op: "destroy", to: "(nothing)", who: ctx.actor, reason: options.reason });
     try {

@@ -29,7 +29,11 @@ export interface Plan {
     schemaAfter: number;
     /** The snapshot this apply takes before migrating. */
     snapshot?: string;
-    restore?: { snapshot: string; time: string };
+    restore?: { name: string; snapshot: string; time: string; source: string };
+    /** The database instance the app uses after the apply: `primary` or a restore's name. */
+    live: string;
+    /** The snapshot or restored database this apply removes (an approved retention step). */
+    remove?: string;
     /** Data written in this window is lost (restores only). */
     dataLossWindow?: { from: string; to: string };
   };

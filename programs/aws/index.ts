@@ -1,6 +1,7 @@
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
+import { normalizePlan, PRIMARY } from "../../lib/database";
 import type { ProgramFactory } from "../types";
 import { imageFor, readStackpinConfig, runningSlots } from "../stackpin-config";
 import { awsTargetSchema } from "./schema";
@@ -57,7 +58,7 @@ export const awsProgram: ProgramFactory = (context) => async () => {
     return { secretName, secret };
   });
 
-  const db = sp.database;
+  const db = normalizePlan(sp.database);
   const dbSubnets = new aws.rds.SubnetGroup("db-subnets", { subnetIds: s.subnetIds });
   const dbPassword = new random.RandomPassword("db-password", { length: 32, special: false });
   const dataSafety = (suffix: string) => ({
@@ -78,28 +79,44 @@ export const awsProgram: ProgramFactory = (context) => async () => {
     backupRetentionPeriod: s.backupRetentionDays ?? 7,
     ...dataSafety("db"),
   });
-  const snapshots = Object.fromEntries(
-    (db?.snapshots ?? []).map((snap) => [
-      snap.name,
-      new aws.rds.Snapshot(`snapshot-${snap.name}`, {
-        dbInstanceIdentifier: primary.identifier,
-        dbSnapshotIdentifier: name(snap.name),
-        tags: { "stackpin:version": snap.version },
-      }),
-    ]),
-  );
-  const restore = db?.restore
-    ? new aws.rds.Instance("db-restore", {
-        identifier: name(`db-restore-${db.restore.time.replace(/[^0-9]/g, "").slice(0, 14)}`),
+  // Snapshots and restored instances are declared from the stack's record and hold data: removed from the
+  // stack (only by an approved `snapshot rm` or `destroy --approve-data-loss`), they stay in the account.
+  const keep: pulumi.CustomResourceOptions = { retainOnDelete: true };
+  const identifierOf = (instance: string) => (instance === PRIMARY ? name("db") : name(`db-${instance.replace(/^restore-/, "r-")}`).slice(0, 63));
+  const instances: Record<string, aws.rds.Instance> = { [PRIMARY]: primary };
+  for (const r of (db?.restores ?? []).filter((x) => !x.removed)) {
+    instances[r.name] = new aws.rds.Instance(
+      r.name,
+      {
+        identifier: identifierOf(r.name),
         instanceClass: s.dbInstanceClass ?? "db.t4g.micro",
         dbSubnetGroupName: dbSubnets.name,
         vpcSecurityGroupIds: s.securityGroupIds,
         backupRetentionPeriod: s.backupRetentionDays ?? 7,
-        restoreToPointInTime: { sourceDbInstanceIdentifier: primary.identifier, restoreTime: db.restore.time },
-        ...dataSafety("db-restore"),
-      })
-    : undefined;
-  const dbHost = (restore ?? primary).address;
+        // RDS restores from the automated backups of the instance that was live at that time.
+        restoreToPointInTime: { sourceDbInstanceIdentifier: identifierOf(r.source), restoreTime: r.time },
+        ...dataSafety(r.name),
+      },
+      { ...keep, dependsOn: instances[r.source] ? [instances[r.source]] : [] },
+    );
+  }
+  const liveDb = instances[db?.live ?? PRIMARY] ?? primary;
+  const snapshots = Object.fromEntries(
+    (db?.snapshots ?? []).map((snap) => [
+      snap.name,
+      new aws.rds.Snapshot(
+        `snapshot-${snap.name}`,
+        {
+          dbInstanceIdentifier: identifierOf(snap.source),
+          dbSnapshotIdentifier: name(snap.name),
+          tags: { "stackpin:version": snap.version, "stackpin:source": snap.source },
+        },
+        { ...keep, dependsOn: instances[snap.source] ? [instances[snap.source]] : [] },
+      ),
+    ]),
+  );
+  const liveRestore = db?.restores.find((r) => r.name === db.live);
+  const dbHost = liveDb.address;
   // The app's schema step runs after the snapshot before it: its task names the snapshot.
   const taken = db?.takeSnapshot ? snapshots[db.takeSnapshot] : undefined;
 
@@ -177,12 +194,19 @@ export const awsProgram: ProgramFactory = (context) => async () => {
     activeSlot: sp.rollout.active,
     endpoint: pulumi.interpolate`http://${lb.dnsName}`,
     secretGenerations: sp.secrets,
-    database: { host: dbHost, restoredTo: db?.restore?.time, restoredFrom: db?.restore?.snapshot },
+    database: { host: dbHost, live: db?.live, restoredTo: liveRestore?.time, restoredFrom: liveRestore?.snapshot },
+    databaseInstances: Object.fromEntries(
+      Object.entries(instances).map(([n, i]) => {
+        const r = db?.restores.find((x) => x.name === n);
+        return [n, { identifier: i.identifier, ...(r ? { source: r.source, snapshot: r.snapshot, restoredTo: r.time, liveFrom: r.liveFrom } : {}) }];
+      }),
+    ),
     databaseSnapshots: Object.fromEntries(
       Object.entries(snapshots).map(([n, snap]) => [
         n,
         {
           version: db!.snapshots.find((x) => x.name === n)!.version,
+          source: db!.snapshots.find((x) => x.name === n)!.source,
           takenAt: aws.rds.getSnapshotOutput({ dbSnapshotIdentifier: snap.dbSnapshotIdentifier }).snapshotCreateTime,
         },
       ]),

@@ -1,6 +1,7 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
+import { normalizePlan, PRIMARY } from "../../lib/database";
 import type { ProgramFactory } from "../types";
 import { imageFor, readStackpinConfig, runningSlots } from "../stackpin-config";
 import { kubernetesTargetSchema } from "./schema";
@@ -46,35 +47,49 @@ export const kubernetesProgram: ProgramFactory = () => async () => {
     });
   });
 
-  const db = sp.database;
+  const db = normalizePlan(sp.database);
   const volume = new k8s.core.v1.PersistentVolumeClaim("data", {
     metadata: meta(`${s.app}-data`),
     spec: { accessModes: ["ReadWriteOnce"], storageClassName: s.storageClass, resources: { requests: { storage: s.dataSize ?? "10Gi" } } },
   });
+  // Snapshots and restored volumes are declared from the stack's record and hold data: removed from the
+  // stack (only by an approved `snapshot rm` or `destroy --approve-data-loss`), they stay in the cluster.
+  const keep: pulumi.CustomResourceOptions = { retainOnDelete: true };
+  const claimOf = (instance: string) => (instance === PRIMARY ? `${s.app}-data` : `${s.app}-${instance}`);
   const snapshots = Object.fromEntries(
     (db?.snapshots ?? []).map((snap) => [
       snap.name,
-      new k8s.apiextensions.CustomResource(`snapshot-${snap.name}`, {
-        apiVersion: "snapshot.storage.k8s.io/v1",
-        kind: "VolumeSnapshot",
-        metadata: { ...meta(`${s.app}-${snap.name}`, { "stackpin.dev/version": snap.version }) },
-        spec: { volumeSnapshotClassName: s.volumeSnapshotClass, source: { persistentVolumeClaimName: volume.metadata.name } },
-      }),
+      new k8s.apiextensions.CustomResource(
+        `snapshot-${snap.name}`,
+        {
+          apiVersion: "snapshot.storage.k8s.io/v1",
+          kind: "VolumeSnapshot",
+          metadata: { ...meta(`${s.app}-${snap.name}`, { "stackpin.dev/version": snap.version }) },
+          // Taken from the volume the database ran on then: the primary's, or a restored one.
+          spec: { volumeSnapshotClassName: s.volumeSnapshotClass, source: { persistentVolumeClaimName: claimOf(snap.source) } },
+        },
+        { ...keep, dependsOn: [volume] },
+      ),
     ]),
   );
-  // Kubernetes restores whole snapshots: the restore comes from the snapshot stackpin chose, at its time.
-  const restored = db?.restore
-    ? new k8s.core.v1.PersistentVolumeClaim("data-restore", {
-        metadata: { ...meta(`${s.app}-data-${db.restore.snapshot}`), annotations: { "stackpin.dev/restore-time": db.restore.time } },
+  // Kubernetes restores whole snapshots: each restore is a volume of its own from the snapshot stackpin chose.
+  const claims: Record<string, k8s.core.v1.PersistentVolumeClaim> = { [PRIMARY]: volume };
+  for (const r of (db?.restores ?? []).filter((x) => !x.removed)) {
+    claims[r.name] = new k8s.core.v1.PersistentVolumeClaim(
+      r.name,
+      {
+        metadata: { ...meta(claimOf(r.name)), annotations: { "stackpin.dev/restore-time": r.time, "stackpin.dev/source": r.source } },
         spec: {
           accessModes: ["ReadWriteOnce"],
           storageClassName: s.storageClass,
           resources: { requests: { storage: s.dataSize ?? "10Gi" } },
-          dataSource: { apiGroup: "snapshot.storage.k8s.io", kind: "VolumeSnapshot", name: snapshots[db.restore.snapshot].metadata.name },
+          dataSource: { apiGroup: "snapshot.storage.k8s.io", kind: "VolumeSnapshot", name: `${s.app}-${r.snapshot}` },
         },
-      })
-    : undefined;
-  const dataClaim = (restored ?? volume).metadata.name;
+      },
+      { ...keep, dependsOn: snapshots[r.snapshot] ? [snapshots[r.snapshot]] : [] },
+    );
+  }
+  const dataClaim = (claims[db?.live ?? PRIMARY] ?? volume).metadata.name;
   const database = new k8s.apps.v1.Deployment("database", {
     metadata: meta(`${s.app}-database`),
     spec: {
@@ -180,7 +195,16 @@ export const kubernetesProgram: ProgramFactory = () => async () => {
     ...(s.publicUrl ? { endpoint: s.publicUrl } : {}),
     secretGenerations: sp.secrets,
     databaseSnapshots: Object.fromEntries(
-      Object.entries(snapshots).map(([name, snap]) => [name, { version: db!.snapshots.find((x) => x.name === name)!.version, takenAt: snap.metadata.creationTimestamp }]),
+      Object.entries(snapshots).map(([name, snap]) => {
+        const record = db!.snapshots.find((x) => x.name === name)!;
+        return [name, { version: record.version, source: record.source, takenAt: snap.metadata.creationTimestamp }];
+      }),
+    ),
+    databaseInstances: Object.fromEntries(
+      Object.entries(claims).map(([name, claim]) => {
+        const r = db?.restores.find((x) => x.name === name);
+        return [name, { claim: claim.metadata.name, ...(r ? { source: r.source, snapshot: r.snapshot, restoredTo: r.time, liveFrom: r.liveFrom } : {}) }];
+      }),
     ),
   };
 };

@@ -1,13 +1,13 @@
 import * as crypto from "node:crypto";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
-import type { DatabasePlan } from "../../lib/database";
+import { DatabasePlan, normalizePlan, PRIMARY } from "../../lib/database";
 import type { RolloutLayout, Slot } from "../../lib/rollout";
 import type { VerifySettings } from "../../lib/versions/schema";
 import type { ProgramFactory } from "../types";
 import { LocalFile } from "./file";
 import { HealthGate } from "./gate";
-import { PointInTimeRestore, PostgresSnapshot, PostgresTarget, SchemaMigration } from "./postgres";
+import { PointInTimeRestore, PostgresSnapshot, PostgresTarget, SchemaMigration, WalArchive } from "./postgres";
 import { ManagedProcess } from "./process";
 import { RotatingSecret } from "./secret";
 
@@ -147,37 +147,67 @@ export const localProgram: ProgramFactory = (context) => async () => {
 };
 
 /**
- * The database resources: every snapshot the plan keeps (the new one first), the restore the app runs
- * on, and the schema migration, which waits for the snapshot taken before it.
+ * The database resources, all declared from the stack's record (never from the version being applied):
+ * every snapshot kept, every restored instance not removed (oldest first, each restoring the instance
+ * live at its time), the archive the restored instances share, and the schema migration on the live
+ * instance, which waits for the snapshot taken before it.
  */
 function declareDatabase(target: PostgresTarget | undefined, plan: DatabasePlan | undefined, stateDir: string) {
+  plan = normalizePlan(plan);
   if (!target || !plan) return undefined;
-  const snapshots = Object.fromEntries(
-    plan.snapshots.map((s) => [
-      s.name,
-      new PostgresSnapshot(`snapshot-${s.name}`, { ...target, name: s.name, version: s.version, dir: path.join(stateDir, "snapshots") }),
-    ]),
-  );
-  const restoreFrom = plan.restore ? snapshots[plan.restore.snapshot] : undefined;
-  if (plan.restore && !restoreFrom) throw new Error(`[stackpin:restore-impossible] snapshot ${plan.restore.snapshot} is not kept by this stack`);
-  const restore =
-    plan.restore && restoreFrom
-      ? new PointInTimeRestore("restore", {
-          ...target,
-          snapshotPath: restoreFrom.path,
-          snapshotTakenAt: restoreFrom.takenAt,
-          time: plan.restore.time,
-          dataDir: path.join(target.restoreDir ?? path.join(stateDir, "restores"), `${plan.restore.snapshot}-${plan.restore.time.replace(/[^0-9]/g, "")}`),
-          database: new URL(target.url).pathname.slice(1) || "postgres",
-        })
-      : undefined;
-  const url = restore ? restore.restoredUrl : pulumi.output(target.url);
+  const restoreRoot = target.restoreDir ?? path.join(stateDir, "restores");
+  const restoreArchive = path.join(restoreRoot, "wal-archive");
+  const archiveOf = (instance: string) => (instance === PRIMARY ? target.archiveDir : restoreArchive);
+  const snapshotDir = path.join(stateDir, "snapshots");
+  const database = new URL(target.url).pathname.slice(1) || "postgres";
+  const instances: Record<string, { url: pulumi.Output<string>; timeline: pulumi.Output<string>; port: pulumi.Output<number | string>; restore?: PointInTimeRestore }> = {
+    [PRIMARY]: { url: pulumi.output(target.url), timeline: pulumi.output("current"), port: pulumi.output(new URL(target.url).port) },
+  };
+  const snapshot = (s: DatabasePlan["snapshots"][number], url: pulumi.Input<string>) =>
+    new PostgresSnapshot(`snapshot-${s.name}`, { url, source: s.source, pgBin: target.pgBin, name: s.name, version: s.version, dir: snapshotDir });
+  // Snapshots already taken keep what they hold; only the one taken now needs its source's address.
+  const snapshots = Object.fromEntries(plan.snapshots.filter((s) => s.name !== plan!.takeSnapshot).map((s) => [s.name, snapshot(s, target.url)]));
+  const kept = plan.restores.filter((r) => !r.removed);
+  const archive = plan.restores.length ? new WalArchive("restore-wal-archive", { dir: restoreArchive }) : undefined;
+  const archives = [target.archiveDir, ...(archive ? [restoreArchive] : [])];
+  for (const r of kept) {
+    const base = snapshots[r.snapshot];
+    const source = instances[r.source];
+    const restore = new PointInTimeRestore(
+      r.name,
+      {
+        pgBin: target.pgBin,
+        snapshotPath: base?.path ?? "",
+        snapshotTakenAt: base?.takenAt ?? "",
+        time: r.time,
+        dataDir: path.join(restoreRoot, r.name),
+        database,
+        archiveDir: restoreArchive,
+        archives,
+        sourceName: r.source,
+        sourceUrl: source?.url ?? "",
+        sourceArchiveDir: archiveOf(r.source),
+        sourceTimeline: source?.timeline ?? "current",
+      },
+      { dependsOn: archive ? [archive] : [] },
+    );
+    instances[r.name] = { url: restore.restoredUrl, timeline: restore.timeline, port: restore.port, restore };
+  }
+  const live = instances[plan.live];
+  if (!live) throw new Error(`[stackpin:restore-impossible] the live database ${plan.live} is not kept by this stack`);
+  if (plan.takeSnapshot) {
+    const s = plan.snapshots.find((x) => x.name === plan!.takeSnapshot)!;
+    snapshots[s.name] = snapshot(s, live.url);
+  }
+  const url = live.url;
   const before = plan.takeSnapshot ? [snapshots[plan.takeSnapshot]] : [];
   const migration = new SchemaMigration(
     "schema",
     { url, schema: plan.schema, migrations: plan.migrations, downs: plan.downs },
-    { dependsOn: [...before, ...(restore ? [restore] : [])] },
+    { dependsOn: [...before, ...(live.restore ? [live.restore] : [])] },
   );
+  const liveRestore = kept.find((r) => r.name === plan!.live);
+  const made = plan.restore ? instances[plan.restore.name]?.restore : undefined;
   return {
     url,
     migration,
@@ -185,17 +215,33 @@ function declareDatabase(target: PostgresTarget | undefined, plan: DatabasePlan 
       database: {
         schema: migration.applied,
         url: url.apply((u) => u.replace(/:[^:@/]*@/, ":***@")),
-        restoredTo: plan.restore?.time,
-        restoredFrom: plan.restore?.snapshot,
+        live: plan.live,
+        restoredTo: liveRestore?.time,
+        restoredFrom: liveRestore?.snapshot,
         policy: plan.policy,
       },
       databaseSnapshots: Object.fromEntries(
-        Object.entries(snapshots).map(([name, snap]) => [
-          name,
-          { version: plan.snapshots.find((s) => s.name === name)!.version, takenAt: snap.takenAt, sizeBytes: snap.sizeBytes, durationMs: snap.durationMs },
-        ]),
+        Object.entries(snapshots).map(([name, snap]) => {
+          const s = plan!.snapshots.find((x) => x.name === name)!;
+          return [name, { version: s.version, source: s.source, takenAt: snap.takenAt, sizeBytes: snap.sizeBytes, durationMs: snap.durationMs }];
+        }),
       ),
-      ...(restore ? { restoreDurationMs: restore.durationMs } : {}),
+      databaseInstances: Object.fromEntries(
+        Object.entries(instances).map(([name, i]) => {
+          const r = kept.find((x) => x.name === name);
+          return [
+            name,
+            {
+              port: i.port,
+              archiveDir: archiveOf(name),
+              ...(r && i.restore
+                ? { source: r.source, snapshot: r.snapshot, restoredTo: r.time, timeline: i.timeline, liveFrom: i.restore.liveFrom, durationMs: i.restore.durationMs }
+                : {}),
+            },
+          ];
+        }),
+      ),
+      ...(made ? { restoreDurationMs: made.durationMs } : {}),
     },
   };
 }

@@ -11,7 +11,10 @@ function serveManaged(server) {
   server.listen(Number(process.env.PORT ?? 0), "127.0.0.1", () => {
     const address = /** @type {import("node:net").AddressInfo} */ (server.address());
     if (process.env.STACKPIN_READY_FILE) {
-      fs.writeFileSync(process.env.STACKPIN_READY_FILE, JSON.stringify({ pid: process.pid, port: address.port }));
+      // Written under another name and renamed: the stack polls for the file and must never read it half-written.
+      const ready = process.env.STACKPIN_READY_FILE;
+      fs.writeFileSync(`${ready}.tmp`, JSON.stringify({ pid: process.pid, port: address.port }));
+      fs.renameSync(`${ready}.tmp`, ready);
     }
   });
   process.on("SIGTERM", () => {

@@ -62,7 +62,11 @@ function dirSize(dir: string): number {
   return total;
 }
 
-interface SnapshotProps extends PostgresTarget {
+interface SnapshotProps {
+  /** The instance the backup is taken from: the primary, or the restored instance live then. */
+  url: string;
+  source: string;
+  pgBin: string;
   name: string;
   version: string;
   dir: string;
@@ -102,50 +106,187 @@ export class PostgresSnapshot extends pulumi.dynamic.Resource {
   declare readonly sizeBytes: pulumi.Output<number>;
   declare readonly durationMs: pulumi.Output<number>;
   declare readonly path: pulumi.Output<string>;
-  constructor(name: string, args: PostgresTarget & { name: string; version: string; dir: string }, opts?: pulumi.CustomResourceOptions) {
+  constructor(
+    name: string,
+    args: { url: pulumi.Input<string>; source: string; pgBin: string; name: string; version: string; dir: string },
+    opts?: pulumi.CustomResourceOptions,
+  ) {
     super(snapshotProvider, name, { ...args, path: undefined, takenAt: undefined, sizeBytes: undefined, durationMs: undefined }, opts, "stackpin-local", "PostgresSnapshot");
   }
 }
 
-interface RestoreProps extends PostgresTarget {
+interface RestoreProps {
+  pgBin: string;
+  /** The base backup: its directory and when it ended. */
   snapshotPath: string;
   snapshotTakenAt: string;
+  /** The recovery target; the snapshot's own time means "stop as soon as the backup is consistent". */
   time: string;
   dataDir: string;
   database: string;
+  /** Where this instance archives its WAL (shared by every restored instance of the stack). */
+  archiveDir: string;
+  /** Every WAL archive of the stack, searched in order by `restore_command`. */
+  archives: string[];
+  /** The instance whose history this restore replays (live at `time`), and its archive. */
+  sourceName: string;
+  sourceUrl: string;
+  sourceArchiveDir: string;
+  /** That instance's timeline: a number, or `current` (the base backup's own timeline). */
+  sourceTimeline: string;
 }
 
-function checkRestore(props: RestoreProps): string | undefined {
+const hex8 = (n: number | bigint) => n.toString(16).toUpperCase().padStart(8, "0");
+const lsnOf = (text: string) => {
+  const [hi, lo] = text.split("/");
+  return (BigInt(`0x${hi}`) << 32n) | BigInt(`0x${lo}`);
+};
+const segmentName = (tli: number, segno: bigint) => `${hex8(tli)}${hex8(segno / 256n)}${hex8(segno % 256n)}`;
+
+/** The first archive holding `file`, or undefined. */
+function findArchived(archives: string[], file: string): string | undefined {
   const fs = require("node:fs") as typeof import("node:fs");
-  if (!fs.existsSync(props.snapshotPath)) return `[stackpin:restore-impossible] the base backup ${props.snapshotPath} is missing`;
-  const wal = fs.existsSync(props.archiveDir) ? fs.readdirSync(props.archiveDir).filter((f) => /^[0-9A-F]{24}$/.test(f)) : [];
-  if (wal.length === 0) return `[stackpin:restore-impossible] the WAL archive ${props.archiveDir} is missing or empty`;
-  if (new Date(props.time) < new Date(props.snapshotTakenAt)) {
-    return `[stackpin:restore-impossible] ${props.time} is outside the recoverable window: the base backup ends at ${props.snapshotTakenAt}`;
+  const p = require("node:path") as typeof import("node:path");
+  return archives.map((a) => p.join(a, file)).find((f) => fs.existsSync(f));
+}
+
+/**
+ * The WAL files a recovery from `props`' base backup to its timeline reads, in order, as far as the
+ * archives hold them without a gap; or the reason the path cannot even start. Timelines are followed
+ * as PostgreSQL does: each `.history` file gives the points where a timeline branched from its parent.
+ */
+function archivedPath(props: RestoreProps): { files: string[]; problem?: string } {
+  const fs = require("node:fs") as typeof import("node:fs");
+  const p = require("node:path") as typeof import("node:path");
+  const label = fs.readFileSync(p.join(props.snapshotPath, "backup_label"), "utf8");
+  const start = lsnOf(/START WAL LOCATION: ([0-9A-F]+\/[0-9A-F]+)/.exec(label)![1]);
+  const startTli = Number(/START TIMELINE: (\d+)/.exec(label)![1]);
+  const targetTli = props.sourceTimeline === "current" ? startTli : Number(props.sourceTimeline);
+  // [timeline, first segment it is read from], oldest first.
+  const path: Array<[number, bigint]> = [[targetTli, 0n]];
+  if (targetTli !== startTli) {
+    const history = findArchived(props.archives, `${hex8(targetTli)}.history`);
+    if (!history) return { files: [], problem: `the history file of timeline ${targetTli} (${props.sourceName}) is in no WAL archive` };
+    path.length = 0;
+    let begin = 0n;
+    for (const line of fs.readFileSync(history, "utf8").split("\n")) {
+      const m = /^(\d+)\s+([0-9A-F]+\/[0-9A-F]+)/.exec(line.trim());
+      if (!m) continue;
+      path.push([Number(m[1]), begin]);
+      begin = lsnOf(m[2]) / (16n * 1024n * 1024n);
+    }
+    path.push([targetTli, begin]);
   }
-  if (new Date(props.time) > new Date()) return `[stackpin:restore-impossible] ${props.time} is in the future`;
+  const tliFor = (segno: bigint) => path.filter(([, b]) => b <= segno).pop()![0];
+  const files: string[] = [];
+  // 16 MB segments, PostgreSQL's default.
+  for (let segno = start / (16n * 1024n * 1024n); ; segno++) {
+    const file = segmentName(tliFor(segno), segno);
+    if (!findArchived(props.archives, file)) {
+      const lastBegin = path[path.length - 1][1];
+      if (segno < lastBegin) return { files, problem: `WAL segment ${file} (on the way to timeline ${targetTli} of ${props.sourceName}) is in no WAL archive` };
+      return { files };
+    }
+    files.push(file);
+  }
+}
+
+/** The time of the newest commit in the archived `files` (read with pg_waldump), or undefined. */
+function newestCommit(props: RestoreProps, files: string[]): string | undefined {
+  const cp = require("node:child_process") as typeof import("node:child_process");
+  for (const file of files.slice(-3).reverse()) {
+    const r = cp.spawnSync(require("node:path").join(props.pgBin, "pg_waldump"), [findArchived(props.archives, file)!], { encoding: "utf8", cwd: "/" });
+    const stamps = [...(r.stdout ?? "").matchAll(/desc: (?:COMMIT|ABORT) (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) UTC/g)].map((m) => m[1]);
+    if (stamps.length) return new Date(`${stamps[stamps.length - 1].replace(" ", "T")}Z`).toISOString();
+  }
   return undefined;
 }
 
+/**
+ * What the preflight finds wrong with a restore before anything changes, from what is really there:
+ * the base backup, the archived WAL on the path to the source's timeline, and the source itself (a
+ * running source archives up to now when the restore starts; a stopped one only as far as its archive).
+ */
+async function checkRestore(props: RestoreProps): Promise<string | undefined> {
+  const fs = require("node:fs") as typeof import("node:fs");
+  const refuse = (why: string) => `[stackpin:restore-impossible] ${why}`;
+  if (!fs.existsSync(props.snapshotPath)) return refuse(`the base backup ${props.snapshotPath} is missing`);
+  // A restored instance's archive may hold only its timeline's history file until its first segment fills.
+  const own = fs.existsSync(props.sourceArchiveDir) ? fs.readdirSync(props.sourceArchiveDir).filter((f) => /^[0-9A-F]{24}$|^[0-9A-F]{8}\.history$/.test(f)) : [];
+  if (own.length === 0) return refuse(`the WAL archive ${props.sourceArchiveDir} is missing or empty`);
+  if (new Date(props.time) < new Date(props.snapshotTakenAt)) {
+    return refuse(`${props.time} is outside the recoverable window: the base backup ends at ${props.snapshotTakenAt}`);
+  }
+  if (new Date(props.time) > new Date()) return refuse(`${props.time} is in the future`);
+  if (props.time === props.snapshotTakenAt) return undefined;
+  if (!fs.existsSync(require("node:path").join(props.snapshotPath, "backup_label"))) return refuse(`${props.snapshotPath} is not a base backup (no backup_label)`);
+  const path = archivedPath(props);
+  if (path.problem) return refuse(path.problem);
+  const state = await query<{ mode: string; failing: boolean; failure: string | null }>(
+    props.sourceUrl,
+    "select current_setting('archive_mode') as mode, coalesce(last_failed_time > coalesce(last_archived_time, 'epoch'), false) as failing, last_failed_wal as failure from pg_stat_archiver",
+  ).catch(() => undefined);
+  if (state) {
+    if (state[0].mode === "off") return refuse(`${props.sourceName} does not archive its WAL (archive_mode is off)`);
+    if (state[0].failing) return refuse(`${props.sourceName} fails to archive its WAL (last failure: ${state[0].failure})`);
+    return undefined;
+  }
+  // The source is down: the window ends at the newest commit its archive holds.
+  const newest = newestCommit(props, path.files);
+  if (!newest || new Date(newest) <= new Date(props.time)) {
+    return refuse(`${props.sourceName} is not running and the WAL archived from it reaches only ${newest ?? "its base backup"}, not ${props.time}`);
+  }
+  return undefined;
+}
+
+function removeInstance(pgBin: string, dataDir: string) {
+  const fs = require("node:fs") as typeof import("node:fs");
+  if (fs.existsSync(`${dataDir}/postmaster.pid`)) {
+    try {
+      pgRun(pgBin, "pg_ctl", ["-D", dataDir, "-m", "fast", "-w", "stop"], { asPostgres: true });
+    } catch {
+      // not running
+    }
+  }
+  fs.rmSync(dataDir, { recursive: true, force: true });
+  fs.rmSync(`${dataDir}.log`, { force: true });
+}
+
+async function waitFor(what: () => boolean | Promise<boolean>, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await what()) return true;
+    if (Date.now() > deadline) return false;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 const restoreProvider: pulumi.dynamic.ResourceProvider = {
-  async check(_olds: RestoreProps, news: RestoreProps) {
-    const problem = checkRestore(news);
+  async check(olds: RestoreProps, news: RestoreProps) {
+    // Only a restore still to be made is checked: one that runs already stays, whatever became of its base backup.
+    const problem = olds?.dataDir ? undefined : await checkRestore(news);
     return { inputs: news, failures: problem ? [{ property: "time", reason: problem }] : [] };
   },
   async create(inputs: RestoreProps) {
     const fs = require("node:fs") as typeof import("node:fs");
     const net = require("node:net") as typeof import("node:net");
     const p = require("node:path") as typeof import("node:path");
-    const problem = checkRestore(inputs);
+    const cp = require("node:child_process") as typeof import("node:child_process");
+    const problem = await checkRestore(inputs);
     if (problem) throw new Error(problem);
     const started = Date.now();
-    // Make the primary archive the WAL segment holding the target time, when it is still up.
-    try {
-      const [{ wal }] = await query<{ wal: string }>(inputs.url, "select pg_walfile_name(pg_switch_wal()) as wal");
-      const deadline = Date.now() + 30_000;
-      while (!fs.existsSync(p.join(inputs.archiveDir, wal)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-    } catch {
-      // the primary is down: restore from what the archive already holds
+    const immediate = inputs.time === inputs.snapshotTakenAt;
+    if (!immediate) {
+      // Make the source archive everything up to now: a commit after the target time (recovery stops at
+      // the first one after it), then a segment switch, and wait until the archive holds that segment.
+      const switched = await (async () => {
+        await query(inputs.sourceUrl, "select txid_current()");
+        const [{ wal }] = await query<{ wal: string }>(inputs.sourceUrl, "select pg_walfile_name(pg_switch_wal()) as wal");
+        return wal;
+      })().catch(() => undefined);
+      if (switched && !(await waitFor(() => fs.existsSync(p.join(inputs.sourceArchiveDir, switched)), 60_000))) {
+        throw new Error(`[stackpin:restore-impossible] ${inputs.sourceName} did not archive WAL segment ${switched} to ${inputs.sourceArchiveDir} within 60 s`);
+      }
     }
     const port = await new Promise<number>((resolve, reject) => {
       const srv = net.createServer();
@@ -155,81 +296,138 @@ const restoreProvider: pulumi.dynamic.ResourceProvider = {
         srv.close(() => resolve(a.port));
       });
     });
-    fs.rmSync(inputs.dataDir, { recursive: true, force: true });
+    const asRoot = process.getuid?.() === 0;
+    removeInstance(inputs.pgBin, inputs.dataDir);
     fs.mkdirSync(p.dirname(inputs.dataDir), { recursive: true });
+    fs.mkdirSync(inputs.archiveDir, { recursive: true });
+    if (asRoot) cp.execFileSync("chown", ["postgres:postgres", inputs.archiveDir]);
     fs.cpSync(inputs.snapshotPath, inputs.dataDir, { recursive: true });
     fs.rmSync(p.join(inputs.dataDir, "standby.signal"), { force: true });
     fs.writeFileSync(p.join(inputs.dataDir, "recovery.signal"), "");
-    fs.appendFileSync(
-      p.join(inputs.dataDir, "postgresql.auto.conf"),
+    // A base backup of a restored instance carries that instance's recovery settings: drop them, so
+    // exactly one recovery target is set.
+    const auto = p.join(inputs.dataDir, "postgresql.auto.conf");
+    const inherited = fs.existsSync(auto)
+      ? fs.readFileSync(auto, "utf8").split("\n").filter((l) => !/^\s*(port|listen_addresses|unix_socket_directories|archive_|restore_command|recovery_target)/.test(l))
+      : [];
+    const search = inputs.archives.map((a) => `"${a}"`).join(" ");
+    fs.writeFileSync(
+      auto,
       [
+        ...inherited.filter((l) => l.trim()),
         `port = ${port}`,
         `listen_addresses = '127.0.0.1'`,
         `unix_socket_directories = '${inputs.dataDir}'`,
-        `archive_mode = off`,
-        `restore_command = 'cp ${inputs.archiveDir}/%f %p'`,
-        `recovery_target_time = '${inputs.time.replace("T", " ").replace(/Z$/, "+00")}'`,
+        // Restored instances archive too, each on its own timeline, so a later restore can reach any moment
+        // they were live. A segment of an older timeline that is already there is not copied again.
+        `archive_mode = on`,
+        `archive_command = 'test -f ${inputs.archiveDir}/%f || (cp %p ${inputs.archiveDir}/%f.tmp && mv ${inputs.archiveDir}/%f.tmp ${inputs.archiveDir}/%f)'`,
+        `restore_command = 'for d in ${search}; do if test -f "$d/%f"; then cp "$d/%f" "%p"; exit $?; fi; done; exit 1'`,
+        immediate ? `recovery_target = 'immediate'` : `recovery_target_time = '${inputs.time.replace("T", " ").replace(/Z$/, "+00")}'`,
+        `recovery_target_timeline = '${inputs.sourceTimeline}'`,
         `recovery_target_action = 'promote'`,
         "",
       ].join("\n"),
     );
     fs.chmodSync(inputs.dataDir, 0o700);
-    if (process.getuid?.() === 0) require("node:child_process").execFileSync("chown", ["-R", "postgres:postgres", inputs.dataDir]);
+    if (asRoot) cp.execFileSync("chown", ["-R", "postgres:postgres", inputs.dataDir]);
     const log = `${inputs.dataDir}.log`;
     fs.writeFileSync(log, "");
-    if (process.getuid?.() === 0) require("node:child_process").execFileSync("chown", ["postgres:postgres", log]);
+    if (asRoot) cp.execFileSync("chown", ["postgres:postgres", log]);
+    // A restore that cannot finish ends clean: the instance is stopped and removed, the app stays where it was.
+    const fail = (why: string): never => {
+      const text = fs.existsSync(log) ? fs.readFileSync(log, "utf8") : "";
+      removeInstance(inputs.pgBin, inputs.dataDir);
+      if (/recovery ended before configured recovery target was reached/.test(text)) {
+        throw new Error(`[stackpin:restore-impossible] the WAL archived from ${inputs.sourceName} does not reach ${inputs.time}`);
+      }
+      throw new Error(`[stackpin:restore-impossible] the restored PostgreSQL ${why}: ${text.trim().split("\n").slice(-4).join(" | ")}`);
+    };
     try {
       pgRun(inputs.pgBin, "pg_ctl", ["-D", inputs.dataDir, "-l", log, "-w", "-t", "300", "start"], { asPostgres: true });
     } catch (err) {
-      const text = fs.readFileSync(log, "utf8");
-      fs.rmSync(inputs.dataDir, { recursive: true, force: true });
-      fs.rmSync(log, { force: true });
-      if (/recovery ended before configured recovery target was reached/.test(text)) {
-        throw new Error(`[stackpin:restore-impossible] the WAL archive does not reach ${inputs.time}`);
-      }
-      throw new Error(`restored PostgreSQL did not start: ${(err as Error).message}\n${text.split("\n").slice(-6).join("\n")}`);
+      fail(`did not start (${(err as Error).message.split("\n")[0]})`);
     }
     const url = `postgres://postgres@127.0.0.1:${port}/${inputs.database}`;
-    const deadline = Date.now() + 120_000;
-    for (;;) {
-      const rows = await query<{ r: boolean }>(url, "select pg_is_in_recovery() as r").catch(() => [{ r: true }]);
-      if (!rows[0].r) break;
-      if (Date.now() > deadline) throw new Error(`restored PostgreSQL at port ${port} is still recovering after 120 s`);
-      await new Promise((r) => setTimeout(r, 100));
+    // pg_ctl returns once the server takes read-only connections; recovery goes on until it promotes,
+    // or the server stops when the WAL runs out: watch for either.
+    const alive = () => fs.existsSync(p.join(inputs.dataDir, "postmaster.pid"));
+    let promoted = false;
+    const settled = await waitFor(async () => {
+      if (!alive()) return true;
+      const rows = await query<{ r: boolean }>(url, "select pg_is_in_recovery() as r").catch(() => undefined);
+      promoted = rows?.[0].r === false;
+      return promoted;
+    }, 300_000);
+    if (!promoted) fail(settled ? "stopped during recovery" : "was still recovering after 300 s");
+    const [{ wal }] = await query<{ wal: string }>(url, "select pg_walfile_name(pg_current_wal_lsn()) as wal");
+    const timeline = parseInt(wal.slice(0, 8), 16);
+    // Its history file in the archive is what lets later restores follow this timeline, and what keeps
+    // the next restore from picking the same timeline number.
+    if (!(await waitFor(() => fs.existsSync(p.join(inputs.archiveDir, `${hex8(timeline)}.history`)), 60_000))) {
+      fail(`did not archive the history file of its timeline ${timeline}`);
     }
-    return { id: inputs.dataDir, outs: { ...inputs, port, restoredUrl: url, durationMs: Date.now() - started } };
+    return {
+      id: inputs.dataDir,
+      outs: { ...inputs, port, restoredUrl: url, timeline: String(timeline), liveFrom: new Date().toISOString(), durationMs: Date.now() - started },
+    };
   },
   async diff(_id: string, olds: RestoreProps, news: RestoreProps) {
-    const replaces = ["snapshotPath", "time", "dataDir", "archiveDir"].filter(
-      (k) => (olds as unknown as Record<string, unknown>)[k] !== (news as unknown as Record<string, unknown>)[k],
-    );
+    // A restored instance is never remade: its name (and data directory) says what it holds. Inputs that
+    // follow the rest of the stack (more archives, a moved source) leave it as it is.
+    const replaces = olds.dataDir !== news.dataDir ? ["dataDir"] : [];
     return { changes: replaces.length > 0, replaces };
   },
   async delete(id: string, props: RestoreProps) {
-    const fs = require("node:fs") as typeof import("node:fs");
-    if (fs.existsSync(`${id}/postmaster.pid`)) {
-      try {
-        pgRun(props.pgBin, "pg_ctl", ["-D", id, "-m", "fast", "-w", "stop"], { asPostgres: true });
-      } catch {
-        // not running
-      }
-    }
-    fs.rmSync(id, { recursive: true, force: true });
-    fs.rmSync(`${id}.log`, { force: true });
+    removeInstance(props.pgBin, id);
   },
 };
 
-/** A PostgreSQL instance restored from a base backup plus archived WAL, up to `time`. */
+/** A PostgreSQL instance restored from a base backup plus archived WAL, up to `time`, on a timeline of its own. */
 export class PointInTimeRestore extends pulumi.dynamic.Resource {
   declare readonly restoredUrl: pulumi.Output<string>;
   declare readonly port: pulumi.Output<number>;
+  declare readonly timeline: pulumi.Output<string>;
+  declare readonly liveFrom: pulumi.Output<string>;
   declare readonly durationMs: pulumi.Output<number>;
   constructor(
     name: string,
-    args: PostgresTarget & { snapshotPath: pulumi.Input<string>; snapshotTakenAt: pulumi.Input<string>; time: string; dataDir: string; database: string },
+    args: {
+      pgBin: string;
+      snapshotPath: pulumi.Input<string>;
+      snapshotTakenAt: pulumi.Input<string>;
+      time: string;
+      dataDir: string;
+      database: string;
+      archiveDir: string;
+      archives: string[];
+      sourceName: string;
+      sourceUrl: pulumi.Input<string>;
+      sourceArchiveDir: string;
+      sourceTimeline: pulumi.Input<string>;
+    },
     opts?: pulumi.CustomResourceOptions,
   ) {
-    super(restoreProvider, name, { ...args, port: undefined, restoredUrl: undefined, durationMs: undefined }, opts, "stackpin-local", "PointInTimeRestore");
+    super(restoreProvider, name, { ...args, port: undefined, restoredUrl: undefined, timeline: undefined, liveFrom: undefined, durationMs: undefined }, opts, "stackpin-local", "PointInTimeRestore");
+  }
+}
+
+const archiveProvider: pulumi.dynamic.ResourceProvider = {
+  async create(inputs: { dir: string }) {
+    const fs = require("node:fs") as typeof import("node:fs");
+    fs.mkdirSync(inputs.dir, { recursive: true });
+    if (process.getuid?.() === 0) require("node:child_process").execFileSync("chown", ["postgres:postgres", inputs.dir]);
+    return { id: inputs.dir, outs: inputs };
+  },
+  async delete(id: string) {
+    require("node:fs").rmSync(id, { recursive: true, force: true });
+  },
+};
+
+/** The WAL archive the stack's restored instances share: kept as long as the stack holds a restore, pruned by destroy. */
+export class WalArchive extends pulumi.dynamic.Resource {
+  constructor(name: string, args: { dir: string }, opts?: pulumi.CustomResourceOptions) {
+    super(archiveProvider, name, args, opts, "stackpin-local", "WalArchive");
   }
 }
 

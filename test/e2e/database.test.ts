@@ -4,11 +4,24 @@ import * as path from "node:path";
 import { stringify } from "yaml";
 import { packageRoot } from "../../lib/engine/pulumi-cli";
 import { ExitCode } from "../../lib/errors";
-import { findPgBin, LocalPostgres, startPostgres } from "../../scripts/local-postgres";
-import { json, pulumiOrSkip, TempProject, tempProject } from "./harness";
+import { findPgBin, LocalPostgres, pgCtl, startPostgres } from "../../scripts/local-postgres";
+import { json, portFree, pulumiOrSkip, TempProject, tempProject } from "./harness";
 
 const deploy = (v: string, ...extra: string[]) => ["deploy", "--stack", "shop", "--version", v, "--yes", "--json", ...extra];
 const rollback = (v: string, ...extra: string[]) => ["rollback", "--stack", "shop", "--to", v, "--yes", "--json", ...extra];
+/**
+ * A recovery target between two writes: a millisecond past the database's clock after the first write
+ * committed, returned once that clock has passed it (so the next write commits after it). No sleeping.
+ */
+async function markTime(pg: LocalPostgres, url = pg.url): Promise<string> {
+  const [{ now }] = await pg.query<{ now: Date }>("select clock_timestamp() as now", [], url);
+  const T = new Date(now.getTime() + 2).toISOString();
+  for (;;) {
+    const [{ past }] = await pg.query<{ past: boolean }>("select clock_timestamp() > $1::timestamptz as past", [T], url);
+    if (past) return T;
+  }
+}
+
 const names = (steps: Array<{ name: string; op: string }>) => steps.map((s) => `${s.op} ${s.name}`).sort();
 
 describe("database safety on a real PostgreSQL (base backups, WAL archive, point-in-time restore)", function () {
@@ -28,6 +41,7 @@ describe("database safety on a real PostgreSQL (base backups, WAL archive, point
     fs.appendFileSync(stackFile, stringify({ config: { database: { url: pg.url, archiveDir: pg.archiveDir, pgBin: pg.pgBin } } }));
   });
   after(async () => {
+    if (project) assert.equal((await project.cli(["destroy", "--stack", "shop", "--yes", "--approve-data-loss"])).code, ExitCode.ok);
     pg?.stop();
     await project?.teardown();
   });
@@ -109,9 +123,7 @@ describe("database safety on a real PostgreSQL (base backups, WAL archive, point
     let r = await project.cli(deploy("v4"));
     assert.equal(r.code, ExitCode.ok, r.stderr);
     await pg.query("insert into items (tag) select 'before-' || g from generate_series(1, 50) g");
-    await new Promise((res) => setTimeout(res, 1100));
-    const T = new Date().toISOString();
-    await new Promise((res) => setTimeout(res, 1100));
+    const T = await markTime(pg);
     await pg.query("insert into items (tag) select 'after-' || g from generate_series(1, 30) g");
 
     const digest = project.stateDigest();
@@ -179,5 +191,213 @@ describe("database safety on a real PostgreSQL (base backups, WAL archive, point
       url,
     );
     assert.deepEqual(nullable, [{ is_nullable: "YES" }], "the restored database is from before 004_tag_required");
+  });
+});
+
+describe("restores chain, and no backup or restored database leaves without approval (a schema of our own)", function () {
+  let project: TempProject;
+  let pg: LocalPostgres;
+  const stackDir = () => path.join(project.dir, "stacks", "shop");
+  const restored: Record<string, string> = {};
+
+  before(async function () {
+    const pulumi = await pulumiOrSkip(this);
+    if (!findPgBin()) {
+      if (process.env.STACKPIN_REQUIRE_E2E === "1") throw new Error("PostgreSQL server binaries are missing (apt-get install postgresql)");
+      this.skip();
+    }
+    project = tempProject(pulumi, { stack: "shop", from: path.join(packageRoot(), "test", "fixtures", "shop") });
+    pg = await startPostgres(path.join(project.dir, "pg"));
+    for (const f of ["v1", "v2", "v3", "v4"]) fs.rmSync(path.join(stackDir(), `${f}.yaml`));
+    fs.rmSync(path.join(stackDir(), "migrations"), { recursive: true });
+    fs.mkdirSync(path.join(stackDir(), "migrations"));
+    fs.writeFileSync(path.join(stackDir(), "migrations", "001_ledger.up.sql"), "create table ledger (id serial primary key, batch text not null, memo text);");
+    fs.writeFileSync(path.join(stackDir(), "migrations", "002_drop_memo.up.sql"), "alter table ledger drop column memo;");
+    project.writeVersion("v1", stringify({ version: "v1", config: { artifact: "hello-1.0.0", message: "ledger v1" }, database: { schema: 1, migration: { name: "001_ledger", up: "migrations/001_ledger.up.sql" }, backwardCompatible: true } }));
+    project.writeVersion("v2", stringify({ version: "v2", config: { artifact: "hello-1.1.0", message: "ledger v2" }, database: { schema: 2, migration: { name: "002_drop_memo", up: "migrations/002_drop_memo.up.sql" }, backwardCompatible: false } }));
+    // From before the database was managed by this file: no `database:` section at all.
+    project.writeVersion("v3", stringify({ version: "v3", config: { artifact: "hello-1.1.0", message: "ledger v3" } }));
+    fs.appendFileSync(path.join(stackDir(), "stack.yaml"), stringify({ config: { database: { url: pg.url, archiveDir: pg.archiveDir, pgBin: pg.pgBin } } }));
+  });
+  after(async () => {
+    if (project) await project.cli(["destroy", "--stack", "shop", "--yes", "--approve-data-loss"]);
+    pg?.stop();
+    await project?.teardown();
+  });
+
+  const urlOf = (port: number | string) => `postgres://postgres@127.0.0.1:${port}/app`;
+  const count = async (batch: string, url: string) =>
+    Number((await pg.query<{ n: string }>("select count(*) as n from ledger where batch = $1", [batch], url))[0].n);
+  const insert = (batch: string, n: number, url: string) =>
+    pg.query(`insert into ledger (batch) select $1 from generate_series(1, ${n})`, [batch], url);
+  const columnsOf = async (url: string) =>
+    (await pg.query<{ c: string }>("select column_name as c from information_schema.columns where table_name = 'ledger' order by 1", [], url)).map((r) => r.c);
+  const answers = (url: string) => pg.query("select 1", [], url).then(() => true, () => false);
+  const healthPort = async (endpoint: string) => ((await (await fetch(`${endpoint}/health`)).json()) as { database: { port: string } }).database.port;
+  /** The live instance's name and URL from a command's outputs, and the restore's figures printed. */
+  function adopt(r: { code: number; stdout: string; stderr: string }, n: number, startedAt: number) {
+    assert.equal(r.code, ExitCode.ok, r.stderr);
+    const out = json(r).outputs;
+    const live: string = out.database.value.live;
+    const instance = out.databaseInstances.value[live];
+    restored[live] = urlOf(instance.port);
+    console.log(
+      `      [figures] restore ${n} took ${(out.restoreDurationMs.value / 1000).toFixed(1)} s (whole command ${((Date.now() - startedAt) / 1000).toFixed(1)} s): ` +
+        `${live} on port ${instance.port}, timeline ${instance.timeline}, from ${instance.source} via ${instance.snapshot}, WAL archived to ${instance.archiveDir}`,
+    );
+    return { out, live, url: restored[live] };
+  }
+
+  let first: { live: string; url: string };
+  let second: { live: string; url: string };
+
+  it("deploy v1, 40 rows, deploy v2 (incompatible: pre-v2 from the primary), 25 rows, rollback to v1: 40 rows, not the 25, the column back", async () => {
+    assert.equal((await project.cli(deploy("v1"))).code, ExitCode.ok);
+    await insert("forty", 40, pg.url);
+    let r = await project.cli(deploy("v2"));
+    assert.equal(r.code, ExitCode.ok, r.stderr);
+    assert.deepEqual(json(r).outputs.databaseSnapshots.value["pre-v2"].source, "primary");
+    await insert("twenty-five", 25, pg.url);
+
+    const digest = project.stateDigest();
+    r = await project.cli(rollback("v1"));
+    assert.equal(r.code, ExitCode.approvalRequired, r.stderr);
+    assert.equal(project.stateDigest(), digest);
+
+    const t = Date.now();
+    first = adopt(await project.cli(rollback("v1", "--approve-data-loss")), 1, t);
+    assert.equal(await count("forty", first.url), 40);
+    assert.equal(await count("twenty-five", first.url), 0);
+    assert.deepEqual(await columnsOf(first.url), ["batch", "id", "memo"]);
+    assert.ok(await answers(pg.url), "the primary still serves");
+  });
+
+  it("a deploy of a version without a database section keeps every backup and the restored database serving", async () => {
+    const r = await project.cli(deploy("v3"));
+    assert.equal(r.code, ExitCode.ok, r.stderr);
+    const out = json(r);
+    assert.deepEqual(Object.keys(out.outputs.databaseSnapshots.value), ["pre-v2"]);
+    assert.equal(out.outputs.database.value.live, first.live);
+    const touched = out.resourceChanges.filter((s: any) => /Postgres|Restore|WalArchive|Schema/.test(s.type));
+    assert.deepEqual(touched, [], "a version without a database section touched a database resource");
+    assert.ok(fs.existsSync(path.join(project.dir, ".stackpin", "local", "shop", "snapshots", "pre-v2", "PG_VERSION")));
+    assert.equal(await count("forty", first.url), 40, "the restored database still answers with its rows");
+    assert.equal(await healthPort(out.outputs.endpoint.value), new URL(first.url).port, "the app still uses it");
+  });
+
+  it("a second restore, to a time T on the restored primary: rows A present, rows B absent, the app moved, the first restore still serving", async () => {
+    await insert("A", 7, first.url);
+    const T = await markTime(pg, first.url);
+    await insert("B", 5, first.url);
+    const digest = project.stateDigest();
+    let r = await project.cli(["restore", "--stack", "shop", "--to-time", T, "--yes", "--json"]);
+    assert.equal(r.code, ExitCode.approvalRequired, r.stderr);
+    assert.equal(project.stateDigest(), digest);
+
+    const t = Date.now();
+    r = await project.cli(["restore", "--stack", "shop", "--to-time", T, "--approve-data-loss", "--yes", "--json"]);
+    second = adopt(r, 2, t);
+    const instances = json(r).outputs.databaseInstances.value;
+    assert.notEqual(second.live, first.live);
+    assert.equal(instances[second.live].source, first.live, "T was on the first restored database");
+    assert.notEqual(instances[second.live].timeline, instances[first.live].timeline, "each restore runs on a timeline of its own");
+    assert.equal(await count("A", second.url), 7);
+    assert.equal(await count("B", second.url), 0);
+    assert.equal(await count("forty", second.url), 40);
+    assert.equal(await healthPort(json(r).outputs.endpoint.value), new URL(second.url).port, "the app is pointed at the new one");
+    assert.equal(await count("B", first.url), 5, "the first restored database is kept, with every write");
+  });
+
+  it("a rollback past an incompatible version after a restore restores from a snapshot of the restored primary", async () => {
+    let r = await project.cli(deploy("v2"));
+    assert.equal(r.code, ExitCode.ok, r.stderr);
+    const snaps = json(r).outputs.databaseSnapshots.value;
+    assert.equal(snaps["pre-v2-2"].source, second.live, "the snapshot before v2 was taken from the live, restored database");
+    assert.equal(snaps["pre-v2"].source, "primary");
+    await insert("C", 3, second.url);
+    const t = Date.now();
+    const third = adopt(await project.cli(rollback("v1", "--approve-data-loss")), 3, t);
+    assert.equal(json(await project.cli(["status", "--stack", "shop", "--json"])).outputs.database.value.restoredFrom, "pre-v2-2");
+    assert.equal(await count("A", third.url), 7, "it holds what the restored primary had");
+    assert.equal(await count("C", third.url), 0);
+    assert.deepEqual(await columnsOf(third.url), ["batch", "id", "memo"]);
+    for (const url of Object.values(restored)) assert.ok(await answers(url), `${url} still serves`);
+  });
+
+  it("snapshot rm needs approval, never takes the live database, and removes an old restore when approved", async () => {
+    let digest = project.stateDigest();
+    let r = await project.cli(["snapshot", "rm", first.live, "--stack", "shop", "--yes", "--json"]);
+    assert.equal(r.code, ExitCode.approvalRequired, r.stderr);
+    assert.equal(project.stateDigest(), digest);
+    assert.ok(await answers(first.url));
+
+    const live = json(await project.cli(["status", "--stack", "shop", "--json"])).outputs.database.value.live;
+    r = await project.cli(["snapshot", "rm", live, "--stack", "shop", "--yes", "--approve-data-loss", "--json"]);
+    assert.equal(r.code, ExitCode.usage, r.stderr);
+    assert.match(json(r).error.message, /it is the live database the app uses/);
+    assert.equal(project.stateDigest(), digest);
+
+    r = await project.cli(["snapshot", "rm", first.live, "--stack", "shop", "--yes", "--approve-data-loss", "--json"]);
+    assert.equal(r.code, ExitCode.ok, r.stderr);
+    assert.deepEqual(json(r).resourceChanges.map((s: any) => `${s.op} ${s.name}`), [`delete ${first.live}`]);
+    assert.equal(await answers(first.url), false);
+    assert.ok(await answers(second.url));
+
+    digest = project.stateDigest();
+    const during = new Date(Date.parse(json(r).outputs.databaseInstances.value[second.live].liveFrom) - 1).toISOString();
+    r = await project.cli(["restore", "--stack", "shop", "--to-time", during, "--approve-data-loss", "--yes", "--json"]);
+    assert.equal(r.code, ExitCode.databaseUnavailable, r.stderr);
+    assert.match(json(r).error.message, /was live, and it was removed/);
+    assert.equal(project.stateDigest(), digest);
+  });
+
+  it("a restore that cannot complete (the restored timelines' WAL is gone) is refused in preflight: exit 13, nothing changed", async () => {
+    const live = json(await project.cli(["status", "--stack", "shop", "--json"])).outputs.database.value.live;
+    await insert("D", 2, restored[live]);
+    const T = await markTime(pg, restored[live]);
+    const archive = path.join(project.dir, ".stackpin", "local", "shop", "restores", "wal-archive");
+    fs.renameSync(archive, `${archive}.moved`);
+    try {
+      const digest = project.stateDigest();
+      const r = await project.cli(["restore", "--stack", "shop", "--to-time", T, "--approve-data-loss", "--yes", "--json"]);
+      assert.equal(r.code, ExitCode.databaseUnavailable, r.stderr);
+      assert.match(json(r).error.message, /WAL archive/);
+      assert.equal(project.stateDigest(), digest);
+      assert.ok(await answers(restored[live]), "the live database still serves");
+    } finally {
+      fs.renameSync(`${archive}.moved`, archive);
+    }
+  });
+
+  it("with the live database stopped, a restore past the WAL it archived is refused in preflight: exit 13, nothing changed", async () => {
+    const live = json(await project.cli(["status", "--stack", "shop", "--json"])).outputs.database.value.live;
+    await insert("E", 2, restored[live]);
+    const T = await markTime(pg, restored[live]);
+    const dataDir = path.join(project.dir, ".stackpin", "local", "shop", "restores", live);
+    pgCtl(pg.pgBin, dataDir, "stop");
+    try {
+      const digest = project.stateDigest();
+      const r = await project.cli(["restore", "--stack", "shop", "--to-time", T, "--approve-data-loss", "--yes", "--json"]);
+      assert.equal(r.code, ExitCode.databaseUnavailable, r.stderr);
+      assert.match(json(r).error.message, new RegExp(`${live} is not running and the WAL archived from it reaches only`));
+      assert.equal(project.stateDigest(), digest);
+    } finally {
+      pgCtl(pg.pgBin, dataDir, "start");
+    }
+    assert.equal(await count("E", restored[live]), 2);
+  });
+
+  it("destroy refuses while the stack holds backups (exit 12, all still serving); approved, it stops every instance", async () => {
+    const digest = project.stateDigest();
+    let r = await project.cli(["destroy", "--stack", "shop", "--yes", "--json"]);
+    assert.equal(r.code, ExitCode.approvalRequired, r.stderr);
+    assert.match(json(r).error.message, /destroying deletes restored database .*snapshot pre-v2/);
+    assert.equal(project.stateDigest(), digest);
+    const kept = Object.entries(restored).filter(([name]) => name !== first.live);
+    for (const [, url] of kept) assert.ok(await answers(url));
+    r = await project.cli(["destroy", "--stack", "shop", "--yes", "--approve-data-loss", "--json"]);
+    assert.equal(r.code, ExitCode.ok, r.stderr);
+    for (const [, url] of kept) assert.equal(await portFree(Number(new URL(url).port)), true, `${url} was stopped`);
+    assert.ok(await answers(pg.url), "the primary is not the stack's to stop");
   });
 });

@@ -19,6 +19,9 @@ describe("aws program under Pulumi's mocks: deploy v41 -> v42 (incompatible) -> 
   let v41: Step;
   let v42: Step;
   let back: Step;
+  let v43: Step;
+  let again: Step;
+  const restoreOf = (step: Step) => step.of(INSTANCE)[step.desired.database!.plan.live];
 
   before(async () => {
     stack = await MockedStack.create("aws");
@@ -26,6 +29,9 @@ describe("aws program under Pulumi's mocks: deploy v41 -> v42 (incompatible) -> 
     v42 = await stack.apply("deploy", "v42");
     await assert.rejects(stack.apply("rollback", "v41"), ApprovalRequiredError);
     back = await stack.apply("rollback", "v41", { approveDataLoss: true });
+    stack.writeVersion("v43", "version: v43\nconfig: { replicas: 3 }\nsecrets:\n  apiKey: { generation: 2 }\n");
+    v43 = await stack.apply("deploy", "v43");
+    again = await stack.apply("deploy", "v43", { restore: { snapshot: "pre-v42" }, approveDataLoss: true });
   });
   after(() => stack?.dispose());
 
@@ -58,7 +64,7 @@ describe("aws program under Pulumi's mocks: deploy v41 -> v42 (incompatible) -> 
   });
 
   it("restores to a point in time into a new instance, from the primary at the pre-v42 snapshot's time, and points the app at it", () => {
-    const restore = back.of(INSTANCE)["db-restore"].inputs;
+    const restore = restoreOf(back).inputs;
     assert.deepEqual(restore.restoreToPointInTime, {
       sourceDbInstanceIdentifier: "shop-prod-db",
       restoreTime: v42.outputs.databaseSnapshots["pre-v42"].takenAt,
@@ -66,6 +72,25 @@ describe("aws program under Pulumi's mocks: deploy v41 -> v42 (incompatible) -> 
     assert.equal(restore.deletionProtection, true);
     assert.equal(restore.skipFinalSnapshot, false);
     assert.equal(env(back, "blue", "DATABASE_HOST"), `${restore.identifier}.cluster.eu-west-1.rds.amazonaws.com`);
+  });
+
+  it("a version without a database section keeps the snapshot and the restored instance, both retained on delete", () => {
+    const snap = v43.of(SNAPSHOT)["snapshot-pre-v42"];
+    assert.equal(snap.retainOnDelete, true);
+    assert.equal(snap.inputs.dbInstanceIdentifier, "shop-prod-db");
+    const restored = restoreOf(back);
+    assert.equal(v43.of(INSTANCE)[restored.name].retainOnDelete, true);
+    assert.equal(env(v43, "green", "DATABASE_HOST"), `${restored.inputs.identifier}.cluster.eu-west-1.rds.amazonaws.com`);
+  });
+
+  it("a second restore is an instance of its own; the first stays declared", () => {
+    const first = restoreOf(back);
+    const second = restoreOf(again);
+    assert.notEqual(second.name, first.name);
+    assert.notEqual(second.inputs.identifier, first.inputs.identifier);
+    assert.ok(again.of(INSTANCE)[first.name], "the first restored instance was dropped");
+    assert.equal(again.outputs.database.host, `${second.inputs.identifier}.cluster.eu-west-1.rds.amazonaws.com`);
+    assert.deepEqual(Object.keys(again.outputs.databaseInstances).sort(), ["primary", first.name, second.name].sort());
   });
 
   it("carries the secret generation in Secrets Manager, never lower after the rollback, with a rotation schedule", () => {

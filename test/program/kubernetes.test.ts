@@ -64,12 +64,21 @@ describe("kubernetes program under Pulumi's mocks: deploy v41 -> v42 (incompatib
   });
 
   it("the restore is a volume from the pre-v42 snapshot, and the database runs on it", () => {
-    const restored = back.of(PVC)["data-restore"];
+    const restored = back.of(PVC)[back.desired.database!.plan.live];
     assert.deepEqual(restored.inputs.spec.dataSource, { apiGroup: "snapshot.storage.k8s.io", kind: "VolumeSnapshot", name: "shop-pre-v42" });
     const taken = v42.outputs.databaseSnapshots["pre-v42"].takenAt;
     assert.equal(restored.inputs.metadata.annotations["stackpin.dev/restore-time"], taken);
     const db = back.of(DEPLOYMENT).database.inputs.spec.template.spec.volumes[0];
-    assert.equal(db.persistentVolumeClaim.claimName, "shop-data-pre-v42");
+    assert.equal(db.persistentVolumeClaim.claimName, `shop-${back.desired.database!.plan.live}`);
+  });
+
+  it("a version without a database section keeps the snapshot and the restored volume, retained on delete", async () => {
+    stack.writeVersion("v43", "version: v43\nconfig: { replicas: 3 }\nsecrets:\n  apiKey: { generation: 2 }\n");
+    const v43 = await stack.apply("deploy", "v43");
+    const live = back.desired.database!.plan.live;
+    assert.equal(v43.of(SNAPSHOT)["snapshot-pre-v42"].retainOnDelete, true);
+    assert.equal(v43.of(PVC)[live].retainOnDelete, true);
+    assert.equal(v43.of(DEPLOYMENT).database.inputs.spec.template.spec.volumes[0].persistentVolumeClaim.claimName, `shop-${live}`);
   });
 
   it("the secret generation never decreases: v41 pins 1, the rollback keeps 2 and its value", () => {

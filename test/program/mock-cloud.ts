@@ -20,6 +20,9 @@ export interface Declared {
   inputs: Record<string, any>;
   /** Registration order: a resource whose inputs use another's outputs registers after it. */
   order: number;
+  /** The resource options that keep data: the engine leaves a `retainOnDelete` resource in the cloud. */
+  retainOnDelete?: boolean;
+  protect?: boolean;
 }
 
 /**
@@ -28,11 +31,13 @@ export interface Declared {
  */
 class CloudMocks implements pulumi.runtime.Mocks {
   declared: Declared[] = [];
+  /** Options seen by a stack transformation, by `type::name` (the mocks themselves do not get them). */
+  options = new Map<string, { retainOnDelete?: boolean; protect?: boolean }>();
   snapshotTimes: Record<string, string> = {};
   constructor(private readonly clock: () => Date) {}
 
   newResource(args: pulumi.runtime.MockResourceArgs): { id: string; state: Record<string, any> } {
-    this.declared.push({ type: args.type, name: args.name, inputs: args.inputs, order: this.declared.length });
+    this.declared.push({ type: args.type, name: args.name, inputs: args.inputs, order: this.declared.length, ...this.options.get(`${args.type}::${args.name}`) });
     const state: Record<string, any> = { ...args.inputs };
     switch (args.type) {
       case "random:index/randomPassword:RandomPassword":
@@ -108,6 +113,12 @@ export class MockedStack {
     return toHistoryEntries(this.updates);
   }
 
+  /** Writes a version file into the stack, as a user would add one. */
+  writeVersion(name: string, text: string): void {
+    fs.writeFileSync(path.join(this.ctx.stack.dir, `${name}.yaml`), text);
+    this.ctx.stack.versions.push(name);
+  }
+
   /** Applies a version: plans with stackpin, runs the program under mocks, records the update. */
   async apply(op: "deploy" | "rollback", version: string, dbOptions: DatabaseOptions = {}): Promise<Step> {
     this.now = new Date(this.now.getTime() + 3_600_000);
@@ -121,7 +132,14 @@ export class MockedStack {
     await pulumi.runtime.setMocks(this.mocks, this.ctx.stack.project, "prod", false);
     pulumi.runtime.setAllConfig(config);
     const program = this.ctx.program({ stackName: "prod", stateDir: this.ctx.stateDir });
-    const outputs = (await pulumi.runtime.runInPulumiStack(program)) ?? {};
+    const outputs =
+      (await pulumi.runtime.runInPulumiStack(async () => {
+        pulumi.runtime.registerStackTransformation((a) => {
+          this.mocks.options.set(`${a.type}::${a.name}`, { retainOnDelete: a.opts.retainOnDelete, protect: a.opts.protect });
+          return undefined;
+        });
+        return program();
+      })) ?? {};
     // Resources no output depends on may still be registering: wait for the runtime's RPC queue to drain.
     await waitForRPCs();
     this.outputs = Object.fromEntries(Object.entries(outputs).map(([k, v]) => [k, { value: v, secret: false }]));

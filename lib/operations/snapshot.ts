@@ -1,0 +1,49 @@
+import type { EnvironmentContext, ProgressOptions } from "../environment";
+import { NotConfirmedError, StackNotDeployedError } from "../errors";
+import { liveState } from "../history-record";
+import { audit, auditFailure } from "../trail";
+import { ApplyResult, applyWith, planWith, prepareApply, readHistory } from "./apply";
+import type { Plan } from "./plan";
+
+/** Options for {@link removeSnapshot}. */
+export interface RemoveSnapshotOptions extends ProgressOptions {
+  /** The snapshot (`pre-v3`) or restored database (`restore-pre-v3-2026...`) to remove; never the live database. */
+  name: string;
+  /** Required: the base backup or the restored database and everything written to it are deleted. */
+  approveDataLoss?: boolean;
+  reason?: string;
+  /** Called with the plan (it shows the deletion) before anything changes; false stops. */
+  confirm?: (plan: Plan) => Promise<boolean>;
+}
+
+/**
+ * The approved retention step: removes one snapshot or one restored database that is no longer live from
+ * the stack, through the engine (the plan shows the deletion). Without `approveDataLoss` it raises
+ * {@link ApprovalRequiredError} and changes nothing. Recorded in history as a re-apply of the live version.
+ */
+export async function removeSnapshot(ctx: EnvironmentContext, options: RemoveSnapshotOptions): Promise<ApplyResult & { plan?: Plan; removed: string }> {
+  const request = { remove: options.name, approveDataLoss: options.approveDataLoss };
+  const engine = await ctx.openEngine({ create: false });
+  let live: string | undefined;
+  try {
+    const history = await readHistory(engine);
+    live = liveState(history).version;
+    if (!live) throw new StackNotDeployedError(ctx.stack.name, ctx.backendUrl);
+    const target = ctx.store.version(ctx.stack, live);
+    const desired = await prepareApply(ctx, engine, "deploy", target, history, request);
+    let plan: Plan | undefined;
+    if (options.confirm) {
+      plan = await planWith(ctx, engine, "deploy", target, history, options, request);
+      if (!(await options.confirm(plan))) throw new NotConfirmedError(ctx.stack.name, `removal of ${options.name}`);
+    }
+    const reason = `retention: remove ${options.name}${options.reason ? `: ${options.reason}` : ""}`;
+    const result = await applyWith(ctx, engine, { op: "deploy", from: live, to: live, who: ctx.actor, reason }, target, history, desired, options);
+    await audit(ctx, engine, { op: "deploy", from: live, to: live, result: "succeeded", detail: reason }, options);
+    return { ...result, plan, removed: options.name };
+  } catch (err) {
+    await auditFailure(ctx, engine, { op: "deploy", to: live }, err, options);
+    throw err;
+  } finally {
+    engine.close();
+  }
+}
