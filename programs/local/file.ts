@@ -10,6 +10,8 @@ export interface LocalFileArgs {
   mode?: pulumi.Input<string>;
   /** Milliseconds to wait before writing, standing in for a slow rollout. */
   delayMs?: pulumi.Input<number>;
+  /** A manual gate: the write waits until this file exists (at most 10 minutes), holding the update open. */
+  holdFile?: pulumi.Input<string>;
 }
 
 interface FileProps {
@@ -17,12 +19,25 @@ interface FileProps {
   content: string;
   mode?: string;
   delayMs?: number;
+  holdFile?: string;
+}
+
+/** Waits out the rollout's delay, then its manual gate. Runs in the provider process: reach modules through require. */
+async function rolloutPause(props: FileProps): Promise<void> {
+  await new Promise((resolve) => setTimeout(resolve, props.delayMs ?? 0));
+  if (!props.holdFile) return;
+  const fs = require("node:fs") as typeof import("node:fs");
+  const deadline = Date.now() + 600_000;
+  while (!fs.existsSync(props.holdFile)) {
+    if (Date.now() > deadline) throw new Error(`the rollout gate ${props.holdFile} was not opened within 10 minutes`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
 }
 
 // Serialized into the dynamic provider process, so it must reach modules through require, not imports.
 const fileProvider: pulumi.dynamic.ResourceProvider = {
   async create(inputs: FileProps) {
-    await new Promise((resolve) => setTimeout(resolve, inputs.delayMs ?? 0));
+    await rolloutPause(inputs);
     const fs = require("node:fs") as typeof import("node:fs");
     const p = require("node:path") as typeof import("node:path");
     fs.mkdirSync(p.dirname(inputs.path), { recursive: true });
@@ -31,13 +46,13 @@ const fileProvider: pulumi.dynamic.ResourceProvider = {
   },
   async diff(_id: string, olds: FileProps, news: FileProps) {
     const replaces = olds.path !== news.path ? ["path"] : [];
-    const changed = ["path", "content", "mode", "delayMs"].filter(
+    const changed = ["path", "content", "mode", "delayMs", "holdFile"].filter(
       (k) => (olds as unknown as Record<string, unknown>)[k] !== (news as unknown as Record<string, unknown>)[k],
     );
     return { changes: changed.length > 0, replaces, deleteBeforeReplace: false };
   },
   async update(_id: string, _olds: FileProps, news: FileProps) {
-    await new Promise((resolve) => setTimeout(resolve, news.delayMs ?? 0));
+    await rolloutPause(news);
     const fs = require("node:fs") as typeof import("node:fs");
     // Written beside and renamed over, so a reader (the traffic switch) never sees half a file.
     const tmp = `${news.path}.${process.pid}.tmp`;

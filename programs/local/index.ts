@@ -24,7 +24,7 @@ const switchScript = path.join(__dirname, "..", "..", "..", "programs", "local",
  * - the settings and token files of the stack's target version.
  *
  * Config (project namespace): `message` (required), `artifact`, `replicas`, `features`, `banner`,
- * `region`, `dataDir`, `publicPort` (0 = any free port), `drainMs`, `rolloutDelayMs`, `apiToken` (secret),
+ * `region`, `dataDir`, `publicPort` (0 = any free port), `drainMs`, `rolloutDelayMs`, `rolloutHoldFile`, `apiToken` (secret),
  * `database` ({ url, archiveDir, pgBin }: a PostgreSQL primary with WAL archiving, usually in stack.yaml).
  * stackpin's own config: `stackpin:version`, `stackpin:rollout`, `stackpin:secrets`, `stackpin:verify`,
  * `stackpin:database` (snapshots to keep and take, the schema, down migrations, a restore).
@@ -116,6 +116,7 @@ export const localProgram: ProgramFactory = (context) => async () => {
         2,
       ) + "\n",
     delayMs: config.getNumber("rolloutDelayMs") ?? 0,
+    holdFile: config.get("rolloutHoldFile"),
   });
   const token = config.getSecret("apiToken");
   const tokenFile = token

@@ -51,6 +51,8 @@ export const localConfigSchema = z
     drainMs: milliseconds.optional(),
     /** Slows writing the settings file, to make an update last (tests of locks use it). */
     rolloutDelayMs: milliseconds.optional(),
+    /** A manual gate: the update pauses at the settings file until this absolute path exists (at most 10 minutes). */
+    rolloutHoldFile: z.string().regex(/^\//, "must be an absolute path").max(4096).optional(),
     apiToken: z.union([z.string(), secureValueSchema]).optional(),
     /** Read by release hello-2.0.0, which fails its health check without it. */
     cacheUrl: z.string().min(1).optional(),

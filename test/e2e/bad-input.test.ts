@@ -81,21 +81,17 @@ describe("bad input gets a clear error, a documented exit code, and changes noth
   });
 
   it("an operation while another holds the stack: exit 7, and the first one completes", async () => {
-    project.writeVersion("v9", "version: v9\nconfig:\n  message: slow\n  rolloutDelayMs: 3000\n");
-    const first = project.start(["deploy", "--stack", "dev", "--version", "v9", "--yes"], { detached: true });
-    const locks = path.join(project.stateDir, ".pulumi", "locks");
-    const lockHeld = () => fs.existsSync(locks) && fs.readdirSync(locks, { recursive: true }).some((f) => String(f).endsWith(".json"));
-    // Poll for the lock file (an event, not a duration), then freeze the first deploy's process group so it
-    // keeps the lock for as long as the second command needs, however slow the machine.
-    while (!lockHeld()) {
-      assert.equal(await Promise.race([first.done.then(() => "ended"), new Promise((r) => setTimeout(r, 20, "waiting"))]), "waiting", "the first deploy ended without taking the lock");
-    }
-    process.kill(-first.pid, "SIGSTOP");
+    // The first deploy pauses inside its update (holding the lock) until the test opens the gate, so the
+    // second command meets the lock however slow the machine is.
+    const gate = path.join(project.dir, "open-the-gate");
+    project.writeVersion("v9", `version: v9\nconfig:\n  message: slow\n  rolloutHoldFile: ${gate}\n`);
+    const first = project.start(["deploy", "--stack", "dev", "--version", "v9", "--yes"]);
+    await first.waitFor(/update app-settings/);
     let second;
     try {
       second = await project.cli(["rollback", "--stack", "dev", "--to", "v2", "--yes"]);
     } finally {
-      process.kill(-first.pid, "SIGCONT");
+      fs.writeFileSync(gate, "");
     }
     assert.equal(second.code, ExitCode.concurrentOperation, second.stderr);
     assert.match(second.stderr, /another operation is running on stack dev/);
