@@ -231,3 +231,12 @@ export class AuditBrokenError extends StackpinError {
     super(`the audit trail of stack ${stackName} (${file}) does not verify:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
   }
 }
+
+/** `stackpin approve` could not write an approval that would verify: no allowed signers, a key not in them, or signing failed. */
+export class CannotApproveError extends StackpinError {
+  readonly exitCode = ExitCode.approvalRequired;
+  readonly code = "cannot-approve";
+  constructor(readonly stackName: string, readonly reason: string) {
+    super(`cannot approve on stack ${stackName}: ${reason}. No approval was written.`);
+  }
+}
