@@ -114,8 +114,12 @@ function sshKeygen(stackName: string, args: string[], options: { input?: string;
           : err,
       ),
     );
-    child.on("close", (code) => resolve({ code: code ?? -1, stdout, stderr }));
-    if (!options.inheritStdin) child.stdin!.end(options.input ?? "");
+    child.on("close", (code, signal) => resolve({ code: code ?? -1, stdout, stderr: stderr || (signal ? `killed by ${signal}` : "") }));
+    if (!options.inheritStdin) {
+      // ssh-keygen may exit before reading its input (find-principals never does): the exit code tells, not EPIPE.
+      child.stdin!.on("error", () => undefined);
+      child.stdin!.end(options.input ?? "");
+    }
   });
 }
 
