@@ -49,8 +49,11 @@ describe("signed approvals: only an approver's key approves, one exact plan, onc
     fs.writeFileSync(stackFile, stringify(doc));
   });
   after(async () => {
-    await project?.teardown();
-    signers?.remove();
+    try {
+      await project?.teardown();
+    } finally {
+      signers?.remove();
+    }
     process.stderr.write(`      [figures] approvals: ${refusals.length} refusals tried, all exit 12 with the backend unchanged (${refusals.join("; ")})\n`);
   });
 
