@@ -1,80 +1,360 @@
+/**
+ * Approvals that prove who approved what. An approval is a statement (approver, stack, operation, from
+ * and to versions, the digest of the plan the approver saw, the revision it was computed at, an expiry
+ * and an id) signed with the approver's SSH key, as git signs commits: `ssh-keygen -Y sign` in the
+ * `stackpin-approval` namespace, checked with `ssh-keygen -Y verify` against the allowed-signers file
+ * the stack's policy names. An approval is good for one apply of one plan: the plan digest covers the
+ * newest history revision, so any later update (the approved apply included) makes it stale, and the
+ * ids of used approvals are kept in each update's record so a replay is named as one.
+ */
+import { spawn } from "node:child_process";
+import { randomUUID } from "node:crypto";
 import * as fs from "node:fs";
-import { parse } from "yaml";
+import * as os from "node:os";
+import * as path from "node:path";
+import { canonicalize } from "json-canonicalize";
+import { readYamlFile } from "./versions/yaml-input";
 import { z } from "zod";
-import { ApprovalRequiredError, InvalidVersionFileError } from "./errors";
+import type { EnvironmentContext } from "./environment";
+import { ApprovalRequiredError, CannotApproveError, InvalidVersionFileError } from "./errors";
+import { HistoryEntry, liveState } from "./history-record";
 import type { DesiredState } from "./operations/apply";
-import { describeIssues, Policy } from "./versions/schema";
+import { planDigestFor } from "./plan-digest";
 
-/** Approvals given to one command: names (`--approve NAME`) and approval files. */
+/** The SSH signature namespace of approvals, so no other signature (a commit's, a file's) can pass for one. */
+export const approvalNamespace = "stackpin-approval";
+
+/** Approvals given to one command. */
 export interface ApprovalInput {
+  /** `--approve NAME`: an unsigned acknowledgement, accepted only when the policy names no approvers and no allowed signers. */
   approvers?: string[];
+  /** Signed approval files, as `stackpin approve` writes them. */
   files?: string[];
+  /** An allowed-signers file that overrides the policy's: one the deploy machine keeps outside the repository. */
+  allowedSigners?: string;
 }
 
-/** An approval file, e.g. written by an incident commander and passed with `--approval-file`. */
-export const approvalFileSchema = z
+/** What an approver signs. */
+export const approvalStatementSchema = z
   .object({
-    approvedBy: z.string().min(1),
+    kind: z.literal("stackpin-approval/1"),
+    /** Unique per approval: a used id is recorded in history and never accepted again. */
+    id: z.string().uuid(),
+    /** The approver's principal in the allowed-signers file. */
+    approver: z.string().min(1),
     stack: z.string().min(1),
-    /** The operations approved: deploy, rollback, restore, rollback-incompatible. */
-    operations: z.array(z.enum(["deploy", "rollback", "restore", "rollback-incompatible"])).min(1),
-    expiresAt: z.string().datetime({ offset: true }).optional(),
+    operation: z.enum(["deploy", "rollback", "restore"]),
+    /** The live version when the plan was computed. */
+    from: z.string().optional(),
+    to: z.string().min(1),
+    /** The digest of the plan the approver saw (see `lib/plan-digest.ts`). */
+    planDigest: z.string().regex(/^sha256:[0-9a-f]{64}$/),
+    /** The newest history revision the plan was computed from. */
+    baseRevision: z.number().int().min(0),
+    issuedAt: z.string().datetime({ offset: true }),
+    expiresAt: z.string().datetime({ offset: true }),
     reason: z.string().optional(),
   })
   .strict();
 
+/** A signed approval's statement. */
+export type ApprovalStatement = z.infer<typeof approvalStatementSchema>;
+
+/** An approval file: the statement and the armored SSH signature over its canonical JSON (RFC 8785). */
+export interface SignedApproval {
+  statement: ApprovalStatement;
+  signature: string;
+}
+
+/** An approval an operation accepted. */
+export interface GrantedApproval {
+  approver: string;
+  /** The signed approval's id; absent for an unsigned `--approve NAME`. */
+  id?: string;
+  /** One line for output, the incident record and the audit trail. */
+  summary: string;
+}
+
+/** The bytes an approver signs: the statement as canonical JSON, so formatting the file changes nothing. */
+export function signedBytes(statement: unknown): string {
+  return canonicalize(statement);
+}
+
 /** The approval categories an apply falls under, whatever the policy requires. */
-export function categoriesOf(op: "deploy" | "rollback" | "restore", desired: DesiredState): string[] {
+export function categoriesOf(op: "deploy" | "rollback" | "restore", databasePolicy?: string): string[] {
   const categories: string[] = [op];
-  const policy = desired.database?.plan.policy;
-  if (policy === "point-in-time-restore") categories.push("restore");
-  if (op === "rollback" && (policy === "down-migration" || policy === "point-in-time-restore")) categories.push("rollback-incompatible");
+  if (databasePolicy === "point-in-time-restore") categories.push("restore");
+  if (op === "rollback" && (databasePolicy === "down-migration" || databasePolicy === "point-in-time-restore")) categories.push("rollback-incompatible");
   return [...new Set(categories)];
 }
 
+interface KeygenRun {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
 /**
- * Checks the approvals an apply needs under the stack's policy. Returns who approved (with what), or
- * raises {@link ApprovalRequiredError} saying what is missing. Refusals happen before anything changes.
+ * Runs ssh-keygen without a shell. Data goes through stdin or files, never the command line. Signing
+ * inherits stdin so ssh-keygen can ask for a key's passphrase on the terminal.
  */
-export function checkApprovals(
-  stack: string,
-  policy: Policy["approvals"],
-  categories: string[],
-  input: ApprovalInput,
-  now = new Date(),
-): string[] {
-  const needed = categories.filter((c) => policy?.require.includes(c as never));
-  if (needed.length === 0) return [];
-  const allowed = (who: string) => !policy!.approvers.length || policy!.approvers.includes(who);
-  const granted: string[] = [];
+function sshKeygen(stackName: string, args: string[], options: { input?: string; inheritStdin?: boolean } = {}): Promise<KeygenRun> {
+  return new Promise((resolve, reject) => {
+    const child = spawn("ssh-keygen", args, { shell: false, stdio: [options.inheritStdin ? "inherit" : "pipe", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout!.on("data", (d) => (stdout += d));
+    child.stderr!.on("data", (d) => (stderr += d));
+    child.on("error", (err: NodeJS.ErrnoException) =>
+      reject(
+        err.code === "ENOENT"
+          ? options.inheritStdin
+            ? new CannotApproveError(stackName, "ssh-keygen is not on PATH (install openssh-client)")
+            : new ApprovalRequiredError(stackName, "this apply (signed approvals are checked with ssh-keygen, which is not on PATH)", "ssh-keygen installed (openssh-client)")
+          : err,
+      ),
+    );
+    child.on("close", (code, signal) => resolve({ code: code ?? -1, stdout, stderr: stderr || (signal ? `killed by ${signal}` : "") }));
+    if (!options.inheritStdin) {
+      // ssh-keygen may exit before reading its input (find-principals never does): the exit code tells, not EPIPE.
+      child.stdin!.on("error", () => undefined);
+      child.stdin!.end(options.input ?? "");
+    }
+  });
+}
+
+function lastLine(text: string): string {
+  return text.trim().split("\n").filter(Boolean).pop() ?? "";
+}
+
+/** A private scratch directory for signature files, removed after `fn`. */
+async function withScratch<T>(fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "stackpin-approval-"));
+  try {
+    return await fn(dir);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Why a signature does not prove that `approver` signed the statement, or `ok`. */
+type SignatureCheck =
+  | { ok: true }
+  | { ok: false; kind: "altered" | "unknown-key" | "other-principal" | "refused"; principals: string[]; problem: string };
+
+/**
+ * Checks a signature in three steps, so the refusal says what is wrong: does it match the statement
+ * (`check-novalidate`), is its key in the allowed signers and whose (`find-principals`), and does it
+ * verify for the named approver under the file's rules (`verify`: namespaces, validity dates).
+ */
+async function checkSignature(stackName: string, bytes: string, signature: string, approver: string, allowedSigners: string): Promise<SignatureCheck> {
+  return withScratch(async (dir) => {
+    const sig = path.join(dir, "approval.sig");
+    fs.writeFileSync(sig, signature.endsWith("\n") ? signature : `${signature}\n`);
+    const check = await sshKeygen(stackName, ["-Y", "check-novalidate", "-n", approvalNamespace, "-s", sig], { input: bytes });
+    if (check.code !== 0) {
+      const why = lastLine(check.stderr);
+      const altered = !why || /incorrect signature|verification failed/i.test(why);
+      return {
+        ok: false,
+        kind: "altered",
+        principals: [],
+        problem: altered ? "altered after it was signed: the signature does not match the statement" : `its signature does not check (${why})`,
+      };
+    }
+    const key = /with (\S+ key \S+)/.exec(check.stdout + check.stderr)?.[1] ?? "an unknown key";
+    const found = await sshKeygen(stackName, ["-Y", "find-principals", "-s", sig, "-f", allowedSigners]);
+    const principals = found.code === 0 ? found.stdout.split(/[\n,]/).map((p) => p.trim()).filter(Boolean) : [];
+    if (principals.length === 0) {
+      return { ok: false, kind: "unknown-key", principals, problem: `signed by a key that is not in the allowed signers ${allowedSigners} (${key})` };
+    }
+    if (!principals.includes(approver)) {
+      return { ok: false, kind: "other-principal", principals, problem: `signed with the key of ${principals.join(", ")}, but it names ${approver} as the approver` };
+    }
+    const verify = await sshKeygen(stackName, ["-Y", "verify", "-f", allowedSigners, "-I", approver, "-n", approvalNamespace, "-s", sig], { input: bytes });
+    if (verify.code !== 0) {
+      return { ok: false, kind: "refused", principals, problem: `does not verify as ${approver}'s under ${allowedSigners}: ${lastLine(verify.stderr) || "refused"}` };
+    }
+    return { ok: true };
+  });
+}
+
+/** The allowed-signers file that applies: the override, else the policy's (relative to the stack's directory). */
+export function allowedSignersOf(ctx: EnvironmentContext, override?: string): string | undefined {
+  const file = override ?? ctx.stack.settings.policy.approvals?.allowedSigners;
+  return file === undefined ? undefined : path.resolve(ctx.stack.dir, file);
+}
+
+/** The approvals each update of `history` used, by id. */
+function usedApprovals(history: HistoryEntry[]): Map<string, HistoryEntry> {
+  const used = new Map<string, HistoryEntry>();
+  for (const h of history) for (const a of h.approvals ?? []) if (!used.has(a.id)) used.set(a.id, h);
+  return used;
+}
+
+/** What an approval must match: the apply about to happen. */
+export interface ApprovalRequest {
+  op: "deploy" | "rollback" | "restore";
+  /** The target version. */
+  to: string;
+  /** The stack's history, newest first, as the operation read it. */
+  history: HistoryEntry[];
+  /** What the operation is about to apply. */
+  desired: DesiredState;
+  /** The clock; defaults to now. */
+  now?: Date;
+}
+
+/** Reads and checks one approval file; returns the grant, or the problem in words. */
+async function checkApprovalFile(
+  ctx: EnvironmentContext,
+  file: string,
+  request: ApprovalRequest,
+  allowedSigners: string,
+  current: { planDigest: string; baseRevision: number },
+): Promise<GrantedApproval | string> {
+  // The same parse, with the same size, depth and alias limits, as every other YAML file a user hands us.
+  const doc = readYamlFile(file);
+  const body = (doc ?? {}) as { statement?: unknown; signature?: unknown; approvedBy?: unknown };
+  if (typeof body !== "object" || !body.statement || typeof body.statement !== "object") {
+    return body && typeof body === "object" && "approvedBy" in body
+      ? "not signed: an unsigned approval proves nothing (anyone can write one); the approver signs with `stackpin approve`"
+      : "not signed: it holds no signed approval statement (`stackpin approve` writes one)";
+  }
+  if (typeof body.signature !== "string" || !body.signature.includes("BEGIN SSH SIGNATURE")) {
+    return "not signed: it has no SSH signature; the approver signs with `stackpin approve`";
+  }
+  const claimed = (body.statement as { approver?: unknown }).approver;
+  const signature = await checkSignature(ctx.stack.name, signedBytes(body.statement), body.signature, typeof claimed === "string" ? claimed : "", allowedSigners);
+  if (!signature.ok) return signature.problem;
+  const parsed = approvalStatementSchema.safeParse(body.statement);
+  if (!parsed.success) return `signed, but not an approval statement (${parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")})`;
+  const s = parsed.data;
+  const name = ctx.stack.name;
+  const approvers = ctx.stack.settings.policy.approvals?.approvers ?? [];
+  if (approvers.length && !approvers.includes(s.approver)) return `signed by ${s.approver}, who is not an approver of stack ${name} (approvers: ${approvers.join(", ")})`;
+  const usedBy = usedApprovals(request.history).get(s.id);
+  if (usedBy) {
+    return `already used: approval ${s.id} by ${s.approver} was used by revision ${usedBy.revision} (${usedBy.op} ${usedBy.from ? `${usedBy.from} -> ` : ""}${usedBy.to ?? ""}); a replayed approval is refused, an approval is good for one apply`;
+  }
+  if (s.stack !== name) return `for stack ${s.stack}, not ${name}`;
+  if (s.operation !== request.op) return `for a ${s.operation}, not a ${request.op}`;
+  if (s.to !== request.to) return `for ${s.operation} to ${s.to}, not to ${request.to}`;
+  const live = liveState(request.history).version;
+  if ((s.from ?? "") !== (live ?? "")) return `for ${s.operation} from ${s.from ?? "(nothing live)"}, but ${live ?? "nothing"} is live now`;
+  const now = request.now ?? new Date();
+  if (Date.parse(s.expiresAt) <= now.getTime()) return `expired at ${s.expiresAt}`;
+  if (s.baseRevision !== current.baseRevision) {
+    return `the plan changed since it was approved: it was approved at revision ${s.baseRevision} and the stack is now at revision ${current.baseRevision}; ask ${s.approver} for a new approval of the plan now`;
+  }
+  if (s.planDigest !== current.planDigest) {
+    return `the plan changed since it was approved: ${s.approver} approved plan ${s.planDigest.slice(0, 19)}…, the plan now is ${current.planDigest.slice(0, 19)}… (a version file or the stack's config changed; \`stackpin preview\` shows the plan now)`;
+  }
+  return { approver: s.approver, id: s.id, summary: `${s.approver} (signed approval ${s.id}, ${path.basename(file)}, until ${s.expiresAt})` };
+}
+
+/**
+ * Checks the approvals an apply needs under the stack's policy. Returns the approvals accepted, or raises
+ * {@link ApprovalRequiredError} saying what each given approval lacks. Refusals happen before anything
+ * changes. A policy with allowed signers or approvers takes only signed approvals; one naming neither
+ * takes `--approve NAME`, an acknowledgement that proves nothing.
+ */
+export async function checkApprovals(ctx: EnvironmentContext, request: ApprovalRequest, input: ApprovalInput): Promise<GrantedApproval[]> {
+  const policy = ctx.stack.settings.policy.approvals;
+  const needed = categoriesOf(request.op, request.desired.database?.plan.policy).filter((c) => policy?.require.includes(c as never));
+  if (!policy || needed.length === 0) return [];
+  const name = ctx.stack.name;
+  const signers = allowedSignersOf(ctx, input.allowedSigners);
+  const signed = signers !== undefined || policy.approvers.length > 0;
+  const granted: GrantedApproval[] = [];
   const problems: string[] = [];
   for (const who of input.approvers ?? []) {
-    if (allowed(who)) granted.push(`${who} (--approve: ${needed.join(", ")})`);
-    else problems.push(`${who} is not an approver (approvers: ${policy!.approvers.join(", ")})`);
+    if (signed) problems.push(`--approve ${who} proves nothing: stack ${name}'s approvers sign their approvals with \`stackpin approve\``);
+    else granted.push({ approver: who, summary: `${who} (--approve, unsigned: ${needed.join(", ")})` });
   }
-  for (const file of input.files ?? []) {
-    let parsed;
-    try {
-      parsed = approvalFileSchema.safeParse(parse(fs.readFileSync(file, "utf8")));
-    } catch (err) {
-      throw new InvalidVersionFileError(file, [(err as Error).message.split("\n")[0]]);
+  const files = input.files ?? [];
+  if (files.length && signers === undefined) problems.push(`${files.join(", ")}: cannot be checked: stack ${name}'s policy names no allowedSigners`);
+  else if (files.length && !fs.existsSync(signers!)) problems.push(`the allowed signers file ${signers} does not exist`);
+  else if (files.length) {
+    const current = planDigestFor(name, request.op, request.to, request.history, request.desired);
+    for (const file of files) {
+      const r = await checkApprovalFile(ctx, file, request, signers!, current);
+      if (typeof r === "string") problems.push(`${file}: ${r}`);
+      else granted.push(r);
     }
-    if (!parsed.success) throw new InvalidVersionFileError(file, describeIssues(parsed.error));
-    const a = parsed.data;
-    const missing = needed.filter((n) => !a.operations.includes(n as never));
-    if (a.stack !== stack) problems.push(`${file} approves stack ${a.stack}, not ${stack}`);
-    else if (a.expiresAt && new Date(a.expiresAt) < now) problems.push(`${file} expired at ${a.expiresAt}`);
-    else if (!allowed(a.approvedBy)) problems.push(`${file}: ${a.approvedBy} is not an approver`);
-    else if (missing.length) problems.push(`${file} does not approve ${missing.join(", ")}`);
-    else granted.push(`${a.approvedBy} (file ${file}: ${a.operations.join(", ")})`);
   }
   if (granted.length === 0) {
-    const who = policy!.approvers.length ? ` from one of ${policy!.approvers.join(", ")}` : "";
+    const who = policy.approvers.length ? `one of ${policy.approvers.join(", ")}` : `a principal of ${signers}`;
     throw new ApprovalRequiredError(
-      stack,
+      name,
       `this ${needed.join(" + ")}${problems.length ? ` (${problems.join("; ")})` : ""}`,
-      `--approve NAME or --approval-file FILE${who}`,
+      signed ? `--approval-file FILE, an approval signed by ${who} (\`stackpin approve --stack ${name} --op ${request.op} --to ${request.to} --key KEY\`)` : "--approve NAME",
     );
   }
   return granted;
+}
+
+/** The used approvals to keep in the update's record, or undefined when none was signed. */
+export function recordOf(granted: GrantedApproval[]): Array<{ id: string; approver: string }> | undefined {
+  const signed = granted.flatMap((g) => (g.id ? [{ id: g.id, approver: g.approver }] : []));
+  return signed.length ? signed : undefined;
+}
+
+/** What {@link signApproval} needs. */
+export interface SignApprovalOptions {
+  /** The statement, without `id`, `approver`, `issuedAt` (filled in here). */
+  statement: Omit<ApprovalStatement, "kind" | "id" | "approver" | "issuedAt">;
+  /** The private key file (or its `.pub`, with the key in ssh-agent). */
+  key: string;
+  /** The approver's principal; found from the key in the allowed signers when absent. */
+  approver?: string;
+  /** Who is acting, tried first as the principal. */
+  actor: string;
+  now: Date;
+}
+
+/**
+ * Signs an approval statement with `ssh-keygen -Y sign` and checks the result as an operation would, so
+ * no approval that would be refused for its signature is written. Without `approver`, the key's
+ * principal in the allowed signers is used.
+ */
+export async function signApproval(ctx: EnvironmentContext, allowedSigners: string, options: SignApprovalOptions): Promise<SignedApproval> {
+  const name = ctx.stack.name;
+  if (!fs.existsSync(options.key)) throw new CannotApproveError(name, `the key ${options.key} does not exist`);
+  if (!fs.existsSync(allowedSigners)) throw new CannotApproveError(name, `the allowed signers file ${allowedSigners} does not exist`);
+  const id = randomUUID();
+  const sign = async (approver: string): Promise<{ approval: SignedApproval; check: SignatureCheck }> => {
+    const { expiresAt, ...rest } = options.statement;
+    const statement: ApprovalStatement = { kind: "stackpin-approval/1", id, approver, ...rest, issuedAt: options.now.toISOString(), expiresAt };
+    const bytes = signedBytes(statement);
+    const signature = await withScratch(async (dir) => {
+      const file = path.join(dir, "statement.json");
+      fs.writeFileSync(file, bytes, { mode: 0o600 });
+      const r = await sshKeygen(name, ["-Y", "sign", "-f", options.key, "-n", approvalNamespace, file], { inheritStdin: true });
+      if (r.code !== 0 || !fs.existsSync(`${file}.sig`)) {
+        throw new CannotApproveError(name, `ssh-keygen could not sign with ${options.key}: ${lastLine(r.stderr) || `exit ${r.code}`} (a key with a passphrase needs a terminal or ssh-agent)`);
+      }
+      return fs.readFileSync(`${file}.sig`, "utf8");
+    });
+    return { approval: { statement, signature }, check: await checkSignature(name, bytes, signature, approver, allowedSigners) };
+  };
+  let { approval, check } = await sign(options.approver ?? options.actor);
+  // Without --as, the key's own principal is the approver: sign again under it.
+  if (!check.ok && check.kind === "other-principal" && !options.approver && check.principals.length === 1) {
+    ({ approval, check } = await sign(check.principals[0]));
+  }
+  if (!check.ok) {
+    const hint = check.kind === "other-principal" && check.principals.length > 1 ? ` (pick one with --as: ${check.principals.join(", ")})` : "";
+    throw new CannotApproveError(name, `the approval would be refused: ${check.problem}${hint}`);
+  }
+  const approvers = ctx.stack.settings.policy.approvals?.approvers ?? [];
+  if (approvers.length && !approvers.includes(approval.statement.approver)) {
+    throw new CannotApproveError(name, `${approval.statement.approver} is in the allowed signers but not an approver of stack ${name} (approvers: ${approvers.join(", ")})`);
+  }
+  return approval;
+}
+
+/** `; approved by …` for an audit entry's detail, or nothing. */
+export function approvedBy(summaries: string[]): string {
+  return summaries.length ? `; approved by ${summaries.join("; ")}` : "";
 }

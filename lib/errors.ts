@@ -240,3 +240,12 @@ export class BackupNotRemovableError extends StackpinError {
     super(`cannot remove ${backup} from stack ${stackName}: ${why}. Nothing was changed.`);
   }
 }
+
+/** `stackpin approve` could not write an approval that would verify: no allowed signers, a key not in them, or signing failed. */
+export class CannotApproveError extends StackpinError {
+  readonly exitCode = ExitCode.approvalRequired;
+  readonly code = "cannot-approve";
+  constructor(readonly stackName: string, readonly reason: string) {
+    super(`cannot approve on stack ${stackName}: ${reason}. No approval was written.`);
+  }
+}

@@ -12,6 +12,14 @@ export interface ApplyRecord {
   who: string;
   /** Free text from `--message`, or why a rollback happened. */
   reason?: string;
+  /** The signed approvals this apply used: kept in the backend so a replayed approval is named as one. */
+  approvals?: UsedApproval[];
+}
+
+/** A signed approval an apply used, by its id. */
+export interface UsedApproval {
+  id: string;
+  approver: string;
 }
 
 const marker = "stackpin-record: ";
@@ -58,6 +66,8 @@ export interface HistoryEntry {
   database?: DatabasePlan;
   /** `passed`, or `failed: <reason>`, when stackpin verified this update. */
   verification?: string;
+  /** The signed approvals this update used. */
+  approvals?: UsedApproval[];
 }
 
 function parseConfigJson<T>(value: string | undefined): T | undefined {
@@ -96,6 +106,7 @@ export function toHistoryEntries(updates: UpdateSummary[], tags: Record<string, 
       secretGenerations: parseConfigJson<Generations>(u.config?.["stackpin:secrets"]?.value),
       database: parseConfigJson<DatabasePlan>(u.config?.["stackpin:database"]?.value),
       verification: tags[verificationTag(revision)],
+      ...(record?.approvals ? { approvals: record.approvals } : {}),
     };
   });
 }

@@ -19,6 +19,7 @@ import { status } from "./operations/status";
 import { destroy, DestroyOptions } from "./operations/destroy";
 import { rotate, RotateOptions } from "./operations/rotate";
 import { restore, RestoreOptions } from "./operations/restore";
+import { approve, ApproveOptions } from "./operations/approve";
 
 export * from "./errors";
 export type { OpenEnvironmentOptions, ProgressEvent, ProgressOptions, EnvironmentContext } from "./environment";
@@ -39,6 +40,12 @@ export type { VersionFile, StackFile } from "./versions/schema";
 export { ensurePulumi, locatePulumi } from "./engine/pulumi-cli";
 export type { PulumiCli, PulumiSource } from "./engine/pulumi-cli";
 export { deploy, preview, previewRollback, rollback, history, status, setSecret, destroy, rotate, restore };
+export { approve };
+export type { ApproveOptions };
+export type { ApproveResult } from "./operations/approve";
+export type { ApprovalInput, ApprovalStatement, GrantedApproval } from "./approvals";
+export { planDigest } from "./plan-digest";
+export type { PlanDigestInput } from "./plan-digest";
 
 /**
  * One environment (a stack pinned to versions under `stacks/`), with each operation as a method.
@@ -86,6 +93,10 @@ export class Environment {
   /** See {@link restore}. */
   restore(options: RestoreOptions) {
     return restore(this.context, options);
+  }
+  /** See {@link approve}. */
+  approve(options: ApproveOptions) {
+    return approve(this.context, options);
   }
   /** See {@link rotate}. */
   rotate(options: RotateOptions) {

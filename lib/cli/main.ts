@@ -8,6 +8,7 @@ import { openEnvironment } from "../environment";
 import { ensurePulumi, locatePulumi, PulumiCli } from "../engine/pulumi-cli";
 import { AuditBrokenError, ExitCode, StackpinError, VerificationFailedError } from "../errors";
 import type { ApplyResult } from "../operations/apply";
+import { approve } from "../operations/approve";
 import { deploy } from "../operations/deploy";
 import { destroy } from "../operations/destroy";
 import { readAudit, verifyAudit } from "../operations/audit";
@@ -24,6 +25,7 @@ import { setSecret } from "../operations/secret";
 import { status } from "../operations/status";
 import {
   renderApply,
+  renderApproval,
   renderAudit,
   renderEvaluation,
   renderHistory,
@@ -42,6 +44,7 @@ const envSchema = z.object({
   STACKPIN_PULUMI: z.string().min(1).optional(),
   STACKPIN_BACKEND: z.string().min(1).optional(),
   STACKPIN_ACTOR: z.string().min(1).optional(),
+  STACKPIN_ALLOWED_SIGNERS: z.string().min(1).optional(),
   STACKPIN_DEBUG: z.string().optional(),
   PATH: z.string().default(""),
 });
@@ -115,7 +118,10 @@ function progress(): { onProgress: (e: ProgressEvent) => void } {
 }
 
 /** Asks on the terminal; without one, refuses (a script must say --yes). */
-function confirmer(flags: { yes?: boolean; json?: boolean }): ((plan: Plan) => Promise<boolean>) | undefined {
+function confirmer(
+  flags: { yes?: boolean; json?: boolean },
+  question = (plan: Plan) => `apply ${plan.op} ${plan.from ?? ""} -> ${plan.to} to stack ${plan.stack}? [y/N] `,
+): ((plan: Plan) => Promise<boolean>) | undefined {
   if (flags.yes) return undefined;
   return async (plan) => {
     err(renderPlan(plan));
@@ -125,7 +131,7 @@ function confirmer(flags: { yes?: boolean; json?: boolean }): ((plan: Plan) => P
       return false;
     }
     const rl = readline.createInterface({ input: stdin, output: process.stderr });
-    const answer = await rl.question(`apply ${plan.op} ${plan.from ?? ""} -> ${plan.to} to stack ${plan.stack}? [y/N] `);
+    const answer = await rl.question(question(plan));
     rl.close();
     return /^y(es)?$/i.test(answer.trim());
   };
@@ -137,14 +143,19 @@ function out(flags: { json?: boolean }, value: unknown, text: () => string): voi
 
 const collect = (value: string, previous: string[]) => [...previous, value];
 
-/** `--approve NAME` and `--approval-file FILE`, both repeatable. */
+/** `--approval-file FILE` and `--approve NAME`, both repeatable. */
 function withApprovals(cmd: Command): Command {
   return cmd
-    .option("--approve <name>", "an approver's name, when the stack's policy requires approval (repeatable)", collect, [])
-    .option("--approval-file <file>", "an approval file (YAML: approvedBy, stack, operations, expiresAt) (repeatable)", collect, []);
+    .option("--approval-file <file>", "a signed approval, written by an approver with `stackpin approve` (repeatable)", collect, [])
+    .option("--approve <name>", "an unsigned acknowledgement, only for policies that name no approvers and no allowed signers (repeatable)", collect, []);
 }
 
-const approvalsOf = (flags: { approve: string[]; approvalFile: string[] }) => ({ approvers: flags.approve, files: flags.approvalFile });
+/** How long an approval stays valid: `90s`, `30m`, `2h`, `1d`. */
+function duration(value: string): number {
+  const m = /^(\d+)(s|m|h|d)$/.exec(value.trim());
+  if (!m || Number(m[1]) <= 0) throw new CommanderError(ExitCode.usage, "usage", `--expires must look like 30m, 2h or 1d, not "${value}"`);
+  return Number(m[1]) * { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as "s"];
+}
 
 function withCommon(cmd: Command): Command {
   return cmd
@@ -157,6 +168,11 @@ function withCommon(cmd: Command): Command {
 /** Builds the `stackpin` command line. `env` is the process environment, validated here. */
 export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
   const env = envSchema.parse(rawEnv);
+  const approvalsOf = (flags: { approve: string[]; approvalFile: string[] }) => ({
+    approvers: flags.approve,
+    files: flags.approvalFile,
+    allowedSigners: env.STACKPIN_ALLOWED_SIGNERS,
+  });
   const program = new Command("stackpin")
     .description("Version-pinned Pulumi stacks: deploy, preview, roll back, with history in the backend")
     .exitOverride()
@@ -249,6 +265,40 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
         ...progress(),
       });
       out(flags, result, () => renderApply(result));
+      });
+
+  withCommon(program.command("approve").description("sign an approval of one deploy, rollback or restore, for its exact plan (a preview; changes nothing)"))
+    .addOption(new Option("--op <op>", "the operation approved").choices(["deploy", "rollback", "restore"]).makeOptionMandatory())
+    .option("-t, --to <version>", "the version to deploy or roll back to (rollback: or 'previous')")
+    .addOption(new Option("--to-time <iso>", "restore: the recovery target time").conflicts("snapshot"))
+    .option("--snapshot <name>", "restore: the snapshot to restore to")
+    .requiredOption("-k, --key <file>", "your SSH private key (or its .pub, with the key in ssh-agent)")
+    .option("--as <principal>", "your principal in the allowed signers (default: your key's)")
+    .option("--expires <duration>", "how long the approval stays valid: 30m, 2h, 1d", "1h")
+    .option("-o, --out <file>", "where to write the approval (default: approval-<stack>-<op>-<to>-<id>.yaml)")
+    .option("-r, --reason <text>", "why, kept in the signed statement")
+    .option("-y, --yes", "sign without showing the plan and asking")
+    .action(async (flags) => {
+      if (flags.op === "restore" ? !flags.toTime && !flags.snapshot : !flags.to) {
+        throw new CommanderError(ExitCode.usage, "usage", flags.op === "restore" ? "approve --op restore needs --to-time or --snapshot" : `approve --op ${flags.op} needs --to`);
+      }
+      const validForMs = duration(flags.expires);
+      const ctx = await context(flags, env);
+      const r = await approve(ctx, {
+        op: flags.op,
+        to: flags.to,
+        restore: { time: flags.toTime, snapshot: flags.snapshot },
+        key: flags.key,
+        as: flags.as,
+        validForMs,
+        reason: flags.reason,
+        out: flags.out,
+        allowedSigners: env.STACKPIN_ALLOWED_SIGNERS,
+        confirm: confirmer(flags, (plan) => `sign an approval of ${plan.op} ${plan.from ?? ""} -> ${plan.to} on stack ${plan.stack} (plan ${plan.planDigest})? [y/N] `),
+        ...progress(),
+      });
+      // With --yes the plan was not shown before signing: show what was signed.
+      out(flags, r, () => `${flags.yes ? `${renderPlan(r.plan)}\n\n` : ""}${renderApproval(r)}`);
     });
 
   withApprovals(withCommon(program.command("watch").description("evaluate the stack's triggers on an interval; roll back when one fires")))

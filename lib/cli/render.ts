@@ -3,6 +3,7 @@ import pc from "picocolors";
 import type { ProgressEvent } from "../environment";
 import type { HistoryEntry } from "../history-record";
 import type { ApplyResult } from "../operations/apply";
+import type { ApproveResult } from "../operations/approve";
 import type { Plan } from "../operations/plan";
 import type { Status } from "../operations/status";
 import type { AuditEntry } from "../audit";
@@ -61,6 +62,21 @@ export function renderPlan(plan: Plan): string {
     if (d.dataLossWindow) lines.push(pc.red(`  ! data written from ${d.dataLossWindow.from} to ${d.dataLossWindow.to} (now) is lost`));
   }
   for (const w of [...new Set(plan.warnings)]) lines.push(pc.yellow(`  ! ${w}`));
+  lines.push("", `plan digest: ${plan.planDigest} (at revision ${plan.baseRevision}; an approval signs this)`);
+  return lines.join("\n");
+}
+
+/** A written approval: what it approves, until when, and where it is. */
+export function renderApproval(r: ApproveResult): string {
+  const s = r.statement;
+  const lines = [
+    pc.green(`${s.approver} approved ${s.operation} ${s.from ? `${s.from} -> ` : ""}${s.to} on stack ${s.stack}`) + ` (approval ${s.id})`,
+    `  plan ${s.planDigest}, at revision ${s.baseRevision}`,
+    `  valid until ${s.expiresAt}, for one apply`,
+    `  written to ${r.file}`,
+    `  pass it on: stackpin ${s.operation} --stack ${s.stack} ${s.operation === "restore" ? "..." : s.operation === "deploy" ? `--version ${s.to}` : `--to ${s.to}`} --approval-file ${r.file}`,
+  ];
+  if (r.required.length === 0) lines.push(pc.yellow(`  ! stack ${s.stack}'s policy does not require an approval for this ${s.operation}`));
   return lines.join("\n");
 }
 

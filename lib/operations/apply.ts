@@ -20,6 +20,7 @@ import {
   verificationTag,
 } from "../history-record";
 import { describeMove, nextLayout, RolloutLayout, RolloutMove } from "../rollout";
+import { planDigestFor } from "../plan-digest";
 import { forwardOnly, Generations } from "../secret-generations";
 import { verifyRelease, VerificationResult } from "../verification";
 import { diffConfig } from "../versions/config-diff";
@@ -276,6 +277,7 @@ export async function planWith(
       : undefined,
     notes: desired.notes,
     warnings,
+    ...planDigestFor(ctx.stack.name, op, target.version, history, desired),
   };
 }
 

@@ -1,4 +1,4 @@
-import { ApprovalInput, categoriesOf, checkApprovals } from "../approvals";
+import { ApprovalInput, approvedBy, checkApprovals, recordOf } from "../approvals";
 import type { EnvironmentContext, ProgressOptions } from "../environment";
 import { ApplyFailedError, FrozenError, NotConfirmedError, VerificationFailedError } from "../errors";
 import { HistoryEntry, lastVerifiedVersion, liveState } from "../history-record";
@@ -49,17 +49,18 @@ export async function deploy(ctx: EnvironmentContext, options: DeployOptions): P
     if (freeze) throw new FrozenError(ctx.stack.name, freeze.reason, freeze.by, freeze.at);
     history = record.history;
     const desired = await prepareApply(ctx, engine, "deploy", target, history, { approveDataLoss: options.approveDataLoss });
-    const approvals = checkApprovals(ctx.stack.name, ctx.stack.settings.policy.approvals, categoriesOf("deploy", desired), options.approvals ?? {});
+    const granted = await checkApprovals(ctx, { op: "deploy", to: target.version, history, desired }, options.approvals ?? {});
+    const approvals = granted.map((g) => g.summary);
     let plan: Plan | undefined;
     if (options.confirm) {
       plan = await planWith(ctx, engine, "deploy", target, history, options, { approveDataLoss: options.approveDataLoss });
       if (!(await options.confirm(plan))) throw new NotConfirmedError(ctx.stack.name, target.version);
     }
     try {
-      const applied = await applyWith(ctx, engine, { op: "deploy", from: from(), to: target.version, who: ctx.actor, reason: options.message }, target, history, desired, options);
+      const applied = await applyWith(ctx, engine, { op: "deploy", from: from(), to: target.version, who: ctx.actor, reason: options.message, approvals: recordOf(granted) }, target, history, desired, options);
       result = { ...applied, plan, approvals };
       const passed = !result.verification || result.verification.passed;
-      await audit(ctx, engine, { op: "deploy", from: from(), to: target.version, result: passed ? "succeeded" : "failed", detail: `revision ${result.revision}${passed ? "" : `; verification failed: ${result.verification?.reason}`}` }, options);
+      await audit(ctx, engine, { op: "deploy", from: from(), to: target.version, result: passed ? "succeeded" : "failed", detail: `revision ${result.revision}${approvedBy(approvals)}${passed ? "" : `; verification failed: ${result.verification?.reason}`}` }, options);
       if (passed) return result;
       reason = result.verification?.reason ?? "verification failed";
     } catch (err) {

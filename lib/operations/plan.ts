@@ -41,6 +41,13 @@ export interface Plan {
   notes: string[];
   /** Things a reviewer must read before applying, in words. */
   warnings: string[];
+  /**
+   * The digest of what would be applied (see `lib/plan-digest.ts`): what an approver signs. It changes
+   * when the version files, the stack's config or the live state change, and after any new update.
+   */
+  planDigest: string;
+  /** The newest history revision the plan was computed from. */
+  baseRevision: number;
 }
 
 /** True when applying the plan would change nothing at all. */

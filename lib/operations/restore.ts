@@ -1,4 +1,4 @@
-import { ApprovalInput, categoriesOf, checkApprovals } from "../approvals";
+import { ApprovalInput, approvedBy, checkApprovals, recordOf } from "../approvals";
 import type { EnvironmentContext, ProgressOptions } from "../environment";
 import { NotConfirmedError, StackNotDeployedError } from "../errors";
 import { liveState } from "../history-record";
@@ -35,14 +35,15 @@ export async function restore(ctx: EnvironmentContext, options: RestoreOptions):
     if (!live) throw new StackNotDeployedError(ctx.stack.name, ctx.backendUrl);
     const target = ctx.store.version(ctx.stack, live);
     const desired = await prepareApply(ctx, engine, "restore", target, history, request);
-    const approvals = checkApprovals(ctx.stack.name, ctx.stack.settings.policy.approvals, categoriesOf("restore", desired), options.approvals ?? {});
+    const granted = await checkApprovals(ctx, { op: "restore", to: target.version, history, desired }, options.approvals ?? {});
+    const approvals = granted.map((g) => g.summary);
     let plan: Plan | undefined;
     if (options.confirm) {
       plan = await planWith(ctx, engine, "restore", target, history, options, request);
       if (!(await options.confirm(plan))) throw new NotConfirmedError(ctx.stack.name, `restore of ${live}`);
     }
-    const result = await applyWith(ctx, engine, { op: "restore", from: live, to: live, who: ctx.actor, reason: options.reason }, target, history, desired, options);
-    await audit(ctx, engine, { op: "restore", from: live, to: live, result: "succeeded", detail: `to ${desired.database?.plan.restore?.time} from ${desired.database?.plan.restore?.snapshot}` }, options);
+    const result = await applyWith(ctx, engine, { op: "restore", from: live, to: live, who: ctx.actor, reason: options.reason, approvals: recordOf(granted) }, target, history, desired, options);
+    await audit(ctx, engine, { op: "restore", from: live, to: live, result: "succeeded", detail: `to ${desired.database?.plan.restore?.time} from ${desired.database?.plan.restore?.snapshot}${approvedBy(approvals)}` }, options);
     return { ...result, plan, approvals };
   } catch (err) {
     await auditFailure(ctx, engine, { op: "restore", to: live }, err, options);

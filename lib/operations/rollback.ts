@@ -1,4 +1,4 @@
-import { ApprovalInput, categoriesOf, checkApprovals } from "../approvals";
+import { ApprovalInput, approvedBy, checkApprovals, recordOf } from "../approvals";
 import type { EnvironmentContext, ProgressOptions } from "../environment";
 import { NotConfirmedError, VerificationFailedError } from "../errors";
 import { liveState } from "../history-record";
@@ -86,7 +86,8 @@ export async function rollback(ctx: EnvironmentContext, options: RollbackOptions
     incident.step("target resolved", `${from ?? "(nothing)"} -> ${target.version}`);
 
     const desired = await prepareApply(ctx, engine, "rollback", target, history, { approveDataLoss: options.approveDataLoss });
-    incident.record.approvals = checkApprovals(ctx.stack.name, ctx.stack.settings.policy.approvals, categoriesOf("rollback", desired), options.approvals ?? {});
+    const granted = await checkApprovals(ctx, { op: "rollback", to: target.version, history, desired }, options.approvals ?? {});
+    incident.record.approvals = granted.map((g) => g.summary);
     if (incident.record.approvals.length) incident.step("approved", incident.record.approvals.join("; "));
     let plan: Plan | undefined;
     if (options.confirm) {
@@ -99,7 +100,7 @@ export async function rollback(ctx: EnvironmentContext, options: RollbackOptions
     started = true;
     await tell("rollback.started");
     incident.step("apply started", desired.notes.join("; "));
-    const result = await applyWith(ctx, engine, { op: "rollback", from, to: target.version, who: ctx.actor, reason: options.reason }, target, history, desired, options);
+    const result = await applyWith(ctx, engine, { op: "rollback", from, to: target.version, who: ctx.actor, reason: options.reason, approvals: recordOf(granted) }, target, history, desired, options);
     incident.record.revision = result.revision;
     incident.record.diff ??= {
       config: diffConfig(from ? safeConfig(ctx, from) : {}, target.config).map((c) => ({ key: c.key, kind: c.kind })),
@@ -113,7 +114,7 @@ export async function rollback(ctx: EnvironmentContext, options: RollbackOptions
     Object.assign(incident.record, { result: ok ? "succeeded" : `verification failed: ${result.verification?.reason}`, endedAt: new Date().toISOString() });
     await tell(ok ? "rollback.completed" : "rollback.failed", incident.record.result);
     const written = incident.write(incidentsDir(ctx));
-    await audit(ctx, engine, { op: "rollback", from, to: target.version, result: ok ? "succeeded" : "failed", detail: `revision ${result.revision}; incident ${incident.record.id}` }, options);
+    await audit(ctx, engine, { op: "rollback", from, to: target.version, result: ok ? "succeeded" : "failed", detail: `revision ${result.revision}; incident ${incident.record.id}${approvedBy(incident.record.approvals)}` }, options);
     if (!ok) {
       throw new VerificationFailedError(ctx.stack.name, target.version, result.verification?.reason ?? "verification failed", undefined, { rollback: result, incident: written });
     }

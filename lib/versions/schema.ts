@@ -151,12 +151,18 @@ export const policySchema = z
       .optional(),
     approvals: z
       .object({
-        /** Operations that need `--approve NAME` or an approval file: deploy, rollback, restore (any point-in-time restore), rollback-incompatible (a rollback across a backward-incompatible change). */
+        /** Operations that need an approval: deploy, rollback, restore (any point-in-time restore), rollback-incompatible (a rollback across a backward-incompatible change). */
         require: z.array(z.enum(["deploy", "rollback", "restore", "rollback-incompatible"])).default([]),
-        /** Who may approve; anyone named when empty. */
+        /** Who may approve: principals of `allowedSigners`, each signing with `stackpin approve`. Empty: any principal there, or, without `allowedSigners`, anyone named with `--approve NAME` (unsigned). */
         approvers: z.array(z.string().min(1)).default([]),
+        /** An SSH allowed-signers file (as `git` uses for signed commits), relative to the stack's directory or absolute; `STACKPIN_ALLOWED_SIGNERS` overrides it. */
+        allowedSigners: z.string().min(1).optional(),
       })
       .strict()
+      .refine((a) => a.approvers.length === 0 || a.allowedSigners !== undefined, {
+        message: "approvers sign their approvals: name the allowed-signers file holding their keys in allowedSigners",
+        path: ["allowedSigners"],
+      })
       .optional(),
     notify: z
       .object({

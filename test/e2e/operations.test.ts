@@ -6,6 +6,7 @@ import * as path from "node:path";
 import { parse, stringify } from "yaml";
 import { ExitCode } from "../../lib/errors";
 import { json, pulumiOrSkip, TempProject, tempProject } from "./harness";
+import { makeSigners } from "./ssh-signers";
 
 /** A local server speaking Prometheus' instant-query API; the test sets what each query returns. */
 async function fakePrometheus(values: Record<string, number>) {
@@ -180,29 +181,38 @@ describe("operations around a rollback: watch, triggers, webhooks, incident reco
     assert.equal(json(await project.cli(["status", "--stack", "dev", "--json"])).freeze, undefined);
   });
 
-  it("a rollback the policy requires approval for is refused without it (exit 12, nothing changed), and runs with it", async () => {
-    setPolicy({ ...basePolicy(), approvals: { require: ["rollback"], approvers: ["alice"] } });
-    const digest = project.stateDigest();
-    let r = await project.cli(["rollback", "--stack", "dev", "--to", "v1", "--yes"]);
-    assert.equal(r.code, ExitCode.approvalRequired, r.stderr);
-    assert.match(r.stderr, /needs explicit approval: re-run with --approve NAME or --approval-file FILE from one of alice/);
-    r = await project.cli(["rollback", "--stack", "dev", "--to", "v1", "--yes", "--approve", "bob"]);
-    assert.equal(r.code, ExitCode.approvalRequired);
-    assert.match(r.stderr, /bob is not an approver/);
-    const expired = path.join(project.dir, "approval.yaml");
-    fs.writeFileSync(expired, stringify({ approvedBy: "alice", stack: "dev", operations: ["rollback"], expiresAt: "2020-01-01T00:00:00Z" }));
-    r = await project.cli(["rollback", "--stack", "dev", "--to", "v1", "--yes", "--approval-file", expired]);
-    assert.equal(r.code, ExitCode.approvalRequired);
-    assert.match(r.stderr, /expired at 2020-01-01T00:00:00Z/);
-    assert.equal(project.stateDigest(), digest, "a refused rollback changed the backend");
+  it("a rollback the policy requires approval for is refused without a signed approval (exit 12, nothing changed), and runs with one", async () => {
+    const signers = makeSigners(["alice"]);
+    try {
+      // A policy naming no approvers and no allowed signers takes an unsigned acknowledgement.
+      setPolicy({ ...basePolicy(), approvals: { require: ["rollback"] } });
+      let r = await project.cli(["rollback", "--stack", "dev", "--to", "v1", "--yes", "--approve", "carol", "--json"]);
+      assert.equal(r.code, ExitCode.ok, r.stderr);
+      assert.deepEqual(json(r).approvals, ["carol (--approve, unsigned: rollback)"]);
 
-    const approval = path.join(project.dir, "approval-ok.yaml");
-    fs.writeFileSync(approval, stringify({ approvedBy: "alice", stack: "dev", operations: ["rollback"], reason: "incident 42" }));
-    r = await project.cli(["rollback", "--stack", "dev", "--to", "v1", "--yes", "--approval-file", approval, "--json"]);
-    assert.equal(r.code, ExitCode.ok, r.stderr);
-    assert.match(json(r).approvals[0], /^alice \(file .*approval-ok\.yaml: rollback\)$/);
-    const record = JSON.parse(fs.readFileSync(json(r).incident.json, "utf8"));
-    assert.equal(record.approvals.length, 1);
-    setPolicy(basePolicy());
+      fs.mkdirSync(path.join(project.dir, "stacks", "dev", "approvers"), { recursive: true });
+      fs.writeFileSync(path.join(project.dir, "stacks", "dev", "approvers", "allowed_signers"), signers.allowedSigners(["alice"]));
+      setPolicy({ ...basePolicy(), approvals: { require: ["rollback"], approvers: ["alice"], allowedSigners: "approvers/allowed_signers" } });
+      const digest = project.stateDigest();
+      r = await project.cli(["rollback", "--stack", "dev", "--to", "v2", "--yes"]);
+      assert.equal(r.code, ExitCode.approvalRequired, r.stderr);
+      assert.match(r.stderr, /needs explicit approval: re-run with --approval-file FILE, an approval signed by one of alice \(`stackpin approve --stack dev --op rollback --to v2 --key KEY`\)/);
+      r = await project.cli(["rollback", "--stack", "dev", "--to", "v2", "--yes", "--approve", "alice"]);
+      assert.equal(r.code, ExitCode.approvalRequired);
+      assert.match(r.stderr, /--approve alice proves nothing/);
+      assert.equal(project.stateDigest(), digest, "a refused rollback changed the backend");
+
+      const approval = path.join(project.dir, "approval-ok.yaml");
+      r = await project.cli(["approve", "--stack", "dev", "--op", "rollback", "--to", "v2", "--key", signers.key("alice"), "--reason", "incident 42", "--out", approval, "--yes"]);
+      assert.equal(r.code, ExitCode.ok, r.stderr);
+      r = await project.cli(["rollback", "--stack", "dev", "--to", "v2", "--yes", "--approval-file", approval, "--json"]);
+      assert.equal(r.code, ExitCode.ok, r.stderr);
+      assert.match(json(r).approvals[0], /^alice \(signed approval [0-9a-f-]{36}, approval-ok\.yaml, until .*\)$/);
+      const record = JSON.parse(fs.readFileSync(json(r).incident.json, "utf8"));
+      assert.equal(record.approvals.length, 1);
+    } finally {
+      signers.remove();
+      setPolicy(basePolicy());
+    }
   });
 });

@@ -1,0 +1,105 @@
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { stringify } from "yaml";
+import { allowedSignersOf, ApprovalStatement, categoriesOf, signApproval } from "../approvals";
+import type { EnvironmentContext, ProgressOptions } from "../environment";
+import { CannotApproveError, NotConfirmedError, StackNotDeployedError } from "../errors";
+import { liveState } from "../history-record";
+import type { VersionFile } from "../versions/schema";
+import { planWith, readHistory } from "./apply";
+import type { Plan } from "./plan";
+import { resolveTarget, validateTargetEarly } from "./resolve";
+
+/** Options for {@link approve}. */
+export interface ApproveOptions extends ProgressOptions {
+  /** The operation approved. */
+  op: "deploy" | "rollback" | "restore";
+  /** The version to deploy or roll back to (`v41`, `41`, `previous` for a rollback); a restore restores the live one. */
+  to?: string;
+  /** A restore's target: a time (ISO 8601) or a snapshot. */
+  restore?: { time?: string; snapshot?: string };
+  /** The approver's SSH private key (or its `.pub`, with the key in ssh-agent). */
+  key: string;
+  /** The approver's principal in the allowed signers; by default the key's own. */
+  as?: string;
+  /** How long the approval stays valid, in ms. */
+  validForMs: number;
+  /** Why, kept in the statement. */
+  reason?: string;
+  /** Where to write the approval; default `approval-<stack>-<op>-<to>-<id>.yaml` in the project directory. */
+  out?: string;
+  /** An allowed-signers file overriding the policy's, as the operation would use. */
+  allowedSigners?: string;
+  /** Called with the plan before signing; false stops (raises {@link NotConfirmedError}). */
+  confirm?: (plan: Plan) => Promise<boolean>;
+  /** The clock (issue and expiry times); defaults to now. */
+  now?: Date;
+}
+
+/** A written approval: the plan it covers, the signed statement, and its file. */
+export interface ApproveResult {
+  plan: Plan;
+  statement: ApprovalStatement;
+  file: string;
+  /** The approval categories the stack's policy requires for this apply; empty when it needs none. */
+  required: string[];
+}
+
+/**
+ * Approves one apply: computes its plan exactly as the operation would (a preview; nothing changes),
+ * shows it through `confirm`, signs a statement naming the plan's digest with the approver's SSH key,
+ * and writes the approval file the operator passes with `--approval-file`.
+ */
+export async function approve(ctx: EnvironmentContext, options: ApproveOptions): Promise<ApproveResult> {
+  const now = options.now ?? new Date();
+  const signers = allowedSignersOf(ctx, options.allowedSigners);
+  if (!signers) throw new CannotApproveError(ctx.stack.name, "its policy names no allowedSigners, so no signed approval could be checked");
+  if (options.op !== "restore" && options.to) validateTargetEarly(ctx, options.to);
+  const engine = await ctx.openEngine({ create: options.op === "deploy" });
+  let plan: Plan;
+  try {
+    const history = await readHistory(engine);
+    let target: VersionFile;
+    if (options.op === "restore") {
+      const live = liveState(history).version;
+      if (!live) throw new StackNotDeployedError(ctx.stack.name, ctx.backendUrl);
+      target = ctx.store.version(ctx.stack, live);
+    } else {
+      target = options.op === "rollback" ? resolveTarget(ctx, options.to ?? "", history) : ctx.store.version(ctx.stack, options.to ?? "");
+    }
+    plan = await planWith(ctx, engine, options.op, target, history, options, options.op === "restore" ? { restore: options.restore } : {});
+  } finally {
+    engine.close();
+  }
+  if (options.confirm && !(await options.confirm(plan))) throw new NotConfirmedError(ctx.stack.name, `approval of ${plan.op} to ${plan.to}`);
+  const approval = await signApproval(ctx, signers, {
+    key: path.resolve(options.key),
+    approver: options.as,
+    actor: ctx.actor,
+    now,
+    statement: {
+      stack: plan.stack,
+      operation: plan.op,
+      from: plan.from,
+      to: plan.to,
+      planDigest: plan.planDigest,
+      baseRevision: plan.baseRevision,
+      expiresAt: new Date(now.getTime() + options.validForMs).toISOString(),
+      reason: options.reason,
+    },
+  });
+  const s = approval.statement;
+  const file = path.resolve(ctx.projectDir, options.out ?? `approval-${s.stack}-${s.operation}-${s.to}-${s.id.slice(0, 8)}.yaml`);
+  const head = [
+    `# ${s.approver} approves ${s.operation} ${s.from ? `${s.from} -> ` : ""}${s.to} on stack ${s.stack}, plan ${s.planDigest}, until ${s.expiresAt}.`,
+    "# Signed with ssh-keygen -Y sign (namespace stackpin-approval) over the statement as canonical JSON (RFC 8785);",
+    "# any change to the statement voids it. Pass it with --approval-file; it is good for one apply.",
+  ].join("\n");
+  fs.writeFileSync(file, `${head}\n${stringify(JSON.parse(JSON.stringify(approval)), { lineWidth: 0 })}`);
+  return {
+    plan,
+    statement: s,
+    file,
+    required: categoriesOf(plan.op, plan.database?.policy).filter((c) => ctx.stack.settings.policy.approvals?.require.includes(c as never)),
+  };
+}
