@@ -16,7 +16,7 @@ import { canonicalize } from "json-canonicalize";
 import { readYamlFile } from "./versions/yaml-input";
 import { z } from "zod";
 import type { EnvironmentContext } from "./environment";
-import { ApprovalRequiredError, CannotApproveError, InvalidVersionFileError } from "./errors";
+import { ApprovalRequiredError, CannotApproveError } from "./errors";
 import { HistoryEntry, liveState } from "./history-record";
 import type { DesiredState } from "./operations/apply";
 import { planDigestFor } from "./plan-digest";

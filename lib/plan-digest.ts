@@ -39,12 +39,25 @@ function withoutCiphertext(value: unknown): unknown {
   return value;
 }
 
+type RestoreLike = { name?: string; liveFrom?: string };
+
+/**
+ * The restore a plan creates takes over "now": its `liveFrom` is the planning time, not part of what is
+ * approved. Restores already in the record keep theirs (they are history).
+ */
+function withoutPlanningTime(key: string, parsed: object): object {
+  const db = parsed as { restore?: RestoreLike; restores?: RestoreLike[] };
+  if (key !== "stackpin:database" || !db.restore?.name) return parsed;
+  const strip = (r: RestoreLike) => (r.name === db.restore!.name ? { ...r, liveFrom: undefined } : r);
+  return { ...db, restore: strip(db.restore), restores: db.restores?.map(strip) };
+}
+
 /** stackpin's own keys hold JSON text; parsed, their key order stops mattering. */
 function structured(key: string, value: unknown): unknown {
   if (!key.startsWith("stackpin:") || typeof value !== "string") return value;
   try {
     const parsed: unknown = JSON.parse(value);
-    return parsed !== null && typeof parsed === "object" ? { json: parsed } : value;
+    return parsed !== null && typeof parsed === "object" ? { json: withoutPlanningTime(key, parsed) } : value;
   } catch {
     return value;
   }
