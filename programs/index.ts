@@ -1,6 +1,6 @@
-import type { ProgramFactory } from "./types";
+import type { ProgramFactory, ProgramReconciler } from "./types";
 
-export type { ProgramContext, ProgramFactory } from "./types";
+export type { ProgramContext, ProgramFactory, ProgramReconciler, StateResourceView } from "./types";
 
 // Cloud SDKs are large; a program's module loads only when a stack names it.
 const lazy =
@@ -10,7 +10,9 @@ const lazy =
 
 /** The programs a stack can name in `stack.yaml` (`program: local`). */
 export const builtinPrograms: Record<string, ProgramFactory> = {
-  local: lazy(() => require("./local").localProgram),
+  local: Object.assign(lazy(() => require("./local").localProgram), {
+    reconcile: ((context, state) => require("./local").reconcileLocal(context, state)) as ProgramReconciler,
+  }),
   aws: lazy(() => require("./aws").awsProgram),
   kubernetes: lazy(() => require("./kubernetes").kubernetesProgram),
 };

@@ -8,5 +8,18 @@ export interface ProgramContext {
   stateDir: string;
 }
 
-/** A program stackpin can run: given the context, the inline Pulumi program. */
-export type ProgramFactory = (context: ProgramContext) => PulumiFn;
+/** A resource as the stack's state records it; what {@link ProgramReconciler} compares the world with. */
+export interface StateResourceView {
+  urn: string;
+  type: string;
+  outputs: Record<string, unknown>;
+}
+
+/**
+ * Called after an interrupted update: stops what the program started outside the engine's reach that
+ * nothing in the state owns (a process whose create was never recorded). Returns one line per thing stopped.
+ */
+export type ProgramReconciler = (context: ProgramContext, state: StateResourceView[]) => Promise<string[]>;
+
+/** A program stackpin can run: given the context, the inline Pulumi program; optionally its reconciler. */
+export type ProgramFactory = ((context: ProgramContext) => PulumiFn) & { reconcile?: ProgramReconciler };

@@ -3,6 +3,7 @@ import { progressBridge } from "../environment";
 import { NotConfirmedError } from "../errors";
 import { encodeRecord } from "../history-record";
 import { audit, auditFailure } from "../trail";
+import { recoverInterrupted } from "./recover";
 
 /** Options for {@link destroy}. */
 export interface DestroyOptions extends ProgressOptions {
@@ -20,6 +21,7 @@ export async function destroy(ctx: EnvironmentContext, options: DestroyOptions):
   const started = Date.now();
   const engine = await ctx.openEngine({ create: false });
   try {
+    await recoverInterrupted(ctx, engine, options);
     options.onProgress?.({ type: "phase", phase: "apply", message: `destroying everything stack ${ctx.stack.name} owns` });
     const message = encodeRecord({ op: "destroy", to: "(nothing)", who: ctx.actor, reason: options.reason });
     try {
