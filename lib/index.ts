@@ -39,6 +39,8 @@ export type { VersionFile, StackFile } from "./versions/schema";
 export { ensurePulumi, locatePulumi } from "./engine/pulumi-cli";
 export type { PulumiCli, PulumiSource } from "./engine/pulumi-cli";
 export { deploy, preview, previewRollback, rollback, history, status, setSecret, destroy, rotate, restore };
+export { recover } from "./operations/recover";
+export type { RecoverOptions, RecoveryReport, InterruptedOperation } from "./operations/recover";
 
 /**
  * One environment (a stack pinned to versions under `stacks/`), with each operation as a method.

@@ -150,3 +150,30 @@ export async function stopProcesses(pids: number[], graceMs: number): Promise<vo
     }
   }
 }
+
+/**
+ * A `file://` backend writes the checkpoint in place: a process killed while writing it leaves a
+ * truncated file, and Pulumi then fails every command with `failed to load checkpoint: EOF`. Before each
+ * write Pulumi copies the previous checkpoint to `<stack>.json.bak`. When the checkpoint does not parse
+ * and no lock's holder may still be writing it, this puts the backup back (keeping the broken file
+ * beside it) and says what it did; otherwise it returns undefined and leaves everything as it is.
+ */
+export function repairTruncatedCheckpoint(backendUrl: string, project: string, stack: string): string | undefined {
+  if (!backendUrl.startsWith("file://")) return undefined;
+  const file = path.join(backendUrl.slice("file://".length), ".pulumi", "stacks", project, `${stack}.json`);
+  const parses = (f: string) => {
+    try {
+      JSON.parse(fs.readFileSync(f, "utf8"));
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  if (!fs.existsSync(file) || parses(file) || !parses(`${file}.bak`)) return undefined;
+  if (readBackendLocks(backendUrl, project, stack).some((l) => l.liveness.state !== "dead")) return undefined;
+  const kept = `${file}.truncated-${Date.now()}`;
+  fs.renameSync(file, kept);
+  fs.copyFileSync(`${file}.bak`, file);
+  if (fs.existsSync(`${file}.bak.attrs`)) fs.copyFileSync(`${file}.bak.attrs`, `${file}.attrs`);
+  return `the checkpoint ${file} was truncated by a process killed while writing it; put back the copy Pulumi made before that write (${file}.bak) and kept the broken file as ${path.basename(kept)}`;
+}

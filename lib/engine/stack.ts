@@ -19,7 +19,18 @@ import {
   StackNotDeployedError,
   WrongPassphraseError,
 } from "../errors";
-import { BackendLock, Holder, Liveness, livenessOf, nodeCommand, processesIn, readBackendLocks, removeBackendLock, stopProcesses } from "./interruption";
+import {
+  BackendLock,
+  Holder,
+  Liveness,
+  livenessOf,
+  nodeCommand,
+  processesIn,
+  readBackendLocks,
+  removeBackendLock,
+  repairTruncatedCheckpoint,
+  stopProcesses,
+} from "./interruption";
 import type { PulumiCli } from "./pulumi-cli";
 import { writeDynamicProviderPlugin } from "./pulumi-cli";
 
@@ -162,6 +173,9 @@ export function translateEngineError(stackName: string, backendUrl: string, err:
  * touch the Automation API themselves.
  */
 export class EngineStack {
+  /** Set when opening put back a checkpoint that a killed write had truncated: what was done. */
+  repairedCheckpoint?: string;
+
   private constructor(
     private readonly options: OpenEngineStackOptions,
     private readonly workspace: LocalWorkspace,
@@ -187,7 +201,9 @@ export class EngineStack {
     };
     if (options.passphrase?.value !== undefined) envVars.PULUMI_CONFIG_PASSPHRASE = options.passphrase.value;
     if (options.passphrase?.file !== undefined) envVars.PULUMI_CONFIG_PASSPHRASE_FILE = options.passphrase.file;
+    let repaired: string | undefined;
     try {
+      repaired = repairTruncatedCheckpoint(backend, options.projectName, options.stackName);
       const workspace = await LocalWorkspace.create({
         workDir,
         program: options.program,
@@ -202,9 +218,16 @@ export class EngineStack {
       const stack = options.create
         ? await Stack.createOrSelect(options.stackName, workspace)
         : await Stack.select(options.stackName, workspace);
-      return new EngineStack(options, workspace, stack, workDir);
+      const engine = new EngineStack(options, workspace, stack, workDir);
+      engine.repairedCheckpoint = repaired;
+      return engine;
     } catch (err) {
       fs.rmSync(workDir, { recursive: true, force: true });
+      // A live operation is writing the checkpoint in place right now: that is a concurrent operation.
+      if (/failed to load checkpoint/.test(String((err as Error).message))) {
+        const live = readBackendLocks(backend, options.projectName, options.stackName).find((l) => l.liveness.state !== "dead");
+        if (live) throw new ConcurrentOperationError(options.stackName, { cause: err, holder: `Pulumi's lock is held: ${live.liveness.detail}` });
+      }
       throw translateEngineError(options.stackName, options.backendUrl, err);
     }
   }

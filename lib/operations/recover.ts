@@ -55,6 +55,10 @@ export async function recoverInterrupted(ctx: EnvironmentContext, engine: Engine
   const stack = ctx.stack.name;
   const found: string[] = [];
   const actions: string[] = [];
+  if (engine.repairedCheckpoint) {
+    found.push("a truncated checkpoint");
+    actions.push(engine.repairedCheckpoint);
+  }
   for (const w of await engine.sweepStaleWorkspaces()) {
     found.push(`a scratch workspace of a stackpin process that is gone (${w.liveness.detail})`);
     actions.push(`stopped the engine plugins left running in ${w.dir} and removed it`);
@@ -77,13 +81,14 @@ export async function recoverInterrupted(ctx: EnvironmentContext, engine: Engine
 
   // A mark left by an update that did end (killed while clearing its mark): history has its entry.
   const markEnded = mark ? await endedAfter(engine, mark) : false;
-  const interruptedUpdate = locks.length > 0 || checkpoint.pending.length > 0 || (mark !== undefined && !markEnded);
+  const interruptedUpdate = locks.length > 0 || checkpoint.pending.length > 0 || (mark !== undefined && !markEnded) || !!engine.repairedCheckpoint;
   if (!interruptedUpdate) {
     if (mark) {
       found.push(`the in-flight mark of ${mark.what}, which finished in the engine (${mark.liveness.detail})`);
       await engine.clearInFlightMark();
       actions.push("removed the mark");
     }
+    if (actions.length) say(options, `cleaned up after a stopped stackpin process on ${stack}:\n    ${[...found, ...actions].join("\n    ")}`);
     return report(stack, found, actions, undefined);
   }
 
