@@ -1,3 +1,4 @@
+import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -152,28 +153,59 @@ export async function stopProcesses(pids: number[], graceMs: number): Promise<vo
 }
 
 /**
- * A `file://` backend writes the checkpoint in place: a process killed while writing it leaves a
- * truncated file, and Pulumi then fails every command with `failed to load checkpoint: EOF`. Before each
- * write Pulumi copies the previous checkpoint to `<stack>.json.bak`. When the checkpoint does not parse
- * and no lock's holder may still be writing it, this puts the backup back (keeping the broken file
- * beside it) and says what it did; otherwise it returns undefined and leaves everything as it is.
+ * A `file://` backend (gocloud's fileblob) writes each object to a temporary file, then its attributes
+ * file (`<object>.attrs`, which holds the MD5), then renames the temporary file into place. A process
+ * killed in between leaves an empty or partial `.attrs` beside an intact object, and Pulumi then fails
+ * every command on the stack with `failed to load checkpoint: EOF`; it also leaves the `.tmp` file.
+ * This rewrites each unreadable attributes file of the stack's checkpoint, tags, history and backups
+ * from its object (the MD5 recomputed) and removes the abandoned temporary files, returning one line per
+ * repair. Only files untouched for a while are repaired, and nothing while a lock's holder may be
+ * writing: a live write finishes within milliseconds.
  */
-export function repairTruncatedCheckpoint(backendUrl: string, project: string, stack: string): string | undefined {
-  if (!backendUrl.startsWith("file://")) return undefined;
-  const file = path.join(backendUrl.slice("file://".length), ".pulumi", "stacks", project, `${stack}.json`);
-  const parses = (f: string) => {
-    try {
-      JSON.parse(fs.readFileSync(f, "utf8"));
-      return true;
-    } catch {
-      return false;
+export function repairInterruptedWrites(backendUrl: string, project: string, stack: string): string[] {
+  if (!backendUrl.startsWith("file://")) return [];
+  const root = path.join(backendUrl.slice("file://".length), ".pulumi");
+  if (readBackendLocks(backendUrl, project, stack).some((l) => l.liveness.state !== "dead")) return [];
+  const quietMs = 1_000;
+  const old = (f: string) => Date.now() - fs.statSync(f).mtimeMs > quietMs;
+  const candidates: string[] = [];
+  const stacksDir = path.join(root, "stacks", project);
+  if (fs.existsSync(stacksDir)) {
+    candidates.push(...fs.readdirSync(stacksDir).filter((f) => f.startsWith(`${stack}.`)).map((f) => path.join(stacksDir, f)));
+  }
+  const lockDirs = fs.existsSync(path.join(root, "locks")) ? fs.readdirSync(path.join(root, "locks")).map((org) => path.join("locks", org, project, stack)) : [];
+  for (const kind of [path.join("history", project, stack), path.join("backups", project, stack), ...lockDirs]) {
+    const dir = path.join(root, kind);
+    if (fs.existsSync(dir)) candidates.push(...fs.readdirSync(dir).map((f) => path.join(dir, f)));
+  }
+  const repairs: string[] = [];
+  for (const file of candidates) {
+    // A write never renamed into place (checkpoint, tags, history or lock): its writer is gone.
+    if (file.endsWith(".tmp") && old(file)) {
+      fs.rmSync(file, { force: true });
+      repairs.push(`removed ${path.relative(root, file)}, a write that never completed`);
+      continue;
     }
-  };
-  if (!fs.existsSync(file) || parses(file) || !parses(`${file}.bak`)) return undefined;
-  if (readBackendLocks(backendUrl, project, stack).some((l) => l.liveness.state !== "dead")) return undefined;
-  const kept = `${file}.truncated-${Date.now()}`;
-  fs.renameSync(file, kept);
-  fs.copyFileSync(`${file}.bak`, file);
-  if (fs.existsSync(`${file}.bak.attrs`)) fs.copyFileSync(`${file}.bak.attrs`, `${file}.attrs`);
-  return `the checkpoint ${file} was truncated by a process killed while writing it; put back the copy Pulumi made before that write (${file}.bak) and kept the broken file as ${path.basename(kept)}`;
+    if (!file.endsWith(".attrs") || !old(file)) continue;
+    const object = file.slice(0, -".attrs".length);
+    try {
+      JSON.parse(fs.readFileSync(file, "utf8"));
+      continue;
+    } catch {
+      if (!fs.existsSync(object)) continue;
+    }
+    const md5 = crypto.createHash("md5").update(fs.readFileSync(object)).digest("base64");
+    const attrs = {
+      "user.cache_control": "",
+      "user.content_disposition": "",
+      "user.content_encoding": "",
+      "user.content_language": "",
+      "user.content_type": "text/plain; charset=utf-8",
+      "user.metadata": null,
+      md5,
+    };
+    fs.writeFileSync(file, JSON.stringify(attrs));
+    repairs.push(`rewrote ${path.relative(root, file)}, left empty by a write that was killed (the object itself is intact)`);
+  }
+  return repairs;
 }

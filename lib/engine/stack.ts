@@ -28,7 +28,7 @@ import {
   processesIn,
   readBackendLocks,
   removeBackendLock,
-  repairTruncatedCheckpoint,
+  repairInterruptedWrites,
   stopProcesses,
 } from "./interruption";
 import type { PulumiCli } from "./pulumi-cli";
@@ -173,8 +173,8 @@ export function translateEngineError(stackName: string, backendUrl: string, err:
  * touch the Automation API themselves.
  */
 export class EngineStack {
-  /** Set when opening put back a checkpoint that a killed write had truncated: what was done. */
-  repairedCheckpoint?: string;
+  /** What opening repaired in the backend's files after a write that was killed (one line each). */
+  repairedWrites: string[] = [];
 
   private constructor(
     private readonly options: OpenEngineStackOptions,
@@ -201,9 +201,8 @@ export class EngineStack {
     };
     if (options.passphrase?.value !== undefined) envVars.PULUMI_CONFIG_PASSPHRASE = options.passphrase.value;
     if (options.passphrase?.file !== undefined) envVars.PULUMI_CONFIG_PASSPHRASE_FILE = options.passphrase.file;
-    let repaired: string | undefined;
-    try {
-      repaired = repairTruncatedCheckpoint(backend, options.projectName, options.stackName);
+    const repaired = repairInterruptedWrites(backend, options.projectName, options.stackName);
+    const select = async () => {
       const workspace = await LocalWorkspace.create({
         workDir,
         program: options.program,
@@ -218,16 +217,28 @@ export class EngineStack {
       const stack = options.create
         ? await Stack.createOrSelect(options.stackName, workspace)
         : await Stack.select(options.stackName, workspace);
-      const engine = new EngineStack(options, workspace, stack, workDir);
-      engine.repairedCheckpoint = repaired;
+      return new EngineStack(options, workspace, stack, workDir);
+    };
+    try {
+      let engine: EngineStack;
+      try {
+        engine = await select();
+      } catch (err) {
+        if (!/failed to load checkpoint/.test(String((err as Error).message))) throw err;
+        // A live operation is writing the checkpoint right now: that is a concurrent operation.
+        const live = readBackendLocks(backend, options.projectName, options.stackName).find((l) => l.liveness.state !== "dead");
+        if (live) throw new ConcurrentOperationError(options.stackName, { cause: err, holder: `Pulumi's lock is held: ${live.liveness.detail}` });
+        // A write killed a moment ago: once its files are quiet they can be repaired, then select again.
+        await new Promise((r) => setTimeout(r, 1_100));
+        const more = repairInterruptedWrites(backend, options.projectName, options.stackName);
+        if (!more.length) throw err;
+        repaired.push(...more);
+        engine = await select();
+      }
+      engine.repairedWrites = repaired;
       return engine;
     } catch (err) {
       fs.rmSync(workDir, { recursive: true, force: true });
-      // A live operation is writing the checkpoint in place right now: that is a concurrent operation.
-      if (/failed to load checkpoint/.test(String((err as Error).message))) {
-        const live = readBackendLocks(backend, options.projectName, options.stackName).find((l) => l.liveness.state !== "dead");
-        if (live) throw new ConcurrentOperationError(options.stackName, { cause: err, holder: `Pulumi's lock is held: ${live.liveness.detail}` });
-      }
       throw translateEngineError(options.stackName, options.backendUrl, err);
     }
   }

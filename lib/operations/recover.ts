@@ -55,9 +55,9 @@ export async function recoverInterrupted(ctx: EnvironmentContext, engine: Engine
   const stack = ctx.stack.name;
   const found: string[] = [];
   const actions: string[] = [];
-  if (engine.repairedCheckpoint) {
-    found.push("a truncated checkpoint");
-    actions.push(engine.repairedCheckpoint);
+  if (engine.repairedWrites.length) {
+    found.push("backend files that a killed write left unreadable (`failed to load checkpoint: EOF`)");
+    actions.push(...engine.repairedWrites);
   }
   for (const w of await engine.sweepStaleWorkspaces()) {
     found.push(`a scratch workspace of a stackpin process that is gone (${w.liveness.detail})`);
@@ -81,7 +81,7 @@ export async function recoverInterrupted(ctx: EnvironmentContext, engine: Engine
 
   // A mark left by an update that did end (killed while clearing its mark): history has its entry.
   const markEnded = mark ? await endedAfter(engine, mark) : false;
-  const interruptedUpdate = locks.length > 0 || checkpoint.pending.length > 0 || (mark !== undefined && !markEnded) || !!engine.repairedCheckpoint;
+  const interruptedUpdate = locks.length > 0 || checkpoint.pending.length > 0 || (mark !== undefined && !markEnded) || engine.repairedWrites.length > 0;
   if (!interruptedUpdate) {
     if (mark) {
       found.push(`the in-flight mark of ${mark.what}, which finished in the engine (${mark.liveness.detail})`);
