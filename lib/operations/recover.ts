@@ -76,25 +76,20 @@ export async function recoverInterrupted(ctx: EnvironmentContext, engine: Engine
     if (lock.liveness.state === "alive") refuse("Pulumi's lock is held", lock.liveness.detail, false);
     if (lock.liveness.state === "unknown" && !options.force) refuse("Pulumi's lock is held", lock.liveness.detail, true);
   }
-  if (mark?.liveness.state === "alive") refuse(`${mark.what} is running`, mark.liveness.detail, false);
-  if (mark?.liveness.state === "unknown" && !options.force) refuse(`${mark.what} may be running`, mark.liveness.detail, true);
-
-  // A mark left by an update that did end (killed while clearing its mark): history has its entry.
+  // A mark whose update did end (killed while clearing it, or a removal the CLI lost: seen after a
+  // stack's first update) is history, not an interruption: left alone, and overwritten by the next update.
   const markEnded = mark ? await endedAfter(engine, mark) : false;
+  if (mark && !markEnded && mark.liveness.state === "alive") refuse(`${mark.what} is running`, mark.liveness.detail, false);
+  if (mark && !markEnded && mark.liveness.state === "unknown" && !options.force) refuse(`${mark.what} may be running`, mark.liveness.detail, true);
   const interruptedUpdate = locks.length > 0 || checkpoint.pending.length > 0 || (mark !== undefined && !markEnded) || engine.repairedWrites.length > 0;
   if (!interruptedUpdate) {
-    if (mark) {
-      found.push(`the in-flight mark of ${mark.what}, which finished in the engine (${mark.liveness.detail})`);
-      await engine.clearInFlightMark();
-      actions.push("removed the mark");
-    }
     if (actions.length) say(options, `cleaned up after a stopped stackpin process on ${stack}:\n    ${[...found, ...actions].join("\n    ")}`);
     return report(stack, found, actions, undefined);
   }
 
-  const interrupted = describe(mark);
+  const interrupted = describe(markEnded ? undefined : mark);
   const summary = `recovered after an interrupted ${interrupted.op}${arrow(interrupted)}`;
-  if (mark) found.push(`${mark.what} started at ${mark.since} and never ended (${mark.liveness.detail})`);
+  if (mark && !markEnded) found.push(`${mark.what} started at ${mark.since} and never ended (${mark.liveness.detail})`);
   for (const lock of locks) found.push(`Pulumi's lock ${lock.file} (${lock.liveness.detail})`);
   if (checkpoint.pending.length) {
     found.push(`${checkpoint.pending.length} pending operation(s) in the checkpoint: ${checkpoint.pending.map((p) => `${p.type} ${p.urn.split("::").pop()}`).join(", ")}`);
@@ -108,7 +103,7 @@ export async function recoverInterrupted(ctx: EnvironmentContext, engine: Engine
   say(options, `refreshing ${stack} from what actually exists, dropping pending creates`);
   await engine.refreshClearingPendingCreates(`stackpin recover: ${summary} by ${ctx.actor}`, options.onEngineEvent);
   actions.push("refreshed the state from what exists, dropping pending creates (recorded in history)");
-  if (mark) {
+  if (mark && !markEnded) {
     await engine.clearInFlightMark();
     actions.push("removed the in-flight mark");
   }
