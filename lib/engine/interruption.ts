@@ -109,6 +109,9 @@ export function removeBackendLock(lock: BackendLock): void {
   fs.rmSync(`${lock.file}.attrs`, { force: true });
 }
 
+/** Pulumi's plugins as they appear in `/proc/<pid>/cmdline`: the Node dynamic provider, resource and language plugins. */
+export const pluginCommand = /@pulumi\/pulumi\/cmd\/dynamic-provider|(^|\/)pulumi-(resource|language|analyzer)-/;
+
 /** The pids of running processes whose working directory is `dir` (or was, before it was removed). */
 export function processesIn(dir: string): number[] {
   const pids: number[] = [];

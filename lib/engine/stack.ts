@@ -25,6 +25,7 @@ import {
   Liveness,
   livenessOf,
   nodeCommand,
+  pluginCommand,
   processesIn,
   readBackendLocks,
   removeBackendLock,
@@ -377,7 +378,15 @@ export class EngineStack {
       if (owner.pid === process.pid) continue;
       const liveness = livenessOf(owner, nodeCommand);
       if (liveness.state !== "dead") continue;
-      await stopProcesses(processesIn(dir), 2_000);
+      // Only the engine's plugins: what a plugin started (a service the state owns) may share their cwd.
+      const plugins = processesIn(dir).filter((pid) => {
+        try {
+          return pluginCommand.test(fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").join(" "));
+        } catch {
+          return false;
+        }
+      });
+      await stopProcesses(plugins, 2_000);
       fs.rmSync(dir, { recursive: true, force: true });
       swept.push({ dir, liveness });
     }

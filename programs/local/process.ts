@@ -41,6 +41,8 @@ const processProvider: pulumi.dynamic.ResourceProvider = {
     const log = fs.openSync(p.join(inputs.runDir, `${inputs.name}.log`), "a");
     const child = cp.spawn(process.execPath, [inputs.script], {
       detached: true,
+      // Not the engine's scratch workspace (the plugin's cwd), which is removed when the operation ends.
+      cwd: inputs.runDir,
       stdio: ["ignore", log, log],
       env: { PATH: process.env.PATH ?? "", ...inputs.env, PORT: String(inputs.port), STACKPIN_READY_FILE: readyFile },
     });
