@@ -32,7 +32,7 @@ export interface OpenEnvironmentOptions {
 
 /** Progress of an operation, for people: phases and resources as the engine touches them. */
 export type ProgressEvent =
-  | { type: "phase"; phase: "validate" | "preview" | "apply" | "verify" | "record" | "rollback"; message: string }
+  | { type: "phase"; phase: "validate" | "preview" | "apply" | "verify" | "record" | "rollback" | "recover"; message: string }
   | { type: "check"; name: string; passed: boolean; detail: string; attempts: number }
   | { type: "resource"; op: string; name: string; resourceType: string; status: "started" | "done" | "failed" }
   | { type: "diagnostic"; severity: string; message: string };

@@ -104,15 +104,19 @@ export class WrongPassphraseError extends StackpinError {
   }
 }
 
-/** Another operation holds the stack's lock in the backend. */
+/**
+ * Another operation holds the stack: Pulumi's lock in the backend, or stackpin's in-flight mark, belongs
+ * to a process that runs (or, on another host, cannot be proven gone). Nothing was changed.
+ */
 export class ConcurrentOperationError extends StackpinError {
   readonly exitCode = ExitCode.concurrentOperation;
   readonly code = "concurrent-operation";
-  constructor(readonly stackName: string, options?: { cause?: unknown }) {
+  constructor(readonly stackName: string, options?: { cause?: unknown; holder?: string; hint?: string }) {
     super(
-      `another operation is running on stack ${stackName} (its lock is held in the backend). ` +
-        `Wait for it to finish; if it died, clear the lock with \`pulumi cancel\` and re-run. Nothing was changed.`,
-      options,
+      `another operation is running on stack ${stackName}${options?.holder ? ` (${options.holder})` : " (its lock is held in the backend)"}. ` +
+        `Wait for it to finish. ${options?.hint ? `${options.hint[0].toUpperCase()}${options.hint.slice(1)}` : `If its process died, \`stackpin recover --stack ${stackName}\` clears what it left (the next deploy or rollback does too)`}. ` +
+        `Nothing was changed.`,
+      options?.cause === undefined ? undefined : { cause: options.cause },
     );
   }
 }

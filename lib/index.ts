@@ -46,6 +46,8 @@ export type { ApproveResult } from "./operations/approve";
 export type { ApprovalInput, ApprovalStatement, GrantedApproval } from "./approvals";
 export { planDigest } from "./plan-digest";
 export type { PlanDigestInput } from "./plan-digest";
+export { recover } from "./operations/recover";
+export type { RecoverOptions, RecoveryReport, InterruptedOperation } from "./operations/recover";
 
 /**
  * One environment (a stack pinned to versions under `stacks/`), with each operation as a method.

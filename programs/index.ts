@@ -1,9 +1,9 @@
-import type { ProgramConfigSpec, ProgramFactory } from "./types";
+import type { ProgramConfigSpec, ProgramFactory, ProgramReconciler } from "./types";
 import { awsConfig } from "./aws/schema";
 import { kubernetesConfig } from "./kubernetes/schema";
 import { localConfig } from "./local/schema";
 
-export type { ProgramConfigSpec, ProgramContext, ProgramFactory } from "./types";
+export type { ProgramConfigSpec, ProgramContext, ProgramFactory, ProgramReconciler, StateResourceView } from "./types";
 
 // Cloud SDKs are large; a program's module loads only when a stack names it. Its config schema is
 // small and loads now, so a version file is checked without loading the program.
@@ -12,7 +12,9 @@ const lazy = (load: () => ProgramFactory, config: ProgramConfigSpec): ProgramFac
 
 /** The programs a stack can name in `stack.yaml` (`program: local`), each with its config schema. */
 export const builtinPrograms: Record<string, ProgramFactory> = {
-  local: lazy(() => require("./local").localProgram, localConfig),
+  local: Object.assign(lazy(() => require("./local").localProgram, localConfig), {
+    reconcile: ((context, state) => require("./local").reconcileLocal(context, state)) as ProgramReconciler,
+  }),
   aws: lazy(() => require("./aws").awsProgram, awsConfig),
   kubernetes: lazy(() => require("./kubernetes").kubernetesProgram, kubernetesConfig),
 };

@@ -9,6 +9,19 @@ export interface ProgramContext {
   stateDir: string;
 }
 
+/** A resource as the stack's state records it; what {@link ProgramReconciler} compares the world with. */
+export interface StateResourceView {
+  urn: string;
+  type: string;
+  outputs: Record<string, unknown>;
+}
+
+/**
+ * Called after an interrupted update: stops what the program started outside the engine's reach that
+ * nothing in the state owns (a process whose create was never recorded). Returns one line per thing stopped.
+ */
+export type ProgramReconciler = (context: ProgramContext, state: StateResourceView[]) => Promise<string[]>;
+
 /**
  * The config a program accepts, declared beside it so a version file is checked when it is read, before
  * the engine runs: a wrong type, a missing required key or an unknown key is refused with exit 5.
@@ -22,5 +35,5 @@ export interface ProgramConfigSpec {
   secretName?: z.ZodType<string>;
 }
 
-/** A program stackpin can run: given the context, the inline Pulumi program; `config` declares its config. */
-export type ProgramFactory = ((context: ProgramContext) => PulumiFn) & { config?: ProgramConfigSpec };
+/** A program stackpin can run: given the context, the inline Pulumi program; `config` declares its config, `reconcile` cleans up after an interrupted update. */
+export type ProgramFactory = ((context: ProgramContext) => PulumiFn) & { config?: ProgramConfigSpec; reconcile?: ProgramReconciler };

@@ -15,6 +15,7 @@ import { readAudit, verifyAudit } from "../operations/audit";
 import { freeze, unfreeze } from "../operations/freeze";
 import { restore } from "../operations/restore";
 import { removeSnapshot } from "../operations/snapshot";
+import { recover } from "../operations/recover";
 import { watch } from "../operations/watch";
 import { rotate } from "../operations/rotate";
 import { history } from "../operations/history";
@@ -31,6 +32,7 @@ import {
   renderHistory,
   renderPlan,
   renderProgress,
+  renderRecovery,
   renderRollback,
   renderStatus,
   renderVerification,
@@ -376,6 +378,13 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
     .action(async (flags) => {
       const r = await destroy(await context(flags, env), { yes: !!flags.yes, approveDataLoss: !!flags.approveDataLoss, reason: flags.reason, ...progress() });
       out(flags, r, () => `destroyed everything stack ${r.stack} owned (${(r.durationMs / 1000).toFixed(1)} s)`);
+    });
+
+  withCommon(program.command("recover").description("clean up after an interrupted operation: a dead holder's lock, pending operations, orphan processes"))
+    .option("--force", "also break a lock whose holder cannot be proven gone (taken on another host); only if you know it is dead")
+    .action(async (flags) => {
+      const r = await recover(await context(flags, env), { force: !!flags.force, ...progress() });
+      out(flags, r, () => renderRecovery(r));
     });
 
   const secret = program.command("secret").description("manage encrypted values in version files");

@@ -7,6 +7,7 @@ import type { ApproveResult } from "../operations/approve";
 import type { Plan } from "../operations/plan";
 import type { Status } from "../operations/status";
 import type { AuditEntry } from "../audit";
+import type { RecoveryReport } from "../operations/recover";
 import type { RollbackResult } from "../operations/rollback";
 import type { Evaluation } from "../triggers";
 import type { VerificationResult } from "../verification";
@@ -179,4 +180,13 @@ export function renderProgress(e: ProgressEvent): string | undefined {
     case "diagnostic":
       return e.severity === "error" ? pc.red(`  error: ${e.message}`) : pc.yellow(`  warning: ${e.message}`);
   }
+}
+
+/** What `recover` found and did, or that there was nothing to recover. */
+export function renderRecovery(r: RecoveryReport): string {
+  if (!r.recovered) return `nothing to recover on stack ${r.stack}: no interrupted operation, nothing was changed`;
+  const next = r.interrupted?.to && r.interrupted.op !== "update"
+    ? `\nto finish it, re-run the ${r.interrupted.op}${r.interrupted.op === "destroy" ? `: stackpin destroy --stack ${r.stack} --yes` : ` to ${r.interrupted.to}`}`
+    : "";
+  return [`${r.summary} on stack ${r.stack}`, ...r.found.map((f) => `  found: ${f}`), ...r.actions.map((a) => `  done: ${a}`)].join("\n") + next;
 }

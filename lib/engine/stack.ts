@@ -1,4 +1,5 @@
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import {
   CommandError,
@@ -18,6 +19,19 @@ import {
   StackNotDeployedError,
   WrongPassphraseError,
 } from "../errors";
+import {
+  BackendLock,
+  Holder,
+  Liveness,
+  livenessOf,
+  nodeCommand,
+  pluginCommand,
+  processesIn,
+  readBackendLocks,
+  removeBackendLock,
+  repairInterruptedWrites,
+  stopProcesses,
+} from "./interruption";
 import type { PulumiCli } from "./pulumi-cli";
 import { writeDynamicProviderPlugin } from "./pulumi-cli";
 
@@ -112,6 +126,34 @@ function stepFromEvent(event: EngineEvent): ResourceStep | undefined {
   };
 }
 
+/** A resource as the backend's checkpoint holds it (`stack export`); secret outputs stay encrypted. */
+export interface StateResource {
+  urn: string;
+  type: string;
+  outputs: Record<string, unknown>;
+}
+
+/** An operation the engine started on a resource and never finished (`deployment.pending_operations`). */
+export interface PendingOperation {
+  type: string;
+  urn: string;
+}
+
+/** The mark an update or destroy leaves in the stack's tags while it runs: who, and what. */
+export interface InFlightMark extends Holder {
+  /** The update message's first line: `stackpin rollback v42 -> v41 by alice: why`. */
+  what: string;
+}
+
+/** A scratch workspace left by a stackpin process, and whether that process still runs. */
+export interface StaleWorkspace {
+  dir: string;
+  liveness: Liveness;
+}
+
+const inFlightTag = "stackpin:in-flight";
+const ownerFile = ".stackpin-owner.json";
+
 /** Maps the CLI's failures to the errors a user can act on. */
 export function translateEngineError(stackName: string, backendUrl: string, err: unknown): unknown {
   if (err instanceof StackNotFoundError) return new StackNotDeployedError(stackName, backendUrl);
@@ -132,6 +174,9 @@ export function translateEngineError(stackName: string, backendUrl: string, err:
  * touch the Automation API themselves.
  */
 export class EngineStack {
+  /** What opening repaired in the backend's files after a write that was killed (one line each). */
+  repairedWrites: string[] = [];
+
   private constructor(
     private readonly options: OpenEngineStackOptions,
     private readonly workspace: LocalWorkspace,
@@ -144,6 +189,9 @@ export class EngineStack {
     fs.mkdirSync(options.workRoot, { recursive: true });
     const pluginDir = writeDynamicProviderPlugin(path.join(options.workRoot, "bin"));
     const workDir = fs.mkdtempSync(path.join(options.workRoot, `work-${options.stackName}-`));
+    // Written first, so that whoever finds this workspace after a kill can prove its owner is gone.
+    const owner: Holder = { pid: process.pid, hostname: os.hostname(), since: new Date().toISOString() };
+    fs.writeFileSync(path.join(workDir, ownerFile), JSON.stringify(owner));
     const backend = options.backendUrl;
     if (backend.startsWith("file://")) fs.mkdirSync(backend.slice("file://".length), { recursive: true });
     const envVars: Record<string, string> = {
@@ -154,7 +202,8 @@ export class EngineStack {
     };
     if (options.passphrase?.value !== undefined) envVars.PULUMI_CONFIG_PASSPHRASE = options.passphrase.value;
     if (options.passphrase?.file !== undefined) envVars.PULUMI_CONFIG_PASSPHRASE_FILE = options.passphrase.file;
-    try {
+    const repaired = repairInterruptedWrites(backend, options.projectName, options.stackName);
+    const select = async () => {
       const workspace = await LocalWorkspace.create({
         workDir,
         program: options.program,
@@ -170,6 +219,25 @@ export class EngineStack {
         ? await Stack.createOrSelect(options.stackName, workspace)
         : await Stack.select(options.stackName, workspace);
       return new EngineStack(options, workspace, stack, workDir);
+    };
+    try {
+      let engine: EngineStack;
+      try {
+        engine = await select();
+      } catch (err) {
+        if (!/failed to load checkpoint/.test(String((err as Error).message))) throw err;
+        // A live operation is writing the checkpoint right now: that is a concurrent operation.
+        const live = readBackendLocks(backend, options.projectName, options.stackName).find((l) => l.liveness.state !== "dead");
+        if (live) throw new ConcurrentOperationError(options.stackName, { cause: err, holder: `Pulumi's lock is held: ${live.liveness.detail}` });
+        // A write killed a moment ago: once its files are quiet they can be repaired, then select again.
+        await new Promise((r) => setTimeout(r, 1_100));
+        const more = repairInterruptedWrites(backend, options.projectName, options.stackName);
+        if (!more.length) throw err;
+        repaired.push(...more);
+        engine = await select();
+      }
+      engine.repairedWrites = repaired;
+      return engine;
     } catch (err) {
       fs.rmSync(workDir, { recursive: true, force: true });
       throw translateEngineError(options.stackName, options.backendUrl, err);
@@ -212,10 +280,14 @@ export class EngineStack {
     return { steps, changeSummary: result.changeSummary };
   }
 
-  /** Runs an update with the config last set, recording `message` in the backend's update history. */
+  /**
+   * Runs an update with the config last set, recording `message` in the backend's update history. While
+   * it runs, the stack carries an in-flight mark naming this process, so that an update killed before
+   * it ended is recognised even when it left no lock and no pending operation behind.
+   */
   async up(message: string, onEvent?: (e: EngineEvent) => void): Promise<EngineRun & { outputs: Record<string, StackOutput> }> {
     const steps: ResourceStep[] = [];
-    const result = await this.guard(() =>
+    const result = await this.inFlight(message, () =>
       this.stack.up({
         message,
         onEvent: (e) => {
@@ -234,7 +306,91 @@ export class EngineStack {
 
   /** Removes every resource of the stack (its history stays). */
   async destroy(message: string, onEvent?: (e: EngineEvent) => void): Promise<void> {
-    await this.guard(() => this.stack.destroy({ message, onEvent }));
+    await this.inFlight(message, () => this.stack.destroy({ message, onEvent }));
+  }
+
+  /**
+   * Re-reads every resource from its provider and writes what it found to the state, dropping pending
+   * creates (Pulumi's own recovery after an interrupted update). Recorded in history with `message`.
+   */
+  async refreshClearingPendingCreates(message: string, onEvent?: (e: EngineEvent) => void): Promise<void> {
+    await this.guard(() => this.stack.refresh({ message, clearPendingCreates: true, onEvent }));
+  }
+
+  /** The lock files Pulumi holds on this stack (`file://` backends only) and whether each holder runs. */
+  locks(): BackendLock[] {
+    return readBackendLocks(this.options.backendUrl, this.options.projectName, this.options.stackName);
+  }
+
+  /** Deletes one lock file whose holder is gone; every other lock of the stack stays. */
+  breakLock(lock: BackendLock): void {
+    removeBackendLock(lock);
+  }
+
+  /** The checkpoint's resources and the operations an interrupted update left pending. */
+  async checkpoint(): Promise<{ resources: StateResource[]; pending: PendingOperation[] }> {
+    const deployment = await this.guard(() => this.stack.exportStack());
+    const d = (deployment.deployment ?? {}) as {
+      resources?: Array<{ urn: string; type: string; outputs?: Record<string, unknown> }>;
+      pending_operations?: Array<{ type: string; resource: { urn: string } }>;
+    };
+    return {
+      resources: (d.resources ?? []).map((r) => ({ urn: r.urn, type: r.type, outputs: r.outputs ?? {} })),
+      pending: (d.pending_operations ?? []).map((p) => ({ type: p.type, urn: p.resource.urn })),
+    };
+  }
+
+  /** The in-flight mark an update or destroy left in the stack's tags, with whether its process runs. */
+  async inFlightMark(): Promise<(InFlightMark & { liveness: Liveness }) | undefined> {
+    const raw = (await this.tags())[inFlightTag];
+    if (!raw) return undefined;
+    let mark: InFlightMark;
+    try {
+      mark = JSON.parse(raw) as InFlightMark;
+    } catch {
+      mark = { what: raw, pid: 0, hostname: "?", since: "" };
+    }
+    return { ...mark, liveness: livenessOf(mark, nodeCommand) };
+  }
+
+  /** Removes the in-flight mark (after recovering from the operation it names). */
+  async clearInFlightMark(): Promise<void> {
+    await this.removeTag(inFlightTag);
+  }
+
+  /**
+   * Scratch workspaces of this stack whose stackpin process is gone: the engine's plugins (the dynamic
+   * provider runs in its own process group and outlives a killed CLI) still run in them. Stops those
+   * plugins and removes the workspaces; returns what it removed. Workspaces of live processes stay.
+   */
+  async sweepStaleWorkspaces(): Promise<StaleWorkspace[]> {
+    const { workRoot, stackName } = this.options;
+    const swept: StaleWorkspace[] = [];
+    for (const name of fs.readdirSync(workRoot).filter((f) => f.startsWith(`work-${stackName}-`))) {
+      const dir = path.join(workRoot, name);
+      let owner: Holder | undefined;
+      try {
+        owner = JSON.parse(fs.readFileSync(path.join(dir, ownerFile), "utf8")) as Holder;
+      } catch {
+        // Being created right now, or left by an older stackpin: not provably abandoned.
+        continue;
+      }
+      if (owner.pid === process.pid) continue;
+      const liveness = livenessOf(owner, nodeCommand);
+      if (liveness.state !== "dead") continue;
+      // Only the engine's plugins: what a plugin started (a service the state owns) may share their cwd.
+      const plugins = processesIn(dir).filter((pid) => {
+        try {
+          return pluginCommand.test(fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").join(" "));
+        } catch {
+          return false;
+        }
+      });
+      await stopProcesses(plugins, 2_000);
+      fs.rmSync(dir, { recursive: true, force: true });
+      swept.push({ dir, liveness });
+    }
+    return swept;
   }
 
   /** The stack's outputs, secrets masked. */
@@ -267,6 +423,17 @@ export class EngineStack {
   /** Removes the scratch workspace. The stack and its state stay in the backend. */
   close(): void {
     fs.rmSync(this.workDir, { recursive: true, force: true });
+  }
+
+  private async inFlight<T>(message: string, fn: () => Promise<T>): Promise<T> {
+    const mark: InFlightMark = { what: message.split("\n")[0].slice(0, 140), pid: process.pid, hostname: os.hostname(), since: new Date().toISOString() };
+    await this.setTags({ [inFlightTag]: JSON.stringify(mark) });
+    try {
+      return await this.guard(fn);
+    } finally {
+      // A failed update ended too (the engine released its lock); only a killed one leaves the mark.
+      await this.clearInFlightMark().catch(() => undefined);
+    }
   }
 
   private async guard<T>(fn: () => Promise<T>): Promise<T> {

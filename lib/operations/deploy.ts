@@ -5,6 +5,7 @@ import { HistoryEntry, lastVerifiedVersion, liveState } from "../history-record"
 import { audit, auditFailure, freezeOf } from "../trail";
 import { ApplyResult, applyWith, planWith, prepareApply, readHistoryAndTags } from "./apply";
 import type { Plan } from "./plan";
+import { recoverInterrupted, RecoveryReport } from "./recover";
 import { rollback } from "./rollback";
 
 /** Options for {@link deploy}. */
@@ -35,15 +36,17 @@ export interface DeployOptions extends ProgressOptions {
  * and an audit entry. A failed verification raises {@link VerificationFailedError}, after rolling back
  * when `autoRollback` is set.
  */
-export async function deploy(ctx: EnvironmentContext, options: DeployOptions): Promise<ApplyResult & { plan?: Plan; approvals: string[] }> {
+export async function deploy(ctx: EnvironmentContext, options: DeployOptions): Promise<ApplyResult & { plan?: Plan; approvals: string[]; recovery?: RecoveryReport }> {
   options.onProgress?.({ type: "phase", phase: "validate", message: `validating ${options.version} for ${ctx.stack.name}` });
   const target = ctx.store.version(ctx.stack, options.version);
   const engine = await ctx.openEngine({ create: true });
   let history: HistoryEntry[] = [];
-  let result: (ApplyResult & { plan?: Plan; approvals: string[] }) | undefined;
+  let result: (ApplyResult & { plan?: Plan; approvals: string[]; recovery?: RecoveryReport }) | undefined;
   let reason: string;
   const from = () => liveState(history).version;
   try {
+    // An operation killed mid-way is cleaned up first, so that re-running it is the way to finish it.
+    const recovery = await recoverInterrupted(ctx, engine, options);
     const record = await readHistoryAndTags(engine);
     const freeze = freezeOf(record.tags);
     if (freeze) throw new FrozenError(ctx.stack.name, freeze.reason, freeze.by, freeze.at);
@@ -58,7 +61,7 @@ export async function deploy(ctx: EnvironmentContext, options: DeployOptions): P
     }
     try {
       const applied = await applyWith(ctx, engine, { op: "deploy", from: from(), to: target.version, who: ctx.actor, reason: options.message, approvals: recordOf(granted) }, target, history, desired, options);
-      result = { ...applied, plan, approvals };
+      result = { ...applied, plan, approvals, ...(recovery.recovered ? { recovery } : {}) };
       const passed = !result.verification || result.verification.passed;
       await audit(ctx, engine, { op: "deploy", from: from(), to: target.version, result: passed ? "succeeded" : "failed", detail: `revision ${result.revision}${approvedBy(approvals)}${passed ? "" : `; verification failed: ${result.verification?.reason}`}` }, options);
       if (passed) return result;

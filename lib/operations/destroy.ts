@@ -4,6 +4,7 @@ import type { EngineStack } from "../engine/stack";
 import { ApprovalRequiredError, NotConfirmedError } from "../errors";
 import { encodeRecord } from "../history-record";
 import { audit, auditFailure } from "../trail";
+import { recoverInterrupted } from "./recover";
 
 /** Options for {@link destroy}. */
 export interface DestroyOptions extends ProgressOptions {
@@ -33,6 +34,7 @@ export async function destroy(ctx: EnvironmentContext, options: DestroyOptions):
   const started = Date.now();
   const engine = await ctx.openEngine({ create: false });
   try {
+    await recoverInterrupted(ctx, engine, options);
     const held = await heldData(engine);
     if (held.length && !options.approveDataLoss) {
       throw new ApprovalRequiredError(ctx.stack.name, `destroying deletes ${held.join(", ")}`, "--approve-data-loss");

@@ -5,6 +5,7 @@ import { liveState } from "../history-record";
 import { audit, auditFailure } from "../trail";
 import { ApplyResult, applyWith, planWith, prepareApply, readHistory } from "./apply";
 import type { Plan } from "./plan";
+import { recoverInterrupted } from "./recover";
 
 /** Options for {@link restore}. Give `time` or `snapshot`. */
 export interface RestoreOptions extends ProgressOptions {
@@ -30,6 +31,7 @@ export async function restore(ctx: EnvironmentContext, options: RestoreOptions):
   const engine = await ctx.openEngine({ create: false });
   let live: string | undefined;
   try {
+    await recoverInterrupted(ctx, engine, options);
     const history = await readHistory(engine);
     live = liveState(history).version;
     if (!live) throw new StackNotDeployedError(ctx.stack.name, ctx.backendUrl);

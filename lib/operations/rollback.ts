@@ -8,6 +8,7 @@ import { audit, auditFailure, incidentsDir } from "../trail";
 import { diffConfig } from "../versions/config-diff";
 import { ApplyResult, applyWith, planWith, prepareApply, readHistory } from "./apply";
 import type { Plan } from "./plan";
+import { recoverInterrupted, RecoveryReport } from "./recover";
 import { resolveTarget, validateTargetEarly } from "./resolve";
 
 /** Options for {@link rollback}. */
@@ -38,6 +39,8 @@ export interface RollbackResult extends ApplyResult {
   incident: { json: string; markdown: string };
   /** From the breach to the start of the rollback, when a trigger started it. */
   breachToRollbackMs?: number;
+  /** What was cleaned up first, when an earlier operation had been interrupted. */
+  recovery?: RecoveryReport;
 }
 
 /**
@@ -77,6 +80,11 @@ export async function rollback(ctx: EnvironmentContext, options: RollbackOptions
   const engine = await ctx.openEngine({ create: false });
   let started = false;
   try {
+    const recovery = await recoverInterrupted(ctx, engine, options);
+    if (recovery.interrupted) {
+      const i = recovery.interrupted;
+      incident.step(`${i.op} interrupted`, `${i.what ?? `an ${i.op}`}${i.since ? `, started ${i.since},` : ""} was interrupted and never ended; ${recovery.summary}: ${recovery.actions.join("; ")}`);
+    }
     const history = await readHistory(engine);
     const target = resolveTarget(ctx, options.to, history);
     // After a failed apply the stack may be partly at that version: that is what we roll back from.
@@ -125,6 +133,7 @@ export async function rollback(ctx: EnvironmentContext, options: RollbackOptions
       notifications: incident.record.notifications,
       incident: written,
       breachToRollbackMs: incident.record.breachToRollbackMs,
+      ...(recovery.recovered ? { recovery } : {}),
     };
   } catch (err) {
     if (err instanceof VerificationFailedError) throw err;

@@ -4,11 +4,11 @@ import * as pulumi from "@pulumi/pulumi";
 import { DatabasePlan, normalizePlan, PRIMARY } from "../../lib/database";
 import type { RolloutLayout, Slot } from "../../lib/rollout";
 import type { VerifySettings } from "../../lib/versions/schema";
-import type { ProgramFactory } from "../types";
+import type { ProgramFactory, ProgramReconciler } from "../types";
 import { LocalFile } from "./file";
 import { HealthGate } from "./gate";
 import { PointInTimeRestore, PostgresSnapshot, PostgresTarget, SchemaMigration, WalArchive } from "./postgres";
-import { ManagedProcess } from "./process";
+import { ManagedProcess, stopUnownedProcesses } from "./process";
 import { RotatingSecret } from "./secret";
 
 const artifactsDir = path.join(__dirname, "..", "..", "..", "programs", "local", "artifacts");
@@ -145,6 +145,19 @@ export const localProgram: ProgramFactory = (context) => async () => {
     tokenPath: tokenFile?.path,
     tokenSha256: token?.apply((t) => crypto.createHash("sha256").update(t).digest("hex")),
   };
+};
+
+/**
+ * After an interrupted update: stops service and switch processes that were started but that the state
+ * does not record (their create never finished), so nothing runs that `destroy` could not stop.
+ */
+export const reconcileLocal: ProgramReconciler = async (context, state) => {
+  const runDir = path.join(context.stateDir, "run");
+  const owned = new Set(
+    state.flatMap((r) => (r.type.endsWith(":ManagedProcess") && r.outputs.runDir === runDir && typeof r.outputs.pid === "number" ? [r.outputs.pid] : [])),
+  );
+  const stopped = await stopUnownedProcesses(runDir, owned);
+  return stopped.map((p) => `stopped process ${p.pid} (${path.basename(p.command.split(" ").pop() ?? p.command)}), started by an interrupted create that the state does not record`);
 };
 
 /**

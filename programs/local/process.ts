@@ -41,6 +41,8 @@ const processProvider: pulumi.dynamic.ResourceProvider = {
     const log = fs.openSync(p.join(inputs.runDir, `${inputs.name}.log`), "a");
     const child = cp.spawn(process.execPath, [inputs.script], {
       detached: true,
+      // Not the engine's scratch workspace (the plugin's cwd), which is removed when the operation ends.
+      cwd: inputs.runDir,
       stdio: ["ignore", log, log],
       env: { PATH: process.env.PATH ?? "", ...inputs.env, PORT: String(inputs.port), STACKPIN_READY_FILE: readyFile },
     });
@@ -118,4 +120,56 @@ export class ManagedProcess extends pulumi.dynamic.Resource {
       "ManagedProcess",
     );
   }
+}
+
+/** A process a {@link ManagedProcess} started that the stack's state does not own. */
+export interface UnownedProcess {
+  pid: number;
+  command: string;
+}
+
+/**
+ * Stops the processes a {@link ManagedProcess} started under `runDir` (they carry `STACKPIN_READY_FILE`
+ * there in their environment from the moment they are spawned) whose pid is not in `ownedPids`: a create
+ * the engine started and never recorded, because the update was killed. Returns what it stopped.
+ */
+export async function stopUnownedProcesses(runDir: string, ownedPids: ReadonlySet<number>): Promise<UnownedProcess[]> {
+  const fs = await import("node:fs");
+  const marker = `STACKPIN_READY_FILE=${runDir}/`;
+  const found: UnownedProcess[] = [];
+  for (const entry of fs.readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry) || ownedPids.has(Number(entry))) continue;
+    try {
+      if (fs.readFileSync(`/proc/${entry}/stat`, "utf8").split(") ")[1]?.[0] === "Z") continue;
+      if (!fs.readFileSync(`/proc/${entry}/environ`, "utf8").split("\0").some((v) => v.startsWith(marker))) continue;
+      found.push({ pid: Number(entry), command: fs.readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0").filter(Boolean).join(" ") });
+    } catch {
+      // gone, or not ours to read
+    }
+  }
+  const running = (pid: number) => {
+    try {
+      return fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.[0] !== "Z";
+    } catch {
+      return false;
+    }
+  };
+  for (const p of found) {
+    try {
+      process.kill(p.pid, "SIGTERM");
+    } catch {
+      // already gone
+    }
+  }
+  // Nothing routes to an unowned process (the route file only ever names a recorded one): no drain.
+  const deadline = Date.now() + 5_000;
+  while (found.some((p) => running(p.pid)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+  for (const p of found.filter((x) => running(x.pid))) {
+    try {
+      process.kill(p.pid, "SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
+  return found;
 }
