@@ -128,33 +128,6 @@ export function processesIn(dir: string): number[] {
   return pids;
 }
 
-/** Sends SIGTERM, waits up to `graceMs` for each process to go, then SIGKILL. */
-export async function stopProcesses(pids: number[], graceMs: number): Promise<void> {
-  const running = (pid: number) => {
-    try {
-      return fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.[0] !== "Z";
-    } catch {
-      return false;
-    }
-  };
-  for (const pid of pids) {
-    try {
-      process.kill(pid, "SIGTERM");
-    } catch {
-      // already gone
-    }
-  }
-  const deadline = Date.now() + graceMs;
-  while (pids.some(running) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
-  for (const pid of pids.filter(running)) {
-    try {
-      process.kill(pid, "SIGKILL");
-    } catch {
-      // already gone
-    }
-  }
-}
-
 /**
  * A `file://` backend (gocloud's fileblob) writes each object to a temporary file, then its attributes
  * file (`<object>.attrs`, which holds the MD5), then renames the temporary file into place. A process

@@ -30,8 +30,8 @@ import {
   readBackendLocks,
   removeBackendLock,
   repairInterruptedWrites,
-  stopProcesses,
 } from "./interruption";
+import { stopProcesses } from "../processes";
 import type { PulumiCli } from "./pulumi-cli";
 import { writeDynamicProviderPlugin } from "./pulumi-cli";
 

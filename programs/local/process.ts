@@ -147,29 +147,8 @@ export async function stopUnownedProcesses(runDir: string, ownedPids: ReadonlySe
       // gone, or not ours to read
     }
   }
-  const running = (pid: number) => {
-    try {
-      return fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.[0] !== "Z";
-    } catch {
-      return false;
-    }
-  };
-  for (const p of found) {
-    try {
-      process.kill(p.pid, "SIGTERM");
-    } catch {
-      // already gone
-    }
-  }
   // Nothing routes to an unowned process (the route file only ever names a recorded one): no drain.
-  const deadline = Date.now() + 5_000;
-  while (found.some((p) => running(p.pid)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
-  for (const p of found.filter((x) => running(x.pid))) {
-    try {
-      process.kill(p.pid, "SIGKILL");
-    } catch {
-      // already gone
-    }
-  }
+  const { stopProcesses } = await import("../../lib/processes");
+  await stopProcesses(found.map((p) => p.pid), 5_000);
   return found;
 }
