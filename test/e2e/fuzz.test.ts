@@ -24,7 +24,7 @@ interface Outcome {
  * exit code other than 1, print no stack trace, and leave the backend as it was unless it succeeded.
  */
 describe("fuzz: no input makes stackpin crash, and a refusal changes nothing", function () {
-  this.timeout(600_000);
+  this.timeout(900_000);
   const inProcessRuns = Number(process.env.STACKPIN_FUZZ_RUNS ?? 2000);
   const cliRefusals = Number(process.env.STACKPIN_FUZZ_CLI_RUNS ?? 100);
   let project: TempProject;
