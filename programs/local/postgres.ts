@@ -317,7 +317,8 @@ const restoreProvider: pulumi.dynamic.ResourceProvider = {
         ...inherited.filter((l) => l.trim()),
         `port = ${port}`,
         `listen_addresses = '127.0.0.1'`,
-        `unix_socket_directories = '${inputs.dataDir}'`,
+        // TCP only: a socket path is limited to 107 bytes, and a project's restore directory is often deeper.
+        `unix_socket_directories = ''`,
         // Restored instances archive too, each on its own timeline, so a later restore can reach any moment
         // they were live. A segment of an older timeline that is already there is not copied again.
         `archive_mode = on`,
