@@ -131,6 +131,18 @@ export class VersionStore {
    */
   private checkAgainstProgram(stack: StackDefinition, spec: ProgramConfigSpec, version: VersionFile, file: string): void {
     const options = { program: stack.settings.program, project: stack.project, spec };
+    if (spec.secretName) {
+      // A program that names objects after secrets says which names its target accepts (and what they become).
+      const problems: string[] = [];
+      const derived = new Map<string, string>();
+      for (const name of Object.keys(version.secrets)) {
+        const r = spec.secretName.safeParse(name);
+        if (!r.success) problems.push(...r.error.issues.map((i) => `secrets.${name}: ${i.message} (program ${stack.settings.program})`));
+        else if (derived.has(r.data)) problems.push(`secrets.${name}: the same object name (${r.data}) as secrets.${derived.get(r.data)}`);
+        else derived.set(r.data, name);
+      }
+      if (problems.length) throw new InvalidVersionFileError(file, problems);
+    }
     const own = checkProgramConfig(version.config, { ...options, partial: true });
     if (own.problems.length) throw new InvalidVersionFileError(file, own.problems);
     // A key the version sets replaces stack.yaml's, whichever way either file qualified it.

@@ -1,7 +1,7 @@
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
-import * as random from "@pulumi/random";
 import { normalizePlan, PRIMARY } from "../../lib/database";
+import { GeneratedSecret } from "../generated-secret";
 import type { ProgramFactory } from "../types";
 import { imageFor, readStackpinConfig, runningSlots } from "../stackpin-config";
 import { awsTargetSchema } from "./schema";
@@ -42,12 +42,12 @@ export const awsProgram: ProgramFactory = (context) => async () => {
   const name = (suffix: string) => `${s.app}-${context.stackName}-${suffix}`;
 
   const secrets = Object.entries(sp.secrets).map(([secretName, generation]) => {
-    const value = new random.RandomPassword(`${secretName}-value`, { length: 32, special: false, keepers: { generation: String(generation) } });
+    const value = new GeneratedSecret(`${secretName}-value`, { generation });
     const secret = new aws.secretsmanager.Secret(`secret-${secretName}`, {
       name: name(secretName),
       tags: { "stackpin:generation": String(generation) },
     });
-    new aws.secretsmanager.SecretVersion(`secret-${secretName}-g${generation}`, { secretId: secret.id, secretString: value.result });
+    new aws.secretsmanager.SecretVersion(`secret-${secretName}-g${generation}`, { secretId: secret.id, secretString: value.value });
     if (s.rotationLambdaArn) {
       new aws.secretsmanager.SecretRotation(`secret-${secretName}-rotation`, {
         secretId: secret.id,
@@ -60,7 +60,7 @@ export const awsProgram: ProgramFactory = (context) => async () => {
 
   const db = normalizePlan(sp.database);
   const dbSubnets = new aws.rds.SubnetGroup("db-subnets", { subnetIds: s.subnetIds });
-  const dbPassword = new random.RandomPassword("db-password", { length: 32, special: false });
+  const dbPassword = new GeneratedSecret("db-password", { generation: 1 });
   const dataSafety = (suffix: string) => ({
     deletionProtection: true,
     skipFinalSnapshot: false,
@@ -73,7 +73,7 @@ export const awsProgram: ProgramFactory = (context) => async () => {
     instanceClass: s.dbInstanceClass ?? "db.t4g.micro",
     allocatedStorage: s.dbAllocatedStorage ?? 20,
     username: "app",
-    password: dbPassword.result,
+    password: dbPassword.value,
     dbSubnetGroupName: dbSubnets.name,
     vpcSecurityGroupIds: s.securityGroupIds,
     backupRetentionPeriod: s.backupRetentionDays ?? 7,

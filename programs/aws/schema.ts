@@ -27,5 +27,5 @@ export const awsTargetSchema = z
 /** The AWS program's config (project namespace): `target`, and per release `replicas`, `imageTag`. */
 export const awsConfigSchema = z.object({ target: awsTargetSchema, ...releaseConfigShape }).strict();
 
-/** The AWS target's config declaration; `aws:*` (e.g. `aws:region`) and `random:*` belong to its providers. */
-export const awsConfig: ProgramConfigSpec = { schema: awsConfigSchema, providerNamespaces: ["aws", "random"] };
+/** The AWS target's config declaration; `aws:*` (e.g. `aws:region`) belongs to its provider. */
+export const awsConfig: ProgramConfigSpec = { schema: awsConfigSchema, providerNamespaces: ["aws"] };

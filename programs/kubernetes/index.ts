@@ -1,10 +1,10 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import * as random from "@pulumi/random";
 import { normalizePlan, PRIMARY } from "../../lib/database";
+import { GeneratedSecret } from "../generated-secret";
 import type { ProgramFactory } from "../types";
 import { imageFor, readStackpinConfig, runningSlots } from "../stackpin-config";
-import { kubernetesTargetSchema } from "./schema";
+import { kubernetesSecretName, kubernetesTargetSchema } from "./schema";
 
 /** The Kubernetes target's settings: the `target` config key (project namespace). */
 interface KubernetesSettings {
@@ -38,15 +38,31 @@ export const kubernetesProgram: ProgramFactory = () => async () => {
   const port = s.containerPort ?? 8080;
   const meta = (name: string, labels: Record<string, string> = {}) => ({ name, namespace: s.namespace, labels: { app: s.app, ...labels } });
 
-  const secrets = Object.entries(sp.secrets).map(([name, generation]) => {
-    // A new value only when the generation rises; stackpin never lowers it.
-    const value = new random.RandomPassword(`${name}-value`, { length: 32, special: false, keepers: { generation: String(generation) } });
-    return new k8s.core.v1.Secret(`secret-${name}`, {
-      metadata: { ...meta(`${s.app}-${name}`), annotations: { "stackpin.dev/generation": String(generation) } },
-      stringData: { value: value.result, generation: String(generation) },
+  // A value per rotating secret, new only when its generation rises (stackpin never lowers it).
+  const values = Object.entries(sp.secrets).map(([name, generation]) => ({
+    name,
+    generation,
+    value: new GeneratedSecret(`${name}-value`, { generation }),
+  }));
+  // One Secret per colour and secret: the colour that is to serve reads the current generation, while
+  // the other keeps reading the Secret it started with (its inputs are left as they were), so a
+  // rotation never replaces what the live colour reads; the Secret goes when its colour is drained.
+  const secretsOf = (slot: string) =>
+    values.map(({ name, generation, value }) => {
+      const kept = slot !== sp.rollout.active;
+      return {
+        env: `SECRET_${name.toUpperCase().replace(/-/g, "_")}`,
+        generation,
+        secret: new k8s.core.v1.Secret(
+          `secret-${name}-${slot}`,
+          {
+            metadata: { ...meta(`${s.app}-${slot}-${kubernetesSecretName.parse(name)}`, { slot }), annotations: { "stackpin.dev/generation": String(generation) } },
+            stringData: { value: value.value, generation: String(generation) },
+          },
+          kept ? { ignoreChanges: ["stringData", "data", "metadata.annotations"] } : {},
+        ),
+      };
     });
-  });
-
   const db = normalizePlan(sp.database);
   const volume = new k8s.core.v1.PersistentVolumeClaim("data", {
     metadata: meta(`${s.app}-data`),
@@ -136,46 +152,52 @@ export const kubernetesProgram: ProgramFactory = () => async () => {
     : undefined;
 
   const deployments = Object.fromEntries(
-    runningSlots(sp.rollout).map(([slot, release]) => [
-      slot,
-      new k8s.apps.v1.Deployment(
-        `app-${slot}`,
-        {
-          metadata: meta(`${s.app}-${slot}`, { slot, version: release.version }),
-          spec: {
-            replicas: Number(release.config.replicas ?? 2),
-            selector: { matchLabels: { app: s.app, slot } },
-            template: {
-              metadata: { labels: { app: s.app, slot, version: release.version } },
-              spec: {
-                containers: [
-                  {
-                    name: "app",
-                    image: imageFor(s.imageRepository, release),
-                    ports: [{ containerPort: port }],
-                    env: [
-                      { name: "STACKPIN_VERSION", value: release.version },
-                      { name: "DATABASE_HOST", value: database.metadata.name },
-                      ...secrets.map((sec, i) => ({
-                        name: `SECRET_${Object.keys(sp.secrets)[i].toUpperCase()}`,
-                        valueFrom: { secretKeyRef: { name: sec.metadata.name, key: "value" } },
-                      })),
-                    ],
-                    readinessProbe: {
-                      httpGet: { path: sp.verify.health.path, port },
-                      periodSeconds: Math.max(1, Math.ceil(sp.verify.health.intervalMs / 1000)),
-                      timeoutSeconds: Math.max(1, Math.ceil(sp.verify.health.timeoutMs / 1000)),
-                      failureThreshold: sp.verify.health.retries + 1,
+    runningSlots(sp.rollout).map(([slot, release]) => {
+      const secrets = secretsOf(slot);
+      const kept = slot !== sp.rollout.active;
+      return [
+        slot,
+        new k8s.apps.v1.Deployment(
+          `app-${slot}`,
+          {
+            metadata: meta(`${s.app}-${slot}`, { slot, version: release.version }),
+            spec: {
+              replicas: Number(release.config.replicas ?? 2),
+              selector: { matchLabels: { app: s.app, slot } },
+              template: {
+                metadata: {
+                  labels: { app: s.app, slot, version: release.version },
+                  // Environment from a Secret is read when a pod starts: a new generation rolls the pods.
+                  annotations: { "stackpin.dev/secret-generations": secrets.map((x) => `${x.env}=${x.generation}`).join(",") },
+                },
+                spec: {
+                  containers: [
+                    {
+                      name: "app",
+                      image: imageFor(s.imageRepository, release),
+                      ports: [{ containerPort: port }],
+                      env: [
+                        { name: "STACKPIN_VERSION", value: release.version },
+                        { name: "DATABASE_HOST", value: database.metadata.name },
+                        ...secrets.map((x) => ({ name: x.env, valueFrom: { secretKeyRef: { name: x.secret.metadata.name, key: "value" } } })),
+                      ],
+                      readinessProbe: {
+                        httpGet: { path: sp.verify.health.path, port },
+                        periodSeconds: Math.max(1, Math.ceil(sp.verify.health.intervalMs / 1000)),
+                        timeoutSeconds: Math.max(1, Math.ceil(sp.verify.health.timeoutMs / 1000)),
+                        failureThreshold: sp.verify.health.retries + 1,
+                      },
                     },
-                  },
-                ],
+                  ],
+                },
               },
             },
           },
-        },
-        { dependsOn: migration ? [migration] : [] },
-      ),
-    ]),
+          // The colour kept for an instant rollback stays exactly as it was started, secrets included.
+          { dependsOn: migration ? [migration] : [], ...(kept ? { ignoreChanges: ["spec.template.metadata.annotations"] } : {}) },
+        ),
+      ];
+    }),
   );
 
   // The traffic switch: the Service selects the active colour, after that colour's Deployment is ready.

@@ -24,5 +24,29 @@ export const kubernetesTargetSchema = z
 /** The Kubernetes program's config (project namespace): `target`, and per release `replicas`, `imageTag`. */
 export const kubernetesConfigSchema = z.object({ target: kubernetesTargetSchema, ...releaseConfigShape }).strict();
 
-/** The Kubernetes target's config declaration; `kubernetes:*` and `random:*` belong to its providers. */
-export const kubernetesConfig: ProgramConfigSpec = { schema: kubernetesConfigSchema, providerNamespaces: ["kubernetes", "random"] };
+/**
+ * The Kubernetes name a version's secret gets (`<app>-<colour>-<this>`): the API server takes only
+ * lowercase RFC 1123 names, so `apiKey` becomes `api-key` and `db_password` `db-password`. Checked when
+ * the version file is read (exit 5 naming the secret), so no name the API server refuses reaches it.
+ */
+export const kubernetesSecretName = z
+  .string()
+  .transform((name) =>
+    name
+      .replace(/([a-z0-9])([A-Z])/g, "$1-$2")
+      .replace(/_/g, "-")
+      .toLowerCase(),
+  )
+  .pipe(
+    z
+      .string()
+      .max(40)
+      .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, "its Kubernetes name must be a lowercase RFC 1123 label (letters, digits, inner - or _)"),
+  );
+
+/** The Kubernetes target's config declaration; `kubernetes:*` belongs to its provider. */
+export const kubernetesConfig: ProgramConfigSpec = {
+  schema: kubernetesConfigSchema,
+  providerNamespaces: ["kubernetes"],
+  secretName: kubernetesSecretName,
+};

@@ -49,7 +49,14 @@ describe("kubernetes program under Pulumi's mocks: deploy v41 -> v42 (incompatib
     assert.equal(image(v42, "green"), "registry.example.com/shop:v42");
     assert.equal(image(v42, "blue"), "registry.example.com/shop:v41");
     assert.deepEqual(v42.of(SERVICE).service.inputs.spec.selector, { app: "shop", slot: "green" });
-    assert.equal(v42.of(SECRET)["secret-apiKey"].inputs.metadata.annotations["stackpin.dev/generation"], "2");
+    assert.equal(v42.of(SECRET)["secret-apiKey-green"].inputs.metadata.annotations["stackpin.dev/generation"], "2");
+  });
+
+  it("each colour reads a Secret of its own, named as the API server accepts (apiKey -> api-key)", () => {
+    assert.equal(v41.of(SECRET)["secret-apiKey-blue"].inputs.metadata.name, "shop-blue-api-key");
+    assert.equal(v42.of(SECRET)["secret-apiKey-green"].inputs.metadata.name, "shop-green-api-key");
+    const ref = v42.of(DEPLOYMENT)["app-green"].inputs.spec.template.spec.containers[0].env.find((e: any) => e.name === "SECRET_APIKEY");
+    assert.equal(ref.valueFrom.secretKeyRef.name, "shop-green-api-key");
   });
 
   it("the rollback needs approval: v42's migration has no down, so it means a restore", async () => {
@@ -82,9 +89,9 @@ describe("kubernetes program under Pulumi's mocks: deploy v41 -> v42 (incompatib
   });
 
   it("the secret generation never decreases: v41 pins 1, the rollback keeps 2 and its value", () => {
-    assert.equal(back.of(SECRET)["secret-apiKey"].inputs.metadata.annotations["stackpin.dev/generation"], "2");
-    const keepers = (s: Step) => s.of("random:index/randomPassword:RandomPassword")["apiKey-value"].inputs.keepers;
-    assert.deepEqual(keepers(back), keepers(v42));
+    assert.equal(back.of(SECRET)["secret-apiKey-blue"].inputs.metadata.annotations["stackpin.dev/generation"], "2");
+    const generation = (s: Step) => s.resources.find((r) => r.name === "apiKey-value")!.inputs.generation;
+    assert.equal(generation(back), generation(v42));
     assert.ok(back.desired.warnings.some((w) => /pins generation 1, but generation 2 is live/.test(w)));
   });
 });
