@@ -374,3 +374,40 @@ function client(port: number, ca: Buffer, token: string): KubeApi {
     },
   };
 }
+
+/** What an {@link EndpointWatch} saw. */
+export interface EndpointSamples {
+  samples: number;
+  minReady: number;
+  /** Samples in which the Service had no ready endpoint: an outage. */
+  zeroReady: number;
+}
+
+/** Samples a Service's ready endpoints (its EndpointSlices) every `everyMs` until `stop()`. */
+export interface EndpointWatch {
+  stop(): Promise<EndpointSamples>;
+}
+
+/** Starts sampling the ready endpoints of `namespace/service`, as a client of the Service would see them. */
+export function watchEndpoints(api: KubeApi, namespace: string, service: string, everyMs = 50): EndpointWatch {
+  const seen: EndpointSamples = { samples: 0, minReady: Number.POSITIVE_INFINITY, zeroReady: 0 };
+  let stopping = false;
+  const loop = (async () => {
+    while (!stopping) {
+      const at = Date.now();
+      const slices = await api.get(`/apis/discovery.k8s.io/v1/namespaces/${namespace}/endpointslices?labelSelector=kubernetes.io%2Fservice-name%3D${service}`);
+      const ready = slices.items.flatMap((s: any) => s.endpoints ?? []).filter((e: any) => e.conditions?.ready).length;
+      seen.samples++;
+      seen.minReady = Math.min(seen.minReady, ready);
+      if (ready === 0) seen.zeroReady++;
+      await new Promise((r) => setTimeout(r, Math.max(0, everyMs - (Date.now() - at))));
+    }
+  })();
+  return {
+    async stop() {
+      stopping = true;
+      await loop;
+      return seen;
+    },
+  };
+}

@@ -1,0 +1,166 @@
+import { strict as assert } from "node:assert";
+import { execFile } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { promisify } from "node:util";
+import { packageRoot, PulumiCli } from "../../lib/engine/pulumi-cli";
+import { ExitCode } from "../../lib/errors";
+import { k8sBinDir, kubernetesProviderVersion } from "../../scripts/k8s-tools";
+import { json, pulumiOrSkip, tempProject, TempProject } from "./harness";
+import { EndpointSamples, K8sCluster, k8sToolsOrSkip, startCluster, watchEndpoints } from "./k8s-cluster";
+
+const exec = promisify(execFile);
+const NS = "shop";
+
+/**
+ * The Kubernetes program through stackpin's CLI, with the real Pulumi Kubernetes provider, against a
+ * real API server (the control plane of test/e2e/k8s-cluster.ts): what is read back comes from the API.
+ */
+describe("kubernetes target against a real API server: deploy v41, v42, preview and rollback to v41", function () {
+  let pulumi: PulumiCli;
+  let cluster: K8sCluster | undefined;
+  let project: TempProject | undefined;
+  let fixture: string | undefined;
+  let env: NodeJS.ProcessEnv;
+  const stack = "prod";
+  const figures: string[] = [];
+
+  const cli = (args: string[]) => project!.cli([...args, "--stack", stack], { env });
+  const api = () => cluster!.api;
+  const deployment = (slot: string) => api().get(`/apis/apps/v1/namespaces/${NS}/deployments/shop-${slot}`);
+  const selector = async () => (await api().get(`/api/v1/namespaces/${NS}/services/shop`)).spec.selector;
+  const secret = (slot: string) => api().get(`/api/v1/namespaces/${NS}/secrets/shop-${slot}-api-key`);
+  const image = async (slot: string) => (await deployment(slot)).spec.template.spec.containers[0].image;
+  const timed = async <T>(label: string, f: () => Promise<T>): Promise<T> => {
+    const started = Date.now();
+    const r = await f();
+    figures.push(`${label} ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    return r;
+  };
+  const endpointsDuring = async (label: string, f: () => Promise<void>): Promise<EndpointSamples> => {
+    const watch = watchEndpoints(api(), NS, "shop");
+    let seen: EndpointSamples | undefined;
+    try {
+      await f();
+    } finally {
+      seen = await watch.stop();
+      figures.push(`${label}: ${seen.samples} endpoint samples, min ready ${seen.minReady}, ${seen.zeroReady} with none ready`);
+      process.stderr.write(`      [k8s] ${figures[figures.length - 1]}\n`);
+    }
+    return seen;
+  };
+
+  before(async function () {
+    pulumi = await pulumiOrSkip(this);
+    k8sToolsOrSkip(this);
+    cluster = await startCluster({ snapshotCrds: true });
+    await api().create("/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: NS } });
+    // No provisioner here: a StorageClass and volumes made beforehand let the data claim and a restore bind.
+    await cluster.addVolumes("standard", 4);
+    await cluster.until(`the ${NS} namespace's default ServiceAccount`, async () => (await api().request("GET", `/api/v1/namespaces/${NS}/serviceaccounts/default`)).status === 200);
+
+    // The stack: the cloud fixture's versions with the Kubernetes stack.yaml.
+    fixture = fs.mkdtempSync(path.join(os.tmpdir(), "stackpin-k8s-fixture-"));
+    const cloud = path.join(packageRoot(), "test", "fixtures", "cloud");
+    fs.cpSync(path.join(cloud, "versions"), fixture, { recursive: true });
+    fs.copyFileSync(path.join(cloud, "kubernetes.stack.yaml"), path.join(fixture, "stack.yaml"));
+    project = tempProject(pulumi, { stack, from: fixture });
+    env = { KUBECONFIG: cluster.kubeconfig };
+
+    // The engine finds the provider plugin installed at the version the SDK asks for: no download, no warning.
+    const started = Date.now();
+    await exec(
+      path.join(pulumi.root, "pulumi"),
+      ["plugin", "install", "resource", "kubernetes", kubernetesProviderVersion, "--file", path.join(k8sBinDir(), "pulumi-resource-kubernetes")],
+      { env: { ...process.env, ...project.env } },
+    );
+    figures.push(`plugin install ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  });
+
+  after(async () => {
+    try {
+      if (project && fs.existsSync(path.join(project.stateDir, ".pulumi", "stacks"))) {
+        const d = await cli(["destroy", "--yes", "--approve-data-loss"]);
+        assert.equal(d.code, ExitCode.ok, d.stderr);
+        // The harness's teardown then finds nothing left to destroy, and checks what is left behind.
+        fs.rmSync(path.join(project.stateDir, ".pulumi", "stacks"), { recursive: true, force: true });
+      }
+      await project?.teardown();
+    } finally {
+      if (fixture) fs.rmSync(fixture, { recursive: true, force: true });
+      await cluster?.stop();
+      process.stderr.write(`      [k8s] control plane start ${cluster?.startSeconds.toFixed(1)} s; ${figures.join("; ")}\n`);
+    }
+  });
+
+  it("deploys v41: the Service selects blue, whose Deployment runs the v41 image with the generation-1 Secret", async () => {
+    const r = await timed("deploy v41", () => cli(["deploy", "--version", "v41", "--yes", "--json"]));
+    assert.equal(r.code, ExitCode.ok, r.stderr);
+    assert.doesNotMatch(r.stderr + r.stdout, /warning: .*version|Could not automatically download/i, "plugin and SDK versions agree");
+    assert.deepEqual(await selector(), { app: "shop", slot: "blue" });
+    assert.equal(await image("blue"), "registry.example.com/shop:v41");
+    assert.equal((await deployment("blue")).status.readyReplicas, 3);
+    assert.equal((await secret("blue")).metadata.annotations["stackpin.dev/generation"], "1");
+  });
+
+  it("deploys v42 (rotating apiKey 1 -> 2): green is ready before the selector moves; blue and its Secret are untouched; never 0 ready endpoints", async () => {
+    const blueBefore = await deployment("blue");
+    const blueSecretBefore = await secret("blue");
+    const seen = await endpointsDuring("deploy v42", async () => {
+      const r = await timed("deploy v42", () => cli(["deploy", "--version", "v42", "--yes", "--json"]));
+      assert.equal(r.code, ExitCode.ok, r.stderr);
+    });
+    assert.deepEqual(await selector(), { app: "shop", slot: "green" });
+    assert.equal(await image("green"), "registry.example.com/shop:v42");
+    assert.equal((await deployment("green")).status.readyReplicas, 3);
+    assert.equal(await image("blue"), "registry.example.com/shop:v41");
+    const blueAfter = await deployment("blue");
+    assert.equal(blueAfter.metadata.uid, blueBefore.metadata.uid, "blue's Deployment was replaced");
+    assert.equal(blueAfter.metadata.generation, blueBefore.metadata.generation, "blue's pods were rolled");
+    const blueSecretAfter = await secret("blue");
+    assert.equal(blueSecretAfter.metadata.uid, blueSecretBefore.metadata.uid, "the Secret the live colour read was replaced");
+    assert.equal(blueSecretAfter.metadata.annotations["stackpin.dev/generation"], "1");
+    assert.equal((await secret("green")).metadata.annotations["stackpin.dev/generation"], "2");
+    assert.ok(seen.samples > 0);
+    assert.equal(seen.zeroReady, 0, `the Service had no ready endpoint in ${seen.zeroReady} of ${seen.samples} samples`);
+    // The VolumeSnapshot before v42's incompatible migration is an object the API holds (no CSI driver
+    // runs here, so it never becomes readyToUse: that is all the API can show).
+    const snap = await api().get(`/apis/snapshot.storage.k8s.io/v1/namespaces/${NS}/volumesnapshots/shop-pre-v42`);
+    assert.equal(snap.spec.source.persistentVolumeClaimName, "shop-data");
+  });
+
+  it("preview --to v41 shows the diff the real provider computes: the Service's selector back to blue, green deleted", async () => {
+    const r = await timed("preview --to v41", () => cli(["preview", "--to", "v41", "--json"]));
+    assert.equal(r.code, ExitCode.ok, r.stderr);
+    const plan = json(r);
+    assert.equal(plan.rollout.move, "switch-back");
+    const service = plan.resourceChanges.find((s: any) => s.name === "service");
+    assert.ok(service, JSON.stringify(plan.resourceChanges));
+    assert.ok(service.diffKeys.some((k: string) => /selector/.test(k)), JSON.stringify(service));
+    const green = plan.resourceChanges.find((s: any) => s.name === "app-green");
+    assert.equal(green?.op, "delete");
+    assert.deepEqual(await selector(), { app: "shop", slot: "green" }, "a preview changed the cluster");
+  });
+
+  it("rollback --to v41: the Service selects blue again (read from the API), blue runs v41, the generation stays 2, history records it", async () => {
+    const seen = await endpointsDuring("rollback --to v41", async () => {
+      const r = await timed("rollback --to v41", () => cli(["rollback", "--to", "v41", "--yes", "--approve-data-loss", "--reason", "v42 broke checkout", "--json"]));
+      assert.equal(r.code, ExitCode.ok, r.stderr);
+    });
+    assert.deepEqual(await selector(), { app: "shop", slot: "blue" });
+    assert.equal(await image("blue"), "registry.example.com/shop:v41");
+    assert.equal((await api().request("GET", `/apis/apps/v1/namespaces/${NS}/deployments/shop-green`)).status, 404, "green is drained");
+    assert.equal((await secret("blue")).metadata.annotations["stackpin.dev/generation"], "2", "a rollback never brings back a lower generation");
+    assert.equal(seen.zeroReady, 0, `the Service had no ready endpoint in ${seen.zeroReady} of ${seen.samples} samples`);
+    const history = json(await cli(["history", "--json"]));
+    assert.deepEqual(
+      history.slice(0, 3).map((h: any) => [h.op, h.to, h.result]),
+      [
+        ["rollback", "v41", "succeeded"],
+        ["deploy", "v42", "succeeded"],
+        ["deploy", "v41", "succeeded"],
+      ],
+    );
+  });
+});
