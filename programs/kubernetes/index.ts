@@ -21,6 +21,11 @@ interface KubernetesSettings {
   dataSize?: string;
   /** The database image run against the data volume (default postgres:15). */
   databaseImage?: string;
+  /**
+   * How long a colour's rollout may go without progress before it fails (Kubernetes' default is 600 s):
+   * the provider then fails the apply, and `--auto-rollback` rolls back, with the Service never moved.
+   */
+  progressDeadlineSeconds?: number;
   /** A URL stackpin can reach the Service through (an Ingress); without it, verification is skipped. */
   publicUrl?: string;
 }
@@ -163,6 +168,7 @@ export const kubernetesProgram: ProgramFactory = () => async () => {
             metadata: meta(`${s.app}-${slot}`, { slot, version: release.version }),
             spec: {
               replicas: Number(release.config.replicas ?? 2),
+              ...(s.progressDeadlineSeconds ? { progressDeadlineSeconds: s.progressDeadlineSeconds } : {}),
               selector: { matchLabels: { app: s.app, slot } },
               template: {
                 metadata: {

@@ -36,6 +36,27 @@ describe("the test control plane (etcd, kube-apiserver, controller-manager, sche
     process.stderr.write(`      [k8s] a 2-replica Deployment Available in ${available.toFixed(2)} s\n`);
   });
 
+  it("a pod whose image tag is never-ready runs but never becomes Ready (readiness that fails on purpose)", async () => {
+    const { api, until } = cluster!;
+    await api.create("/api/v1/namespaces/default/pods", {
+      apiVersion: "v1",
+      kind: "Pod",
+      metadata: { name: "broken", labels: { app: "probe" } },
+      spec: { containers: [{ name: "app", image: "example.invalid/probe:never-ready" }] },
+    });
+    const pod = await until("the never-ready pod Running", async () => {
+      const p = await api.get("/api/v1/namespaces/default/pods/broken");
+      return p.status?.phase === "Running" ? p : undefined;
+    });
+    assert.equal(pod.status.conditions.find((c: any) => c.type === "Ready").status, "False");
+    // Behind the same Service as the 2 ready pods, it shows up as an endpoint that is not ready.
+    await until("the never-ready pod as a not-ready endpoint", async () => {
+      const slices = await api.get("/apis/discovery.k8s.io/v1/namespaces/default/endpointslices?labelSelector=kubernetes.io%2Fservice-name%3Dprobe");
+      const eps = slices.items.flatMap((s: any) => s.endpoints ?? []);
+      return eps.length === 3 && eps.filter((e: any) => e.conditions?.ready).length === 2;
+    });
+  });
+
   it("stops with no process, port or file left", async () => {
     const dir = require("node:path").dirname(cluster!.kubeconfig);
     await cluster!.stop();
