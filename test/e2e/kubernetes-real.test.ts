@@ -64,7 +64,13 @@ describe("kubernetes target against a real API server: deploy v41, v42, preview 
     fixture = fs.mkdtempSync(path.join(os.tmpdir(), "stackpin-k8s-fixture-"));
     const cloud = path.join(packageRoot(), "test", "fixtures", "cloud");
     fs.cpSync(path.join(cloud, "versions"), fixture, { recursive: true });
-    fs.copyFileSync(path.join(cloud, "kubernetes.stack.yaml"), path.join(fixture, "stack.yaml"));
+    // A rollout that makes no progress for 10 s fails (Kubernetes' default is 10 minutes).
+    fs.writeFileSync(path.join(fixture, "stack.yaml"), `${fs.readFileSync(path.join(cloud, "kubernetes.stack.yaml"), "utf8").trimEnd()}\n    progressDeadlineSeconds: 10\n`);
+    // v43 is v41 again with an image whose pods kwok runs but never makes Ready (tools/k8s/kwok-stages.yaml).
+    fs.writeFileSync(
+      path.join(fixture, "v43.yaml"),
+      fs.readFileSync(path.join(fixture, "v41.yaml"), "utf8").replace("version: v41", "version: v43").replace("replicas: 3", "replicas: 3\n  imageTag: never-ready").replace("generation: 1", "generation: 2"),
+    );
     project = tempProject(pulumi, { stack, from: fixture });
     env = { KUBECONFIG: cluster.kubeconfig };
 
@@ -162,5 +168,18 @@ describe("kubernetes target against a real API server: deploy v41, v42, preview 
         ["deploy", "v41", "succeeded"],
       ],
     );
+  });
+
+  it("deploy --auto-rollback of v43, whose pods never get ready: exit 11, the Service never moves, back on v41", async () => {
+    let r: Awaited<ReturnType<typeof cli>> | undefined;
+    const seen = await endpointsDuring("deploy --auto-rollback v43", async () => {
+      r = await timed("deploy --auto-rollback v43 (fails, rolls back)", () => cli(["deploy", "--version", "v43", "--yes", "--auto-rollback", "--approve-data-loss", "--json"]));
+    });
+    assert.equal(r!.code, ExitCode.verificationFailed, r!.stderr);
+    assert.deepEqual(await selector(), { app: "shop", slot: "blue" });
+    assert.equal(await image("blue"), "registry.example.com/shop:v41");
+    assert.equal(seen.zeroReady, 0, `the Service had no ready endpoint in ${seen.zeroReady} of ${seen.samples} samples`);
+    const history = json(await cli(["history", "--json"]));
+    assert.deepEqual(history.slice(0, 2).map((h: any) => [h.op, h.to, h.result]), [["rollback", "v41", "succeeded"], ["deploy", "v43", "failed"]]);
   });
 });
