@@ -167,3 +167,15 @@ export function previousVersion(history: HistoryEntry[]): string | undefined {
 export function lastVerifiedVersion(history: HistoryEntry[], except?: string): string | undefined {
   return history.find((h) => h.result === "succeeded" && h.verification === "passed" && h.to && h.to !== except)?.to;
 }
+
+/**
+ * The version to roll back to when the target fails: the last that verified; on a stack that never
+ * verifies (its program exports no `endpoint`, e.g. Kubernetes without `publicUrl`, where readiness
+ * probes gate the switch and the engine fails the apply when they never pass), the last applied one.
+ */
+export function lastGoodVersion(history: HistoryEntry[], except?: string): string | undefined {
+  const verified = lastVerifiedVersion(history, except);
+  // A successful apply that verified carries a tag, passed or failed; a failed apply's tag is the engine's error.
+  if (verified || history.some((h) => h.result === "succeeded" && h.verification !== undefined)) return verified;
+  return history.find((h) => h.result === "succeeded" && ["deploy", "rollback", "restore"].includes(h.op) && h.to && h.to !== except)?.to;
+}

@@ -1,7 +1,7 @@
 import { ApprovalInput, approvedBy, checkApprovals, recordOf } from "../approvals";
 import type { EnvironmentContext, ProgressOptions } from "../environment";
 import { ApplyFailedError, FrozenError, NotConfirmedError, VerificationFailedError } from "../errors";
-import { HistoryEntry, lastVerifiedVersion, liveState } from "../history-record";
+import { HistoryEntry, lastGoodVersion, liveState } from "../history-record";
 import { audit, auditFailure, freezeOf } from "../trail";
 import { ApplyResult, applyWith, planWith, prepareApply, readHistoryAndTags } from "./apply";
 import type { Plan } from "./plan";
@@ -79,7 +79,7 @@ export async function deploy(ctx: EnvironmentContext, options: DeployOptions): P
     engine.close();
   }
   if (!options.autoRollback) throw new VerificationFailedError(ctx.stack.name, target.version, reason, undefined, { deploy: result });
-  const goodVersion = lastVerifiedVersion(history, target.version);
+  const goodVersion = lastGoodVersion(history, target.version);
   if (!goodVersion) {
     throw new VerificationFailedError(ctx.stack.name, target.version, `${reason}; no earlier version ever verified, so nothing to roll back to`, undefined, { deploy: result });
   }

@@ -22,8 +22,9 @@ interface KubernetesSettings {
   /** The database image run against the data volume (default postgres:15). */
   databaseImage?: string;
   /**
-   * How long a colour's rollout may go without progress before it fails (Kubernetes' default is 600 s):
-   * the provider then fails the apply, and `--auto-rollback` rolls back, with the Service never moved.
+   * How long a colour's rollout may go without progress before it fails (Kubernetes' default is 600 s).
+   * The provider only warns on `ProgressDeadlineExceeded` and waits out its own 10-minute timeout, so
+   * this bounds that too: the apply then fails, and `--auto-rollback` rolls back, the Service never moved.
    */
   progressDeadlineSeconds?: number;
   /** A URL stackpin can reach the Service through (an Ingress); without it, verification is skipped. */
@@ -200,7 +201,12 @@ export const kubernetesProgram: ProgramFactory = () => async () => {
             },
           },
           // The colour kept for an instant rollback stays exactly as it was started, secrets included.
-          { dependsOn: migration ? [migration] : [], ...(kept ? { ignoreChanges: ["spec.template.metadata.annotations"] } : {}) },
+          {
+            dependsOn: migration ? [migration] : [],
+            ...(kept ? { ignoreChanges: ["spec.template.metadata.annotations"] } : {}),
+            // A little past the deadline, so the error names ProgressDeadlineExceeded.
+            ...(s.progressDeadlineSeconds ? { customTimeouts: { create: `${s.progressDeadlineSeconds + 5}s`, update: `${s.progressDeadlineSeconds + 5}s` } } : {}),
+          },
         ),
       ];
     }),

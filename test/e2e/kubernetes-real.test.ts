@@ -180,6 +180,10 @@ describe("kubernetes target against a real API server: deploy v41, v42, preview 
     assert.equal(await image("blue"), "registry.example.com/shop:v41");
     assert.equal(seen.zeroReady, 0, `the Service had no ready endpoint in ${seen.zeroReady} of ${seen.samples} samples`);
     const history = json(await cli(["history", "--json"]));
-    assert.deepEqual(history.slice(0, 2).map((h: any) => [h.op, h.to, h.result]), [["rollback", "v41", "succeeded"], ["deploy", "v43", "failed"]]);
+    assert.deepEqual(
+      history.slice(0, 2).map((h: any) => [h.op, h.to, h.result]),
+      [["rollback", "v41", "succeeded"], ["deploy", "v43", "failed"]],
+      JSON.stringify(history.slice(0, 3).map((h: any) => [h.revision, h.op, h.to, h.result, h.startedAt, h.finishedAt])),
+    );
   });
 });
