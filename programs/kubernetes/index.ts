@@ -44,11 +44,26 @@ export const kubernetesProgram: ProgramFactory = () => async () => {
   const port = s.containerPort ?? 8080;
   const meta = (name: string, labels: Record<string, string> = {}) => ({ name, namespace: s.namespace, labels: { app: s.app, ...labels } });
 
+  // Preflight: what the program needs from the cluster is read before anything is created, so a missing
+  // StorageClass fails in seconds naming it (not after the provider's 5-minute wait on an unbound claim),
+  // in `preview` too. Everything below depends on these reads.
+  const db = normalizePlan(sp.database);
+  const storageClass = s.storageClass ? k8s.storage.v1.StorageClass.get("storage-class", s.storageClass) : undefined;
+  const snapshotClass =
+    s.volumeSnapshotClass && db && (db.snapshots.length || db.takeSnapshot)
+      ? k8s.apiextensions.CustomResource.get("volume-snapshot-class", {
+          apiVersion: "snapshot.storage.k8s.io/v1",
+          kind: "VolumeSnapshotClass",
+          id: s.volumeSnapshotClass,
+        })
+      : undefined;
+  const preflight = [storageClass, snapshotClass].filter((r): r is k8s.storage.v1.StorageClass | k8s.apiextensions.CustomResource => r !== undefined);
+
   // A value per rotating secret, new only when its generation rises (stackpin never lowers it).
   const values = Object.entries(sp.secrets).map(([name, generation]) => ({
     name,
     generation,
-    value: new GeneratedSecret(`${name}-value`, { generation }),
+    value: new GeneratedSecret(`${name}-value`, { generation }, { dependsOn: preflight }),
   }));
   // One Secret per colour and secret: the colour that is to serve reads the current generation, while
   // the other keeps reading the Secret it started with (its inputs are left as they were), so a
@@ -65,15 +80,18 @@ export const kubernetesProgram: ProgramFactory = () => async () => {
             metadata: { ...meta(`${s.app}-${slot}-${kubernetesSecretName.parse(name)}`, { slot }), annotations: { "stackpin.dev/generation": String(generation) } },
             stringData: { value: value.value, generation: String(generation) },
           },
-          kept ? { ignoreChanges: ["stringData", "data", "metadata.annotations"] } : {},
+          { dependsOn: preflight, ...(kept ? { ignoreChanges: ["stringData", "data", "metadata.annotations"] } : {}) },
         ),
       };
     });
-  const db = normalizePlan(sp.database);
-  const volume = new k8s.core.v1.PersistentVolumeClaim("data", {
-    metadata: meta(`${s.app}-data`),
-    spec: { accessModes: ["ReadWriteOnce"], storageClassName: s.storageClass, resources: { requests: { storage: s.dataSize ?? "10Gi" } } },
-  });
+  const volume = new k8s.core.v1.PersistentVolumeClaim(
+    "data",
+    {
+      metadata: meta(`${s.app}-data`),
+      spec: { accessModes: ["ReadWriteOnce"], storageClassName: s.storageClass, resources: { requests: { storage: s.dataSize ?? "10Gi" } } },
+    },
+    { dependsOn: preflight },
+  );
   // Snapshots and restored volumes are declared from the stack's record and hold data: removed from the
   // stack (only by an approved `snapshot rm` or `destroy --approve-data-loss`), they stay in the cluster.
   const keep: pulumi.CustomResourceOptions = { retainOnDelete: true };
@@ -90,7 +108,7 @@ export const kubernetesProgram: ProgramFactory = () => async () => {
           // Taken from the volume the database ran on then: the primary's, or a restored one.
           spec: { volumeSnapshotClassName: s.volumeSnapshotClass, source: { persistentVolumeClaimName: claimOf(snap.source) } },
         },
-        { ...keep, dependsOn: [volume] },
+        { ...keep, dependsOn: [volume, ...preflight] },
       ),
     ]),
   );

@@ -7,7 +7,7 @@ import { promisify } from "node:util";
 import { packageRoot, PulumiCli } from "../../lib/engine/pulumi-cli";
 import { ExitCode } from "../../lib/errors";
 import { k8sBinDir, kubernetesProviderVersion } from "../../scripts/k8s-tools";
-import { json, pulumiOrSkip, tempProject, TempProject } from "./harness";
+import { filesUnder, json, pulumiOrSkip, tempProject, TempProject } from "./harness";
 import { EndpointSamples, K8sCluster, k8sToolsOrSkip, startCluster, watchEndpoints } from "./k8s-cluster";
 
 const exec = promisify(execFile);
@@ -58,6 +58,14 @@ describe("kubernetes target against a real API server: deploy v41, v42, preview 
     await api().create("/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: NS } });
     // No provisioner here: a StorageClass and volumes made beforehand let the data claim and a restore bind.
     await cluster.addVolumes("standard", 4);
+    // The class a snapshot names must exist (the program reads it first); no CSI driver serves it here.
+    await api().create("/apis/snapshot.storage.k8s.io/v1/volumesnapshotclasses", {
+      apiVersion: "snapshot.storage.k8s.io/v1",
+      kind: "VolumeSnapshotClass",
+      metadata: { name: "csi-snapclass" },
+      driver: "hostpath.csi.k8s.io",
+      deletionPolicy: "Delete",
+    });
     await cluster.until(`the ${NS} namespace's default ServiceAccount`, async () => (await api().request("GET", `/api/v1/namespaces/${NS}/serviceaccounts/default`)).status === 200);
 
     // The stack: the cloud fixture's versions with the Kubernetes stack.yaml.
@@ -113,9 +121,11 @@ describe("kubernetes target against a real API server: deploy v41, v42, preview 
   it("deploys v42 (rotating apiKey 1 -> 2): green is ready before the selector moves; blue and its Secret are untouched; never 0 ready endpoints", async () => {
     const blueBefore = await deployment("blue");
     const blueSecretBefore = await secret("blue");
+    let printed = "";
     const seen = await endpointsDuring("deploy v42", async () => {
       const r = await timed("deploy v42", () => cli(["deploy", "--version", "v42", "--yes", "--json"]));
       assert.equal(r.code, ExitCode.ok, r.stderr);
+      printed = r.stdout + r.stderr;
     });
     assert.deepEqual(await selector(), { app: "shop", slot: "green" });
     assert.equal(await image("green"), "registry.example.com/shop:v42");
@@ -128,6 +138,13 @@ describe("kubernetes target against a real API server: deploy v41, v42, preview 
     assert.equal(blueSecretAfter.metadata.uid, blueSecretBefore.metadata.uid, "the Secret the live colour read was replaced");
     assert.equal(blueSecretAfter.metadata.annotations["stackpin.dev/generation"], "1");
     assert.equal((await secret("green")).metadata.annotations["stackpin.dev/generation"], "2");
+    // The generated value reaches the cluster, and nowhere in plain text: not the output, not the state.
+    const value = Buffer.from((await secret("green")).data.value, "base64").toString();
+    assert.equal(value.length, 32);
+    assert.notEqual(value, Buffer.from(blueSecretAfter.data.value, "base64").toString(), "generation 2 has a new value");
+    assert.ok(!printed.includes(value), "the secret was printed");
+    const files = filesUnder(project!.dir).filter((f) => !f.includes(`${path.sep}.pulumi-home${path.sep}`));
+    assert.deepEqual(files.filter((f) => fs.readFileSync(f).includes(value)), [], "the secret is in plain text in a file");
     assert.ok(seen.samples > 0);
     assert.equal(seen.zeroReady, 0, `the Service had no ready endpoint in ${seen.zeroReady} of ${seen.samples} samples`);
     // The VolumeSnapshot before v42's incompatible migration is an object the API holds (no CSI driver
@@ -185,5 +202,36 @@ describe("kubernetes target against a real API server: deploy v41, v42, preview 
       [["rollback", "v41", "succeeded"], ["deploy", "v43", "failed"]],
       JSON.stringify(history.slice(0, 3).map((h: any) => [h.revision, h.op, h.to, h.result, h.startedAt, h.finishedAt])),
     );
+  });
+
+  it("a stack whose StorageClass does not exist is refused in seconds, naming it, with nothing created", async () => {
+    const other = fs.mkdtempSync(path.join(os.tmpdir(), "stackpin-k8s-fixture-"));
+    let cart: TempProject | undefined;
+    try {
+      fs.cpSync(fixture!, other, { recursive: true });
+      const text = fs.readFileSync(path.join(other, "stack.yaml"), "utf8").replace("app: shop", "app: cart").replace("storageClass: standard", "storageClass: fast-ssd");
+      fs.writeFileSync(path.join(other, "stack.yaml"), text);
+      cart = tempProject(pulumi, { stack: "cart", from: other });
+      await exec(
+        path.join(pulumi.root, "pulumi"),
+        ["plugin", "install", "resource", "kubernetes", kubernetesProviderVersion, "--file", path.join(k8sBinDir(), "pulumi-resource-kubernetes")],
+        { env: { ...process.env, ...cart.env } },
+      );
+      const started = Date.now();
+      const r = await cart.cli(["deploy", "--stack", "cart", "--version", "v41", "--yes"], { env });
+      const seconds = (Date.now() - started) / 1000;
+      figures.push(`refusal with no StorageClass ${seconds.toFixed(1)} s`);
+      process.stderr.write(`      [k8s] a deploy with a missing StorageClass refused in ${seconds.toFixed(1)} s (exit ${r.code})\n`);
+      assert.notEqual(r.code, ExitCode.ok);
+      assert.match(r.stderr, /fast-ssd/, r.stderr);
+      assert.ok(seconds < 60, `took ${seconds} s`);
+      const made = await api().get(`/apis/apps/v1/namespaces/${NS}/deployments?labelSelector=app%3Dcart`);
+      const secrets = await api().get(`/api/v1/namespaces/${NS}/secrets?labelSelector=app%3Dcart`);
+      const claims = await api().get(`/api/v1/namespaces/${NS}/persistentvolumeclaims?labelSelector=app%3Dcart`);
+      assert.deepEqual([...made.items, ...secrets.items, ...claims.items].map((o: any) => o.metadata.name), []);
+    } finally {
+      await cart?.teardown();
+      fs.rmSync(other, { recursive: true, force: true });
+    }
   });
 });
