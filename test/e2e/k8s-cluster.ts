@@ -64,12 +64,16 @@ export function missingK8sTools(options: { provider?: boolean } = {}): string[] 
   return missing;
 }
 
-/** Skips loudly when the binaries are missing, or fails under STACKPIN_REQUIRE_E2E=1 (CI). */
+/**
+ * Skips loudly when the binaries are missing, or fails under STACKPIN_REQUIRE_K8S=1. A separate switch
+ * from STACKPIN_REQUIRE_E2E: `.ci/run` builds the Pulumi CLI but not yet these (about 20 minutes cold),
+ * so CI sets it once it does (see tools/k8s/README.md).
+ */
 export function k8sToolsOrSkip(ctx: Mocha.Context, options: { provider?: boolean } = {}): void {
   const missing = missingK8sTools(options);
   if (!missing.length) return;
   const why = `the real-Kubernetes tests need: ${missing.join(", ")}; run \`npm run setup:k8s\``;
-  if (process.env.STACKPIN_REQUIRE_E2E === "1") throw new Error(why);
+  if (process.env.STACKPIN_REQUIRE_K8S === "1") throw new Error(why);
   process.stderr.write(`\n${"!".repeat(78)}\n  KUBERNETES TESTS SKIPPED: ${why}\n${"!".repeat(78)}\n`);
   ctx.skip();
 }

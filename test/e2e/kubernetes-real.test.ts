@@ -103,8 +103,10 @@ describe("kubernetes target against a real API server: deploy v41, v42, preview 
       await project?.teardown();
     } finally {
       if (fixture) fs.rmSync(fixture, { recursive: true, force: true });
-      await cluster?.stop();
-      process.stderr.write(`      [k8s] control plane start ${cluster?.startSeconds.toFixed(1)} s; ${figures.join("; ")}\n`);
+      if (cluster) {
+        await cluster.stop();
+        process.stderr.write(`      [k8s] control plane start ${cluster.startSeconds.toFixed(1)} s; ${figures.join("; ")}\n`);
+      }
     }
   });
 
