@@ -27,14 +27,20 @@ interface KubernetesSettings {
    * this bounds that too: the apply then fails, and `--auto-rollback` rolls back, the Service never moved.
    */
   progressDeadlineSeconds?: number;
+  /**
+   * How long a new VolumeSnapshot may take to become `readyToUse` (default 600 s). The migration after it
+   * waits for that: a snapshot that never gets there (no snapshot controller, no CSI driver, a wrong
+   * class) fails the apply with nothing migrated.
+   */
+  snapshotReadySeconds?: number;
   /** A URL stackpin can reach the Service through (an Ingress); without it, verification is skipped. */
   publicUrl?: string;
 }
 
 /**
  * The Kubernetes target: a Deployment per colour with the image pinned to its release, a Service whose
- * selector is the traffic switch, readiness probes from the verification settings, a Secret per rotating
- * secret carrying its generation, VolumeSnapshots of the data volume before incompatible versions, and a
+ * selector is the traffic switch, readiness probes from the verification settings, a Secret per colour
+ * and rotating secret carrying its generation, VolumeSnapshots of the data volume before incompatible versions, and a
  * restore as a new volume from a snapshot that the database then runs on.
  */
 export const kubernetesProgram: ProgramFactory = () => async () => {
@@ -104,7 +110,11 @@ export const kubernetesProgram: ProgramFactory = () => async () => {
         {
           apiVersion: "snapshot.storage.k8s.io/v1",
           kind: "VolumeSnapshot",
-          metadata: { ...meta(`${s.app}-${snap.name}`, { "stackpin.dev/version": snap.version }) },
+          metadata: {
+            ...meta(`${s.app}-${snap.name}`, { "stackpin.dev/version": snap.version }),
+            // The provider waits for this (it does not wait on custom resources otherwise).
+            annotations: { "pulumi.com/waitFor": "jsonpath={.status.readyToUse}=true", "pulumi.com/timeoutSeconds": String(s.snapshotReadySeconds ?? 600) },
+          },
           // Taken from the volume the database ran on then: the primary's, or a restored one.
           spec: { volumeSnapshotClassName: s.volumeSnapshotClass, source: { persistentVolumeClaimName: claimOf(snap.source) } },
         },

@@ -18,6 +18,7 @@ export const kubernetesTargetSchema = z
     dataSize: z.string().regex(/^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$/, "must be a quantity like 10Gi").optional(),
     databaseImage: z.string().min(1).optional(),
     progressDeadlineSeconds: z.number().int().min(1).optional(),
+    snapshotReadySeconds: z.number().int().min(1).optional(),
     publicUrl: z.string().url().optional(),
   })
   .strict();

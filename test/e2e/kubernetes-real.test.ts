@@ -73,7 +73,7 @@ describe("kubernetes target against a real API server: deploy v41, v42, preview 
     const cloud = path.join(packageRoot(), "test", "fixtures", "cloud");
     fs.cpSync(path.join(cloud, "versions"), fixture, { recursive: true });
     // A rollout that makes no progress for 10 s fails (Kubernetes' default is 10 minutes).
-    fs.writeFileSync(path.join(fixture, "stack.yaml"), `${fs.readFileSync(path.join(cloud, "kubernetes.stack.yaml"), "utf8").trimEnd()}\n    progressDeadlineSeconds: 10\n`);
+    fs.writeFileSync(path.join(fixture, "stack.yaml"), `${fs.readFileSync(path.join(cloud, "kubernetes.stack.yaml"), "utf8").trimEnd()}\n    progressDeadlineSeconds: 10\n    snapshotReadySeconds: 15\n`);
     // v43 is v41 again with an image whose pods kwok runs but never makes Ready (tools/k8s/kwok-stages.yaml).
     fs.writeFileSync(
       path.join(fixture, "v43.yaml"),
@@ -118,6 +118,27 @@ describe("kubernetes target against a real API server: deploy v41, v42, preview 
     assert.equal(await image("blue"), "registry.example.com/shop:v41");
     assert.equal((await deployment("blue")).status.readyReplicas, 3);
     assert.equal((await secret("blue")).metadata.annotations["stackpin.dev/generation"], "1");
+  });
+
+  it("deploy v42 while its VolumeSnapshot never becomes readyToUse (no snapshot controller): exit 8, nothing migrates, the Service stays on blue", async () => {
+    const seen = await endpointsDuring("deploy v42, snapshot never ready", async () => {
+      const r = await timed("deploy v42 refused (snapshot not ready in 15 s)", () => cli(["deploy", "--version", "v42", "--yes"]));
+      assert.equal(r.code, ExitCode.applyFailed, r.stderr);
+      assert.match(r.stderr, /shop-pre-v42|snapshot-pre-v42/, r.stderr);
+    });
+    const snap = await api().get(`/apis/snapshot.storage.k8s.io/v1/namespaces/${NS}/volumesnapshots/shop-pre-v42`);
+    assert.notEqual(snap.status?.readyToUse, true);
+    assert.equal((await api().request("GET", `/apis/batch/v1/namespaces/${NS}/jobs/shop-migrate-2`)).status, 404, "the migration ran without a ready snapshot");
+    assert.deepEqual(await selector(), { app: "shop", slot: "blue" });
+    assert.equal(seen.zeroReady, 0);
+    // No snapshot controller runs here: the test plays its part, as the only way to reach the next step.
+    const patched = await api().request(
+      "PATCH",
+      `/apis/snapshot.storage.k8s.io/v1/namespaces/${NS}/volumesnapshots/shop-pre-v42/status`,
+      { status: { readyToUse: true, creationTime: new Date().toISOString() } },
+      "application/merge-patch+json",
+    );
+    assert.equal(patched.status, 200, JSON.stringify(patched.body));
   });
 
   it("deploys v42 (rotating apiKey 1 -> 2): green is ready before the selector moves; blue and its Secret are untouched; never 0 ready endpoints", async () => {
@@ -180,10 +201,11 @@ describe("kubernetes target against a real API server: deploy v41, v42, preview 
     assert.equal(seen.zeroReady, 0, `the Service had no ready endpoint in ${seen.zeroReady} of ${seen.samples} samples`);
     const history = json(await cli(["history", "--json"]));
     assert.deepEqual(
-      history.slice(0, 3).map((h: any) => [h.op, h.to, h.result]),
+      history.slice(0, 4).map((h: any) => [h.op, h.to, h.result]),
       [
         ["rollback", "v41", "succeeded"],
         ["deploy", "v42", "succeeded"],
+        ["deploy", "v42", "failed"],
         ["deploy", "v41", "succeeded"],
       ],
     );
