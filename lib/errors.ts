@@ -121,6 +121,26 @@ export class ConcurrentOperationError extends StackpinError {
   }
 }
 
+/**
+ * The stack's history moved between the plan and the apply (another operation applied first): the plan
+ * was computed from a world that no longer exists, so it is not applied. Nothing was changed.
+ */
+export class StalePlanError extends StackpinError {
+  readonly exitCode = ExitCode.concurrentOperation;
+  readonly code = "stale-plan";
+  constructor(
+    readonly stackName: string,
+    readonly arrow: string,
+    readonly plannedRevision: number,
+    readonly currentRevision: number,
+  ) {
+    super(
+      `stack changed since the plan: ${arrow} was planned from revision ${plannedRevision}, the stack is at ${currentRevision} ` +
+        `(another operation applied in between). Run \`stackpin history --stack ${stackName}\` and plan again. Nothing was changed.`,
+    );
+  }
+}
+
 /** The engine ran and the update failed; the stack may be partially updated. */
 export class ApplyFailedError extends StackpinError {
   readonly exitCode = ExitCode.applyFailed;

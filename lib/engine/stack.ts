@@ -32,6 +32,7 @@ import {
   repairInterruptedWrites,
 } from "./interruption";
 import { stopProcesses } from "../processes";
+import { tagNameLimit, tagValueLimit } from "../ledger";
 import type { PulumiCli } from "./pulumi-cli";
 import { writeDynamicProviderPlugin } from "./pulumi-cli";
 
@@ -408,8 +409,18 @@ export class EngineStack {
     return this.guard(() => this.workspace.listTags(this.options.stackName));
   }
 
-  /** Sets stack tags in the backend, one CLI call each. */
+  /**
+   * Sets stack tags in the backend, one CLI call each. Pulumi writes each with an unlocked
+   * read-modify-write of the whole tag set, so only values one writer owns belong here (stackpin's own
+   * records are in the records document, `lib/ledger.ts`). Names and values must fit Pulumi Cloud's limits
+   * (40 and 256 characters), so that a stack can move there.
+   */
   async setTags(tags: Record<string, string>): Promise<void> {
+    for (const [k, v] of Object.entries(tags)) {
+      if (k.length > tagNameLimit || v.length > tagValueLimit) {
+        throw new Error(`stack tag ${k} (${k.length} characters, value ${v.length}) exceeds Pulumi Cloud's limits of ${tagNameLimit} and ${tagValueLimit}`);
+      }
+    }
     for (const [k, v] of Object.entries(tags)) {
       await this.guard(() => this.workspace.setTag(this.options.stackName, k, v));
     }
@@ -420,6 +431,12 @@ export class EngineStack {
     await this.guard(() => this.workspace.removeTag(this.options.stackName, key));
   }
 
+  /** Which stack this is: the backend, project and stack name. */
+  get target(): { backendUrl: string; projectName: string; stackName: string } {
+    const { backendUrl, projectName, stackName } = this.options;
+    return { backendUrl, projectName, stackName };
+  }
+
   /** Removes the scratch workspace. The stack and its state stay in the backend. */
   close(): void {
     fs.rmSync(this.workDir, { recursive: true, force: true });
@@ -427,7 +444,13 @@ export class EngineStack {
 
   private async inFlight<T>(message: string, fn: () => Promise<T>): Promise<T> {
     const mark: InFlightMark = { what: message.split("\n")[0].slice(0, 140), pid: process.pid, hostname: os.hostname(), since: new Date().toISOString() };
-    await this.setTags({ [inFlightTag]: JSON.stringify(mark) });
+    let text = JSON.stringify(mark);
+    // A long hostname or message would pass the tag value limit: the description gives way.
+    while (text.length > tagValueLimit && mark.what.length > 0) {
+      mark.what = mark.what.slice(0, Math.max(0, mark.what.length - (text.length - tagValueLimit)));
+      text = JSON.stringify(mark);
+    }
+    await this.setTags({ [inFlightTag]: text });
     try {
       return await this.guard(fn);
     } finally {

@@ -10,15 +10,17 @@ import {
   InvalidVersionFileError,
   RestoreImpossibleError,
   StackpinError,
+  StalePlanError,
 } from "../errors";
 import {
   ApplyRecord,
   encodeRecord,
   HistoryEntry,
   liveState,
+  newUpdateId,
   toHistoryEntries,
-  verificationTag,
 } from "../history-record";
+import { readRecords, recordStoreOf, StackRecords } from "../ledger";
 import { describeMove, nextLayout, RolloutLayout, RolloutMove } from "../rollout";
 import { planDigestFor } from "../plan-digest";
 import { forwardOnly, Generations } from "../secret-generations";
@@ -197,13 +199,17 @@ export function programFailure(stackName: string, message: string): StackpinErro
   return m[1] === "restore-impossible" ? new RestoreImpossibleError(stackName, detail) : new DatabaseUnavailableError(stackName, detail);
 }
 
-/** Reads history (with verification outcomes from the stack's tags, returned too), newest first. */
-export async function readHistoryAndTags(engine: EngineStack): Promise<{ history: HistoryEntry[]; tags: Record<string, string> }> {
+/**
+ * Reads history, newest first, with verification outcomes from stackpin's records; returns the stack's
+ * tags and records (freeze, baselines) too.
+ */
+export async function readHistoryAndTags(engine: EngineStack): Promise<{ history: HistoryEntry[]; tags: Record<string, string>; records: StackRecords }> {
   const [updates, tags] = await Promise.all([engine.history(), engine.tags()]);
-  return { history: toHistoryEntries(updates, tags), tags };
+  const records = await readRecords(engine, tags);
+  return { history: toHistoryEntries(updates, records), tags, records };
 }
 
-/** Reads history (with verification outcomes from the stack's tags), newest first. */
+/** Reads history (with verification outcomes from stackpin's records), newest first. */
 export async function readHistory(engine: EngineStack): Promise<HistoryEntry[]> {
   return (await readHistoryAndTags(engine)).history;
 }
@@ -220,6 +226,8 @@ export async function planWith(
   history: HistoryEntry[],
   progress: ProgressOptions,
   dbOptions: DatabaseOptions = {},
+  /** The desired state already computed for the apply: the plan shows exactly what will be applied. */
+  computed?: DesiredState,
 ): Promise<Plan> {
   const live = liveState(history);
   const warnings: string[] = [];
@@ -241,7 +249,7 @@ export async function planWith(
   if (op === "rollback" && !history.some((h) => h.to === target.version && h.result === "succeeded")) {
     warnings.push(`${target.version} was never applied to stack ${ctx.stack.name}`);
   }
-  const desired = await prepareApply(ctx, engine, op, target, history, { ...dbOptions, previewOnly: true });
+  const desired = computed ?? (await prepareApply(ctx, engine, op, target, history, { ...dbOptions, previewOnly: true }));
   warnings.push(...desired.warnings);
   progress.onProgress?.({ type: "phase", phase: "preview", message: `previewing ${target.version} on ${ctx.stack.name}` });
   await engine.setConfig(desired.config);
@@ -283,9 +291,11 @@ export async function planWith(
 
 /**
  * Applies a version (as {@link prepareApply} planned it) through the engine, records it as a new forward entry in the backend's history
- * (the update message carries who, from, to and why), then verifies it through the program's endpoint
- * and records the outcome in stack tags. Raises {@link ApplyFailedError} when the engine fails; a failed
- * verification is returned in `verification`, for the caller to act on.
+ * (the update message carries who, from, to, why and the update's id), then verifies it through the
+ * program's endpoint and records the outcome in stackpin's records, keyed by the update's id. Raises
+ * {@link StalePlanError} when history moved since `history` was read (the plan is not applied),
+ * {@link ApplyFailedError} when the engine fails; a failed verification is returned in `verification`,
+ * for the caller to act on.
  */
 export async function applyWith(
   ctx: EnvironmentContext,
@@ -306,16 +316,24 @@ export async function applyWith(
     progress.onProgress?.({ type: "phase", phase: "preview", message: "checking the database change before applying it" });
     await previewOrExplain(ctx, engine, {});
   }
+  // The plan (layout, secrets, database, approvals, from) was computed from `history`: if another
+  // operation applied since, it describes a stack that no longer exists. Checked last before the update;
+  // the engine's own lock covers the update itself.
+  const planned = history[0];
+  const now = toHistoryEntries(await engine.history())[0];
+  if ((now?.updateId ?? "") !== (planned?.updateId ?? "") || (now?.revision ?? 0) !== (planned?.revision ?? 0)) {
+    throw new StalePlanError(ctx.stack.name, arrow, planned?.revision ?? 0, now?.revision ?? 0);
+  }
+  const id = newUpdateId();
   let run;
   try {
-    run = await engine.up(encodeRecord(record), progressBridge(progress));
+    run = await engine.up(encodeRecord({ ...record, id }), progressBridge(progress));
   } catch (err) {
     if (err instanceof StackpinError) throw err;
     const typed = programFailure(ctx.stack.name, (err as Error).message);
     if (typed) throw typed;
     const detail = engineFailure((err as Error).message);
-    const failedRevision = await newestRevision(engine).catch(() => history.length + 1);
-    await engine.setTags({ [verificationTag(failedRevision)]: `failed: ${detail}`.slice(0, 250) }).catch(() => undefined);
+    await recordVerification(engine, id, target.version, `failed: ${detail}`).catch(() => undefined);
     throw new ApplyFailedError(ctx.stack.name, target.version, detail, { cause: err });
   }
   const revision = await newestRevision(engine);
@@ -328,11 +346,9 @@ export async function applyWith(
     );
   }
   progress.onProgress?.({ type: "phase", phase: "record", message: `recording ${target.version} as live` });
-  const tags: Record<string, string> = { "stackpin:version": target.version, "stackpin:applied-by": record.who };
-  if (verification) {
-    tags[verificationTag(revision)] = verification.passed ? "passed" : `failed: ${verification.reason}`.slice(0, 250);
-    if (verification.passed) tags["stackpin:verified-version"] = target.version;
-  }
+  const tags: Record<string, string> = { "stackpin:version": target.version, "stackpin:applied-by": record.who.slice(0, 256) };
+  if (verification?.passed) tags["stackpin:verified-version"] = target.version;
+  if (verification) await recordVerification(engine, id, target.version, verification.passed ? "passed" : `failed: ${verification.reason}`);
   await engine.setTags(tags);
   return {
     stack: ctx.stack.name,
@@ -364,6 +380,13 @@ async function previewOrExplain(ctx: EnvironmentContext, engine: EngineStack, pr
   } catch (err) {
     throw programFailure(ctx.stack.name, (err as Error).message) ?? err;
   }
+}
+
+/** Records an update's verification outcome in stackpin's records, under the update's id. */
+async function recordVerification(engine: EngineStack, id: string, version: string, outcome: string): Promise<void> {
+  await recordStoreOf(engine).update((r) => {
+    r.verifications[id] = { outcome: outcome.slice(0, 1000), at: new Date().toISOString(), version };
+  });
 }
 
 async function newestRevision(engine: EngineStack): Promise<number> {

@@ -2,7 +2,7 @@ import { ApprovalInput, approvedBy, checkApprovals, recordOf } from "../approval
 import type { EnvironmentContext, ProgressOptions } from "../environment";
 import { ApplyFailedError, FrozenError, NotConfirmedError, VerificationFailedError } from "../errors";
 import { HistoryEntry, lastVerifiedVersion, liveState } from "../history-record";
-import { audit, auditFailure, freezeOf } from "../trail";
+import { audit, auditFailure } from "../trail";
 import { ApplyResult, applyWith, planWith, prepareApply, readHistoryAndTags } from "./apply";
 import type { Plan } from "./plan";
 import { recoverInterrupted, RecoveryReport } from "./recover";
@@ -48,7 +48,7 @@ export async function deploy(ctx: EnvironmentContext, options: DeployOptions): P
     // An operation killed mid-way is cleaned up first, so that re-running it is the way to finish it.
     const recovery = await recoverInterrupted(ctx, engine, options);
     const record = await readHistoryAndTags(engine);
-    const freeze = freezeOf(record.tags);
+    const freeze = record.records.freeze;
     if (freeze) throw new FrozenError(ctx.stack.name, freeze.reason, freeze.by, freeze.at);
     history = record.history;
     const desired = await prepareApply(ctx, engine, "deploy", target, history, { approveDataLoss: options.approveDataLoss });
@@ -56,7 +56,7 @@ export async function deploy(ctx: EnvironmentContext, options: DeployOptions): P
     const approvals = granted.map((g) => g.summary);
     let plan: Plan | undefined;
     if (options.confirm) {
-      plan = await planWith(ctx, engine, "deploy", target, history, options, { approveDataLoss: options.approveDataLoss });
+      plan = await planWith(ctx, engine, "deploy", target, history, options, { approveDataLoss: options.approveDataLoss }, desired);
       if (!(await options.confirm(plan))) throw new NotConfirmedError(ctx.stack.name, target.version);
     }
     try {

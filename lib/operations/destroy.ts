@@ -37,7 +37,9 @@ export async function destroy(ctx: EnvironmentContext, options: DestroyOptions):
     await recoverInterrupted(ctx, engine, options);
     const held = await heldData(engine);
     if (held.length && !options.approveDataLoss) {
-      throw new ApprovalRequiredError(ctx.stack.name, `destroying deletes ${held.join(", ")}`, "--approve-data-loss");
+      const refused = new ApprovalRequiredError(ctx.stack.name, `destroying deletes ${held.join(", ")}`, "--approve-data-loss");
+      await auditFailure(ctx, engine, { op: "destroy" }, refused, options);
+      throw refused;
     }
     options.onProgress?.({ type: "phase", phase: "apply", message: `destroying everything stack ${ctx.stack.name} owns` });
     const message = encodeRecord({ op: "destroy", to: "(nothing)", who: ctx.actor, reason: options.reason });

@@ -41,7 +41,7 @@ export async function restore(ctx: EnvironmentContext, options: RestoreOptions):
     const approvals = granted.map((g) => g.summary);
     let plan: Plan | undefined;
     if (options.confirm) {
-      plan = await planWith(ctx, engine, "restore", target, history, options, request);
+      plan = await planWith(ctx, engine, "restore", target, history, options, request, desired);
       if (!(await options.confirm(plan))) throw new NotConfirmedError(ctx.stack.name, `restore of ${live}`);
     }
     const result = await applyWith(ctx, engine, { op: "restore", from: live, to: live, who: ctx.actor, reason: options.reason, approvals: recordOf(granted) }, target, history, desired, options);

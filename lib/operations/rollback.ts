@@ -99,7 +99,7 @@ export async function rollback(ctx: EnvironmentContext, options: RollbackOptions
     if (incident.record.approvals.length) incident.step("approved", incident.record.approvals.join("; "));
     let plan: Plan | undefined;
     if (options.confirm) {
-      plan = await planWith(ctx, engine, "rollback", target, history, options, { approveDataLoss: options.approveDataLoss });
+      plan = await planWith(ctx, engine, "rollback", target, history, options, { approveDataLoss: options.approveDataLoss }, desired);
       incident.diff(plan);
       if (!(await options.confirm(plan))) throw new NotConfirmedError(ctx.stack.name, target.version);
       incident.step("plan confirmed");

@@ -2,7 +2,8 @@ import type { ApprovalInput } from "../approvals";
 import type { EnvironmentContext, ProgressOptions } from "../environment";
 import { InvalidVersionFileError, TriggerFiredError } from "../errors";
 import { HistoryEntry, lastVerifiedVersion, liveState } from "../history-record";
-import { baselineTag, Evaluation, promQuery, TriggerEvaluator } from "../triggers";
+import { baselineKey, baselineOf, recordStoreOf, StackRecords } from "../ledger";
+import { Evaluation, promQuery, TriggerEvaluator } from "../triggers";
 import { readHistoryAndTags } from "./apply";
 import { rollback, RollbackResult } from "./rollback";
 
@@ -45,10 +46,10 @@ export async function watch(ctx: EnvironmentContext, options: WatchOptions): Pro
   if (!policy) throw new InvalidVersionFileError(`${ctx.stack.dir}/stack.yaml`, ["policy.triggers: watch needs trigger rules"]);
   const engine = await ctx.openEngine({ create: false });
   let endpoint: unknown;
-  let tags: Record<string, string>;
+  let records: StackRecords;
   let history: HistoryEntry[];
   try {
-    [{ history, tags }, endpoint] = await Promise.all([readHistoryAndTags(engine), engine.outputs().then((o) => o.endpoint?.value)]);
+    [{ history, records }, endpoint] = await Promise.all([readHistoryAndTags(engine), engine.outputs().then((o) => o.endpoint?.value)]);
     if (options.recordBaseline) {
       const baselines: Record<string, number> = {};
       for (const rule of policy.rules) {
@@ -56,14 +57,19 @@ export async function watch(ctx: EnvironmentContext, options: WatchOptions): Pro
         const value = await promQuery(policy.prometheus, rule.query, policy.timeoutMs);
         if (value !== undefined) baselines[rule.name] = value;
       }
-      await engine.setTags(Object.fromEntries(Object.entries(baselines).map(([n, v]) => [baselineTag(n), String(v)])));
+      await recordStoreOf(engine).update((r) => {
+        for (const [n, v] of Object.entries(baselines)) r.baselines[baselineKey(n)] = v;
+      });
       return { stack: ctx.stack.name, evaluations: 0, baselines };
     }
   } finally {
     engine.close();
   }
   const baselines = Object.fromEntries(
-    policy.rules.flatMap((r) => (tags[baselineTag(r.name)] ? [[r.name, Number(tags[baselineTag(r.name)])]] : [])),
+    policy.rules.flatMap((r) => {
+      const v = baselineOf(records, r.name);
+      return v === undefined ? [] : [[r.name, v]];
+    }),
   );
   const evaluator = new TriggerEvaluator(policy.rules, {
     prometheus: policy.prometheus,
