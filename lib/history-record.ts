@@ -76,6 +76,8 @@ export interface HistoryEntry {
   approvals?: UsedApproval[];
   /** The key stackpin's records use for this update: its record's id, else its start time ({@link updateKey}). */
   updateId?: string;
+  /** True when the engine held the update to a previewed update plan (the plan confirmed before it). */
+  heldToPlan?: boolean;
 }
 
 function parseConfigJson<T>(value: string | undefined): T | undefined {
@@ -127,6 +129,7 @@ export function toHistoryEntries(updates: UpdateSummary[], lookup: VerificationL
       database: parseConfigJson<DatabasePlan>(u.config?.["stackpin:database"]?.value),
       verification: lookup.verifications?.[updateId]?.outcome ?? lookup.legacyVerifications?.[revision],
       updateId,
+      ...(u.environment?.updatePlan === "true" ? { heldToPlan: true } : {}),
       ...(record?.approvals ? { approvals: record.approvals } : {}),
     };
   });

@@ -347,7 +347,7 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
   withCommon(auditCmd.command("verify").description("check every entry's hash and link, and the head anchored in the backend")).action(async (flags) => {
     const v = await verifyAudit(await context(flags, env));
     if (!v.ok) throw new AuditBrokenError(flags.stack, v.file, v.problems);
-    out(flags, v, () => `audit trail of ${flags.stack} verifies: ${v.entries} entries, ${v.file}`);
+    out(flags, v, () => `audit trail of ${flags.stack} verifies: ${v.entries} entries, ${v.file}${v.interrupted ? `\nnote: ${v.interrupted}` : ""}`);
   });
   withCommon(auditCmd.command("show").description("print the audit trail, oldest first")).action(async (flags) => {
     const a = await readAudit(await context(flags, env));

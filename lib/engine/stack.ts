@@ -1,3 +1,4 @@
+import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -266,11 +267,12 @@ export class EngineStack {
     return value.secure;
   }
 
-  /** Plans an update with the config last set; changes nothing. */
-  async preview(onEvent?: (e: EngineEvent) => void): Promise<EngineRun> {
+  /** Plans an update with the config last set; changes nothing. `savePlan` writes Pulumi's update plan there. */
+  async preview(onEvent?: (e: EngineEvent) => void, options: { savePlan?: string } = {}): Promise<EngineRun> {
     const steps: ResourceStep[] = [];
     const result = await this.guard(() =>
       this.stack.preview({
+        ...(options.savePlan ? { plan: options.savePlan } : {}),
         onEvent: (e) => {
           const step = stepFromEvent(e);
           if (step) steps.push(step);
@@ -286,10 +288,11 @@ export class EngineStack {
    * it runs, the stack carries an in-flight mark naming this process, so that an update killed before
    * it ended is recognised even when it left no lock and no pending operation behind.
    */
-  async up(message: string, onEvent?: (e: EngineEvent) => void): Promise<EngineRun & { outputs: Record<string, StackOutput> }> {
+  async up(message: string, onEvent?: (e: EngineEvent) => void, options: { plan?: string } = {}): Promise<EngineRun & { outputs: Record<string, StackOutput> }> {
     const steps: ResourceStep[] = [];
     const result = await this.inFlight(message, () =>
       this.stack.up({
+        ...(options.plan ? { plan: options.plan } : {}),
         message,
         onEvent: (e) => {
           const step = stepFromEvent(e);
@@ -429,6 +432,11 @@ export class EngineStack {
   /** Removes a stack tag from the backend. */
   async removeTag(key: string): Promise<void> {
     await this.guard(() => this.workspace.removeTag(this.options.stackName, key));
+  }
+
+  /** A path in this stack's scratch workspace for a Pulumi update plan (removed with the workspace). */
+  planFile(): string {
+    return path.join(this.workDir, `update-plan-${crypto.randomBytes(4).toString("hex")}.json`);
   }
 
   /** Which stack this is: the backend, project and stack name. */

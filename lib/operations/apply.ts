@@ -253,14 +253,16 @@ export async function planWith(
   warnings.push(...desired.warnings);
   progress.onProgress?.({ type: "phase", phase: "preview", message: `previewing ${target.version} on ${ctx.stack.name}` });
   await engine.setConfig(desired.config);
-  const run = await previewOrExplain(ctx, engine, progress);
+  // A plan shown before an apply is saved as Pulumi's update plan, which that apply is held to.
+  const planFile = computed ? engine.planFile() : undefined;
+  const run = await previewOrExplain(ctx, engine, progress, planFile);
   for (const s of run.steps.filter((step) => step.op === "replace")) {
     warnings.push(`${s.name} will be replaced (${s.replaceKeys.length ? `${s.replaceKeys.join(", ")} changed` : "forced"})`);
   }
   if (run.steps.some((s) => s.op === "delete")) {
     warnings.push(`resources will be deleted: ${run.steps.filter((s) => s.op === "delete").map((s) => s.name).join(", ")}`);
   }
-  return {
+  const plan: Plan = {
     stack: ctx.stack.name,
     op,
     from: live.version,
@@ -287,7 +289,12 @@ export async function planWith(
     warnings,
     ...planDigestFor(ctx.stack.name, op, target.version, history, desired),
   };
+  if (planFile) savedPlans.set(plan, planFile);
+  return plan;
 }
+
+// The update plan file saved when a plan was previewed for confirmation; kept out of the plan's data.
+const savedPlans = new WeakMap<Plan, string>();
 
 /**
  * Applies a version (as {@link prepareApply} planned it) through the engine, records it as a new forward entry in the backend's history
@@ -305,6 +312,8 @@ export async function applyWith(
   history: HistoryEntry[],
   desired: DesiredState,
   progress: ProgressOptions,
+  /** The plan the caller showed and had confirmed ({@link planWith} with the same `desired`): the update is held to it. */
+  confirmed?: Plan,
 ): Promise<ApplyResult> {
   const started = Date.now();
   const arrow = record.from ? `${record.from} -> ${record.to}` : record.to;
@@ -327,7 +336,8 @@ export async function applyWith(
   const id = newUpdateId();
   let run;
   try {
-    run = await engine.up(encodeRecord({ ...record, id }), progressBridge(progress));
+    const plan = confirmed ? savedPlans.get(confirmed) : undefined;
+    run = await engine.up(encodeRecord({ ...record, id }), progressBridge(progress), { plan });
   } catch (err) {
     if (err instanceof StackpinError) throw err;
     const typed = programFailure(ctx.stack.name, (err as Error).message);
@@ -374,9 +384,9 @@ export async function applyWith(
 }
 
 /** Runs the engine's preview, turning a program's `[stackpin:...]` refusal into its typed error. */
-async function previewOrExplain(ctx: EnvironmentContext, engine: EngineStack, progress: ProgressOptions) {
+async function previewOrExplain(ctx: EnvironmentContext, engine: EngineStack, progress: ProgressOptions, savePlan?: string) {
   try {
-    return await engine.preview(progressBridge(progress));
+    return await engine.preview(progressBridge(progress), { savePlan });
   } catch (err) {
     throw programFailure(ctx.stack.name, (err as Error).message) ?? err;
   }

@@ -60,7 +60,7 @@ export async function deploy(ctx: EnvironmentContext, options: DeployOptions): P
       if (!(await options.confirm(plan))) throw new NotConfirmedError(ctx.stack.name, target.version);
     }
     try {
-      const applied = await applyWith(ctx, engine, { op: "deploy", from: from(), to: target.version, who: ctx.actor, reason: options.message, approvals: recordOf(granted) }, target, history, desired, options);
+      const applied = await applyWith(ctx, engine, { op: "deploy", from: from(), to: target.version, who: ctx.actor, reason: options.message, approvals: recordOf(granted) }, target, history, desired, options, plan);
       result = { ...applied, plan, approvals, ...(recovery.recovered ? { recovery } : {}) };
       const passed = !result.verification || result.verification.passed;
       await audit(ctx, engine, { op: "deploy", from: from(), to: target.version, result: passed ? "succeeded" : "failed", detail: `revision ${result.revision}${approvedBy(approvals)}${passed ? "" : `; verification failed: ${result.verification?.reason}`}` }, options);

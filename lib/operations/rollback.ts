@@ -108,7 +108,7 @@ export async function rollback(ctx: EnvironmentContext, options: RollbackOptions
     started = true;
     await tell("rollback.started");
     incident.step("apply started", desired.notes.join("; "));
-    const result = await applyWith(ctx, engine, { op: "rollback", from, to: target.version, who: ctx.actor, reason: options.reason, approvals: recordOf(granted) }, target, history, desired, options);
+    const result = await applyWith(ctx, engine, { op: "rollback", from, to: target.version, who: ctx.actor, reason: options.reason, approvals: recordOf(granted) }, target, history, desired, options, plan);
     incident.record.revision = result.revision;
     incident.record.diff ??= {
       config: diffConfig(from ? safeConfig(ctx, from) : {}, target.config).map((c) => ({ key: c.key, kind: c.kind })),

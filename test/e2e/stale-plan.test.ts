@@ -59,6 +59,29 @@ describe("plans applied only as confirmed, and records no concurrent writer lose
     process.stderr.write(`      [figures] stale plan: refused with exit ${err.exitCode}, backend digest unchanged after the other rollback, history ${history.length} entries\n`);
   });
 
+  it("holds a confirmed rollback to the update plan that was shown", async () => {
+    const ctx = await library("bob");
+    let shown: string[] = [];
+    const result = await rollback(ctx, {
+      to: "v2",
+      reason: "bob, after looking",
+      confirm: async (plan) => {
+        shown = plan.resourceChanges.map((s) => `${s.op} ${s.name}`).sort();
+        return true;
+      },
+    });
+    assert.equal(result.verification?.passed, true);
+    assert.deepEqual(result.resourceChanges.map((s) => `${s.op} ${s.name}`).sort(), shown, "the update did other than the plan shown");
+    const history = json(await project.cli(["history", "--stack", "dev", "--json"]));
+    assert.deepEqual(history.map((h: { revision: number; heldToPlan?: boolean }) => [h.revision, h.heldToPlan ?? false]), [
+      [4, true],
+      [3, false],
+      [2, false],
+      [1, false],
+    ]);
+    process.stderr.write(`      [figures] confirmed rollback held to its update plan: ${shown.length} steps shown, ${result.resourceChanges.length} applied\n`);
+  });
+
   it("records a frozen deploy as refused in the audit trail without touching the state", async () => {
     assert.equal((await project.cli(["freeze", "--stack", "dev", "--reason", "incident 7"])).code, ExitCode.ok);
     const digest = project.stateDigest();
@@ -90,7 +113,7 @@ describe("plans applied only as confirmed, and records no concurrent writer lose
     }
     const byRevision = (h: Array<{ revision: number; verification?: string }>) => Object.fromEntries(h.map((e) => [e.revision, e.verification]));
     let history = json(await project.cli(["history", "--stack", "dev", "--json"]));
-    assert.deepEqual(byRevision(history), { 1: "failed: recorded by an older stackpin", 2: "passed", 3: undefined });
+    assert.deepEqual(byRevision(history), { 1: "failed: recorded by an older stackpin", 2: "passed", 3: undefined, 4: undefined });
     let status = json(await project.cli(["status", "--stack", "dev", "--json"]));
     assert.equal(status.freeze.reason, "old freeze");
     assert.equal(status.baselines.p99, 0.5);
@@ -105,7 +128,7 @@ describe("plans applied only as confirmed, and records no concurrent writer lose
     const tags = await reopened.tags().finally(() => reopened.close());
     assert.deepEqual(Object.keys(tags).filter((t) => /^stackpin:(verify|freeze|baseline|audit-head)/.test(t)), []);
     history = json(await project.cli(["history", "--stack", "dev", "--json"]));
-    assert.deepEqual(byRevision(history), { 1: "failed: recorded by an older stackpin", 2: "passed", 3: undefined });
+    assert.deepEqual(byRevision(history), { 1: "failed: recorded by an older stackpin", 2: "passed", 3: undefined, 4: undefined });
     const records = JSON.parse(fs.readFileSync(file, "utf8"));
     assert.equal(records.migratedFromTags, true);
     assert.deepEqual(Object.values(records.verifications).map((v: any) => v.outcome).sort(), ["failed: recorded by an older stackpin", "passed"]);
