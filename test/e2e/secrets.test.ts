@@ -1,10 +1,12 @@
 import { strict as assert } from "node:assert";
+import { execFile } from "node:child_process";
 import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { promisify } from "node:util";
 import { parse, stringify } from "yaml";
 import { ExitCode } from "../../lib/errors";
-import { json, pulumiOrSkip, TempProject, tempProject } from "./harness";
+import { demoPassphrase, json, pulumiOrSkip, TempProject, tempProject } from "./harness";
 import { commandLines } from "./process-scan";
 import { startVaultTransit, VaultTransit } from "./vault-transit";
 
@@ -115,5 +117,62 @@ describe("secrets: the stack's secrets provider is used, and secret values stay 
       assert.doesNotMatch(r.stderr, /PULUMI_CONFIG_PASSPHRASE/, "not a passphrase problem");
       assert.equal(project.stateDigest(), before, "the backend changed");
     }
+  });
+});
+
+describe("secrets: secret set on a passphrase stack keeps the value off command lines too", function () {
+  let project: TempProject;
+  const token = `tok-${crypto.randomBytes(12).toString("hex")}`;
+
+  before(async function () {
+    project = tempProject(await pulumiOrSkip(this));
+  });
+  after(async () => project?.teardown());
+
+  it("while Pulumi reads the passphrase no command line holds the value; the deployed program gets it", async () => {
+    // The passphrase file is a FIFO: each Pulumi process that needs the passphrase blocks opening it until
+    // the test answers, and the test looks at every command line at that moment.
+    const fifo = path.join(project.dir, "passphrase.fifo");
+    await promisify(execFile)("mkfifo", ["-m", "600", fifo]);
+    const seen: string[][] = [];
+    const leaks: string[] = [];
+    let finished = false;
+    const running = project
+      .cli(["secret", "set", "--stack", "dev", "--version", "v1", "--key", "apiToken"], {
+        env: { PULUMI_CONFIG_PASSPHRASE: undefined, PULUMI_CONFIG_PASSPHRASE_FILE: fifo },
+        input: `${token}\n`,
+      })
+      .finally(() => (finished = true));
+    const answering = (async () => {
+      for (;;) {
+        const fh = await fs.promises.open(fifo, "w");
+        try {
+          if (finished) return;
+          for (const c of commandLines()) {
+            if (c.argv.some((a) => a.includes(token))) leaks.push(`${c.pid}: ${c.argv.join(" ")}`);
+            if (c.argv.includes("config") && c.argv.includes("set")) seen.push(c.argv);
+          }
+          await fh.write(demoPassphrase);
+        } finally {
+          await fh.close();
+        }
+      }
+    })();
+    const r = await running;
+    // Opening the reading end lets the last pending open for writing return.
+    const reader = fs.openSync(fifo, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+    await answering;
+    fs.closeSync(reader);
+    assert.equal(r.code, ExitCode.ok, r.stderr);
+    assert.ok(seen.some((argv) => argv.includes("stackpin-demo:apiToken")), "the scan never saw Pulumi's config set running");
+    assert.deepEqual(leaks, [], "a command line held the secret");
+    process.stderr.write(`      [figures] secret set (passphrase): ${seen.length} scans with pulumi config set running, 0 command lines holding the value\n`);
+    const v1 = fs.readFileSync(path.join(project.dir, "stacks", "dev", "v1.yaml"), "utf8");
+    assert.ok(!v1.includes(token) && !r.stdout.includes(token) && !r.stderr.includes(token), "the value appears in plain text");
+
+    const deployed = await project.cli(["deploy", "--stack", "dev", "--version", "v1", "--yes"]);
+    assert.equal(deployed.code, ExitCode.ok, deployed.stderr);
+    const status = json(await project.cli(["status", "--stack", "dev", "--json"]));
+    assert.equal(fs.readFileSync(status.outputs.tokenPath.value, "utf8"), token, "the program decrypted what secret set encrypted");
   });
 });
