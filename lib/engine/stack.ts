@@ -163,7 +163,8 @@ class CliRunError extends Error {}
 
 // What gocloud's keepers and Pulumi say when a KMS key cannot be opened or used: before the fix, such a
 // stack silently fell back to passphrase encryption; now the KMS's own words reach the user.
-const kmsFailure = /open keeper|transit\/(en|de)crypt|Error making API request|KMS: (En|De)crypt|cloudkms|google credentials|keyvault|secrets manager/i;
+// Specific on purpose: a program's own Secrets Manager or KMS resources failing is an update failure.
+const kmsFailure = /open keeper|secrets manager of type|getting secrets manager|secrets \(code=|transit\/(en|de)crypt|missing google credentials|failed to connect to gcpkms/i;
 
 /** Maps the CLI's failures to the errors a user can act on. */
 export function translateEngineError(stackName: string, backendUrl: string, err: unknown, secretsProvider?: string): unknown {

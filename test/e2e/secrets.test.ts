@@ -118,6 +118,27 @@ describe("secrets: the stack's secrets provider is used, and secret values stay 
       assert.equal(project.stateDigest(), before, "the backend changed");
     }
   });
+
+  it("passes a cloud KMS URL to Pulumi: AWS KMS without credentials exits 6 with AWS's answer, not a passphrase error", async () => {
+    const kmsDir = path.join(project.dir, "stacks", "kms");
+    fs.cpSync(path.join(project.dir, "stacks", "dev"), kmsDir, { recursive: true });
+    editYaml(path.join(kmsDir, "stack.yaml"), (doc) => {
+      doc.secretsProvider = "awskms://alias/shop?region=eu-west-1";
+      delete doc.encryptedkey;
+    });
+    const before = project.stateDigest();
+    // No credentials anywhere: no variables, no files, and no instance metadata to ask.
+    const noAws = { PULUMI_CONFIG_PASSPHRASE: undefined, AWS_EC2_METADATA_DISABLED: "true", AWS_SHARED_CREDENTIALS_FILE: "/nonexistent", AWS_CONFIG_FILE: "/nonexistent" };
+    const r = await project.cli(["deploy", "--stack", "kms", "--version", "v1", "--yes"], { env: noAws });
+    try {
+      assert.equal(r.code, ExitCode.missingPassphrase, r.stderr);
+      assert.match(r.stderr, /stack kms encrypts its secrets with awskms:\/\/alias\/shop\?region=eu-west-1, and Pulumi could not use it: .*KMS: Encrypt.*get credentials/);
+      assert.doesNotMatch(r.stderr, /PULUMI_CONFIG_PASSPHRASE/, "not a passphrase problem");
+      assert.equal(project.stateDigest(), before, "the backend changed");
+    } finally {
+      fs.rmSync(kmsDir, { recursive: true, force: true });
+    }
+  });
 });
 
 describe("secrets: secret set on a passphrase stack keeps the value off command lines too", function () {
