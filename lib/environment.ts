@@ -129,6 +129,7 @@ export async function openEnvironment(options: OpenEnvironmentOptions): Promise<
         backendUrl,
         secretsProvider: stack.settings.secretsProvider,
         encryptionSalt: stack.settings.encryptionsalt,
+        encryptedKey: stack.settings.encryptedkey,
         passphrase,
         program,
         pulumi,
@@ -141,6 +142,14 @@ export async function openEnvironment(options: OpenEnvironmentOptions): Promise<
         if (salt) {
           store.recordEncryptionSalt(stack, salt);
           stack.settings.encryptionsalt = salt;
+        }
+      }
+      if (!stack.settings.encryptedkey && stack.settings.secretsProvider !== "passphrase") {
+        // Like the salt: without it, the next machine would make a new data key and not read these secrets.
+        const key = await engine.encryptedKey();
+        if (key) {
+          store.recordEncryptedKey(stack, key);
+          stack.settings.encryptedkey = key;
         }
       }
       fs.mkdirSync(stateDir, { recursive: true });

@@ -104,6 +104,19 @@ export class WrongPassphraseError extends StackpinError {
   }
 }
 
+/** The stack's KMS secrets provider could not be used: unreachable, no credentials, or access refused. */
+export class SecretsProviderUnavailableError extends StackpinError {
+  readonly exitCode = ExitCode.missingPassphrase;
+  readonly code = "secrets-provider-unavailable";
+  constructor(readonly stackName: string, readonly provider: string, readonly detail: string) {
+    super(
+      `stack ${stackName} encrypts its secrets with ${provider}, and Pulumi could not use it: ${detail}\n` +
+        `Check that the KMS is reachable and your credentials may use the key` +
+        `${provider.startsWith("hashivault://") ? " (VAULT_ADDR and VAULT_TOKEN)" : ""}. Nothing was changed.`,
+    );
+  }
+}
+
 /**
  * Another operation holds the stack: Pulumi's lock in the backend, or stackpin's in-flight mark, belongs
  * to a process that runs (or, on another host, cannot be proven gone). Nothing was changed.

@@ -49,10 +49,18 @@ export interface EnsurePulumiOptions extends LocatePulumiOptions {
   onProgress?: (line: string) => void;
 }
 
-/** The directory of this package (holding `package.json`), whether run from `dist/` or not. */
+function isStackpinPackage(dir: string): boolean {
+  try {
+    return (JSON.parse(fs.readFileSync(path.join(dir, "package.json"), "utf8")) as { name?: string }).name === "stackpin";
+  } catch {
+    return false;
+  }
+}
+
+/** The directory of this package (holding `package.json`), whether a checkout or installed under node_modules. */
 export function packageRoot(): string {
   let dir = __dirname;
-  while (!fs.existsSync(path.join(dir, "package.json")) || !fs.existsSync(path.join(dir, "tsconfig.json"))) {
+  while (!isStackpinPackage(dir)) {
     const up = path.dirname(dir);
     if (up === dir) throw new Error(`cannot find the stackpin package root above ${__dirname}`);
     dir = up;

@@ -1,3 +1,4 @@
+import { spawn } from "node:child_process";
 import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -17,6 +18,7 @@ import {
 import {
   ConcurrentOperationError,
   MissingPassphraseError,
+  SecretsProviderUnavailableError,
   StackNotDeployedError,
   WrongPassphraseError,
 } from "../errors";
@@ -49,6 +51,8 @@ export interface OpenEngineStackOptions {
   secretsProvider: string;
   /** The passphrase provider's salt from `stack.yaml`; absent before the stack's first use. */
   encryptionSalt?: string;
+  /** A KMS provider's encrypted data key from `stack.yaml`; absent before the stack's first use. */
+  encryptedKey?: string;
   /** The passphrase, when the provider is `passphrase`. */
   passphrase?: { value?: string; file?: string };
   /** The program, run inline (no language host binary is needed). */
@@ -156,12 +160,27 @@ export interface StaleWorkspace {
 const inFlightTag = "stackpin:in-flight";
 const ownerFile = ".stackpin-owner.json";
 
+/** A Pulumi CLI run of our own (one that needs stdin) that failed; carries what it printed. */
+class CliRunError extends Error {}
+
+// What gocloud's keepers and Pulumi say when a KMS key cannot be opened or used: before the fix, such a
+// stack silently fell back to passphrase encryption; now the KMS's own words reach the user.
+// Specific on purpose: a program's own Secrets Manager or KMS resources failing is an update failure.
+const kmsFailure = /open keeper|secrets manager of type|getting secrets manager|secrets \(code=|transit\/(en|de)crypt|missing google credentials|failed to connect to gcpkms/i;
+
 /** Maps the CLI's failures to the errors a user can act on. */
-export function translateEngineError(stackName: string, backendUrl: string, err: unknown): unknown {
+export function translateEngineError(stackName: string, backendUrl: string, err: unknown, secretsProvider?: string): unknown {
   if (err instanceof StackNotFoundError) return new StackNotDeployedError(stackName, backendUrl);
   if (err instanceof ConcurrentUpdateError) return new ConcurrentOperationError(stackName, { cause: err });
-  if (err instanceof CommandError) {
+  if (err instanceof CommandError || err instanceof CliRunError) {
     const text = err.message;
+    if (secretsProvider && secretsProvider !== "passphrase" && kmsFailure.test(text)) {
+      // The CLI's own error and the KMS's answer under it, without the Automation API's wrapping.
+      const lines = text.split("\n").map((l) => l.trim()).filter((l) => l && !/^(\d+ errors occurred:|\d+\) Unknown)$/i.test(l));
+      const from = lines.findIndex((l) => l.startsWith("error: "));
+      const detail = lines.slice(Math.max(0, from), Math.max(0, from) + 6).join(" ").replace(/^error: /, "");
+      return new SecretsProviderUnavailableError(stackName, secretsProvider, detail);
+    }
     if (/incorrect passphrase/i.test(text)) return new WrongPassphraseError(stackName);
     if (/passphrase must be set|PULUMI_CONFIG_PASSPHRASE/i.test(text) && /must be set|not set/i.test(text)) {
       return new MissingPassphraseError(stackName);
@@ -212,10 +231,10 @@ export class EngineStack {
         pulumiCommand: options.pulumi.command,
         pulumiHome: options.pulumiHome,
         envVars,
+        // Used by `stack init`; the settings below carry it for a stack that exists.
+        secretsProvider: options.secretsProvider,
         projectSettings: { name: options.projectName, runtime: "nodejs", backend: { url: backend } },
-        stackSettings: options.encryptionSalt
-          ? { [options.stackName]: { encryptionSalt: options.encryptionSalt } }
-          : undefined,
+        stackSettings: secretsSettings(options),
       });
       const stack = options.create
         ? await Stack.createOrSelect(options.stackName, workspace)
@@ -242,7 +261,7 @@ export class EngineStack {
       return engine;
     } catch (err) {
       fs.rmSync(workDir, { recursive: true, force: true });
-      throw translateEngineError(options.stackName, options.backendUrl, err);
+      throw translateEngineError(options.stackName, options.backendUrl, err, options.secretsProvider);
     }
   }
 
@@ -258,9 +277,19 @@ export class EngineStack {
     await this.workspace.saveStackSettings(this.options.stackName, { ...settings, config });
   }
 
+  /** A KMS provider's encrypted data key now in the stack settings (written by Pulumi when the stack was created). */
+  async encryptedKey(): Promise<string | undefined> {
+    const settings = await this.workspace.stackSettings(this.options.stackName);
+    return settings.encryptedKey;
+  }
+
   /** Encrypts a value with the stack's secrets provider; returns Pulumi's ciphertext. */
   async encrypt(key: string, plaintext: string): Promise<string> {
-    await this.guard(() => this.stack.setConfig(key, { value: plaintext, secret: true }));
+    // The Automation API's setConfig puts the value on the CLI's command line, where `ps` shows it to
+    // every user of the machine; `pulumi config set` without a value reads it from stdin (`--raw`: as is).
+    await this.guard(() =>
+      this.runCliWithInput(["config", "set", key, "--secret", "--raw", "--stack", this.options.stackName, "--non-interactive"], plaintext),
+    );
     const settings = await this.workspace.stackSettings(this.options.stackName);
     const value = settings.config?.[key] as { secure?: string } | undefined;
     if (!value?.secure) throw new Error(`Pulumi did not encrypt ${key}`);
@@ -471,9 +500,37 @@ export class EngineStack {
     try {
       return await fn();
     } catch (err) {
-      throw translateEngineError(this.options.stackName, this.options.backendUrl, err);
+      throw translateEngineError(this.options.stackName, this.options.backendUrl, err, this.options.secretsProvider);
     }
   }
+
+  /** Runs the workspace's CLI as the Automation API would (same cwd and environment), writing `input` to its stdin. */
+  private runCliWithInput(args: string[], input: string): Promise<void> {
+    const env = {
+      ...process.env,
+      ...(this.workspace.pulumiHome ? { PULUMI_HOME: this.workspace.pulumiHome } : {}),
+      ...this.workspace.envVars,
+      PULUMI_AUTOMATION_API: "true",
+    };
+    return new Promise((resolve, reject) => {
+      const child = spawn(this.options.pulumi.command.command, args, { cwd: this.workDir, env, stdio: ["pipe", "pipe", "pipe"] });
+      let output = "";
+      child.stdout.on("data", (d) => (output += d));
+      child.stderr.on("data", (d) => (output += d));
+      child.on("error", reject);
+      child.on("close", (code) =>
+        code === 0 ? resolve() : reject(new CliRunError(`pulumi ${args.slice(0, 2).join(" ")} exited ${code}:\n${output.trim()}`)),
+      );
+      child.stdin.end(input);
+    });
+  }
+}
+
+/** The stack settings that tell Pulumi how the stack's secrets are encrypted, from `stack.yaml`. */
+function secretsSettings(options: OpenEngineStackOptions) {
+  const { stackName, secretsProvider, encryptionSalt, encryptedKey } = options;
+  if (secretsProvider === "passphrase") return encryptionSalt ? { [stackName]: { encryptionSalt } } : undefined;
+  return { [stackName]: { secretsProvider, ...(encryptedKey ? { encryptedKey } : {}) } };
 }
 
 function maskOutputs(outputs: Record<string, { value: unknown; secret: boolean }>): Record<string, StackOutput> {

@@ -47,6 +47,11 @@ export const verifySchema = z
       .prefault({}),
     /** Require `/health` to report the target version in its `version` field. */
     checkVersion: z.boolean().default(true),
+    /**
+     * Variables smoke commands get from the operator's environment, besides PATH, HOME, LANG, TMPDIR and
+     * `ENDPOINT`; nothing else reaches them. Their output is recorded with credentials redacted.
+     */
+    smokeEnv: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "an environment variable name")).optional(),
     /** Shell commands run after the health check, with `ENDPOINT` set; each must exit 0. */
     smoke: z
       .array(
@@ -175,6 +180,12 @@ export const policySchema = z
   })
   .strict();
 
+/**
+ * The KMS secrets providers Pulumi's CLI opens (gocloud.dev's keepers it registers): the key stays in the
+ * KMS, Pulumi keeps a data key encrypted by it. Anything else would silently become passphrase encryption.
+ */
+export const kmsSecretsProviderPattern = /^(awskms|gcpkms|azurekeyvault|hashivault):\/\/[^\s]+$/;
+
 /** `stacks/<stack>/stack.yaml`: what does not change between versions. */
 export const stackFileSchema = z
   .object({
@@ -182,10 +193,18 @@ export const stackFileSchema = z
     program: z.string().min(1),
     /** The Pulumi project name; defaults to `Pulumi.yaml`'s `name`, else `stackpin`. */
     project: z.string().regex(/^[A-Za-z0-9_.-]+$/).optional(),
-    /** Only `passphrase` is supported on the embedded default; a cloud KMS URL is passed to Pulumi as is. */
-    secretsProvider: z.string().default("passphrase"),
-    /** The passphrase provider's salt, written by `stackpin init`; not secret, needed to decrypt. */
+    /** `passphrase`, or a KMS key URL Pulumi opens itself (see {@link kmsSecretsProviderPattern}). */
+    secretsProvider: z
+      .string()
+      .default("passphrase")
+      .refine((p) => p === "passphrase" || kmsSecretsProviderPattern.test(p), {
+        message:
+          "not a secrets provider stackpin can use: write passphrase, or a KMS key URL (awskms://, gcpkms://, azurekeyvault://, hashivault://)",
+      }),
+    /** The passphrase provider's salt, written on the stack's first use; not secret, needed to decrypt. */
     encryptionsalt: z.string().optional(),
+    /** A KMS provider's data key, encrypted by the KMS, written on the stack's first use; not secret, needed to decrypt. */
+    encryptedkey: z.string().optional(),
     /** The state backend URL; overrides the default `file://<project>/.stackpin/state`. */
     backend: z.string().optional(),
     /** Config shared by every version (where the database is, ports); a version's own config wins. */
