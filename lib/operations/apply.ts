@@ -6,7 +6,11 @@ import * as path from "node:path";
 import { DatabaseDecision, DatabaseRequest, planDatabase, VersionDatabase } from "../database";
 import {
   ApplyFailedError,
+  DatabaseApplyFailedError,
   DatabaseUnavailableError,
+  EngineFailedError,
+  engineErrorLines as engineFailure,
+  HealthGateFailedError,
   InvalidVersionFileError,
   RestoreImpossibleError,
   StackpinError,
@@ -299,24 +303,14 @@ export async function applyWith(
   const started = Date.now();
   const arrow = record.from ? `${record.from} -> ${record.to}` : record.to;
   progress.onProgress?.({ type: "phase", phase: "apply", message: `${record.op} ${arrow} on ${ctx.stack.name}: ${desired.notes.join("; ")}` });
-  await engine.setConfig(desired.config);
-  if (touchesDatabase(desired)) {
-    // The database checks (reachable, snapshot and WAL archive present, time in the window) run in the
-    // preview, so a refusal leaves no trace in the backend.
-    progress.onProgress?.({ type: "phase", phase: "preview", message: "checking the database change before applying it" });
-    await previewOrExplain(ctx, engine, {});
-  }
+  await checkDatabaseFirst(ctx, engine, desired, progress);
   let run;
   try {
     run = await engine.up(encodeRecord(record), progressBridge(progress));
   } catch (err) {
-    if (err instanceof StackpinError) throw err;
-    const typed = programFailure(ctx.stack.name, (err as Error).message);
-    if (typed) throw typed;
-    const detail = engineFailure((err as Error).message);
-    const failedRevision = await newestRevision(engine).catch(() => history.length + 1);
-    await engine.setTags({ [verificationTag(failedRevision)]: `failed: ${detail}`.slice(0, 250) }).catch(() => undefined);
-    throw new ApplyFailedError(ctx.stack.name, target.version, detail, { cause: err });
+    // A lock held by another operation: the update never started.
+    if (err instanceof StackpinError && !(err instanceof EngineFailedError)) throw err;
+    throw await updateFailure(ctx, engine, target, history, err);
   }
   const revision = await newestRevision(engine);
   let verification: VerificationResult | undefined;
@@ -357,25 +351,50 @@ export async function applyWith(
   };
 }
 
-/** Runs the engine's preview, turning a program's `[stackpin:...]` refusal into its typed error. */
+/**
+ * Sets the desired config and, when the apply touches the database, runs the database checks (reachable,
+ * snapshot and WAL archive present, time in the window): they run in a preview, so a refusal (exit 13)
+ * leaves no trace in the backend. A first deploy runs them on its scratch stack before creating the real one.
+ */
+export async function checkDatabaseFirst(ctx: EnvironmentContext, engine: EngineStack, desired: DesiredState, progress: ProgressOptions): Promise<void> {
+  await engine.setConfig(desired.config);
+  if (!touchesDatabase(desired)) return;
+  progress.onProgress?.({ type: "phase", phase: "preview", message: "checking the database change before applying it" });
+  await previewOrExplain(ctx, engine, {});
+}
+
+/**
+ * What an update that ran and failed becomes: recorded as failed (its revision's verification tag), and
+ * typed by what failed — the database change, the health gate (exit 11), or anything else (exit 8).
+ * Never a refusal: the update is in history, and the caller audits it as a failure.
+ */
+async function updateFailure(ctx: EnvironmentContext, engine: EngineStack, target: VersionFile, history: HistoryEntry[], err: unknown): Promise<ApplyFailedError> {
+  const message = err instanceof EngineFailedError ? err.detail : (err as Error).message;
+  const detail = engineFailure(message);
+  const revision = await newestRevision(engine).catch(() => history.length + 1);
+  await engine.setTags({ [verificationTag(revision)]: `failed: ${detail}`.slice(0, 250) }).catch(() => undefined);
+  const cause = err instanceof EngineFailedError ? (err.cause ?? err) : err;
+  const gate = /\[stackpin:health-gate\] ([^\n]*)/.exec(message);
+  if (gate) return new HealthGateFailedError(ctx.stack.name, target.version, gate[1].replace(/[";]+$/, ""), { cause, revision });
+  const db = programFailure(ctx.stack.name, message);
+  if (db) return new DatabaseApplyFailedError(ctx.stack.name, target.version, (db as RestoreImpossibleError | DatabaseUnavailableError).detail, { cause, revision });
+  return new ApplyFailedError(ctx.stack.name, target.version, detail, { cause, revision });
+}
+
+/**
+ * Runs the engine's preview, turning a program's `[stackpin:...]` refusal into its typed error; the
+ * preview changed nothing, so that is a refusal (exit 13). Any other failure is the engine's (exit 8).
+ */
 async function previewOrExplain(ctx: EnvironmentContext, engine: EngineStack, progress: ProgressOptions) {
   try {
     return await engine.preview(progressBridge(progress));
   } catch (err) {
-    throw programFailure(ctx.stack.name, (err as Error).message) ?? err;
+    const message = err instanceof EngineFailedError ? err.detail : (err as Error).message;
+    const engineFailed = !(err instanceof StackpinError) || err instanceof EngineFailedError;
+    throw programFailure(ctx.stack.name, message) ?? (engineFailed ? new EngineFailedError(ctx.stack.name, message, { cause: err, during: "the preview (nothing was applied)" }) : err);
   }
 }
 
 async function newestRevision(engine: EngineStack): Promise<number> {
   return toHistoryEntries(await engine.history())[0]?.revision ?? 0;
-}
-
-/** The engine's own error lines, without the CLI's boilerplate and progress lines. */
-function engineFailure(message: string): string {
-  const errors = message
-    .split("\n")
-    .map((l) => l.trim())
-    .filter((l) => l.startsWith("error: ") && l !== "error: update failed")
-    .map((l) => l.slice("error: ".length));
-  return [...new Set(errors)].slice(0, 4).join("\n") || message.trim().split("\n").slice(-3).join("\n");
 }

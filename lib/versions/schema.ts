@@ -133,13 +133,16 @@ export const triggerRuleSchema = z.union([
     .strict(),
 ]);
 
+/** Time between `watch` evaluations, in ms: the policy's `intervalMs` and `watch --interval` alike. */
+export const watchIntervalSchema = z.number().int().min(50).max(86_400_000);
+
 /** The operations around a rollback, per stack: triggers, approvals, notifications. */
 export const policySchema = z
   .object({
     triggers: z
       .object({
         /** Time between evaluations, in ms. */
-        intervalMs: z.number().int().min(50).default(15_000),
+        intervalMs: watchIntervalSchema.default(15_000),
         /** The Prometheus-compatible server whose `/api/v1/query` the query rules ask. */
         prometheus: z.string().url().optional(),
         /** The health check of health rules: path under the program's `endpoint`, and timeout. */
@@ -184,7 +187,7 @@ export const stackFileSchema = z
     project: z.string().regex(/^[A-Za-z0-9_.-]+$/).optional(),
     /** Only `passphrase` is supported on the embedded default; a cloud KMS URL is passed to Pulumi as is. */
     secretsProvider: z.string().default("passphrase"),
-    /** The passphrase provider's salt, written by `stackpin init`; not secret, needed to decrypt. */
+    /** The passphrase provider's salt, written on the stack's first deploy or `secret set`; not secret, needed to decrypt. */
     encryptionsalt: z.string().optional(),
     /** The state backend URL; overrides the default `file://<project>/.stackpin/state`. */
     backend: z.string().optional(),
