@@ -2,7 +2,7 @@ import { ApprovalInput, approvedBy, checkApprovals, recordOf } from "../approval
 import type { EnvironmentContext, ProgressOptions } from "../environment";
 import { ApplyFailedError, FrozenError, NotConfirmedError, StackpinError, VerificationFailedError } from "../errors";
 import { HistoryEntry, lastVerifiedVersion, liveState } from "../history-record";
-import { audit, auditFailure, freezeOf } from "../trail";
+import { audit, auditFailure, freezeOf, isRefusal } from "../trail";
 import { ApplyResult, applyWith, checkDatabaseFirst, planWith, prepareApply, readHistoryAndTags } from "./apply";
 import type { Plan } from "./plan";
 import { recoverInterrupted, RecoveryReport } from "./recover";
@@ -118,7 +118,9 @@ export async function deploy(ctx: EnvironmentContext, options: DeployOptions): P
     // Both stories matter to whoever is on call: why the deploy failed, and why going back did too.
     const why = err instanceof VerificationFailedError
       ? `${goodVersion} was applied and is live, but failed verification: ${err.reason}`
-      : (err as Error).message.split("\n")[0];
+      : isRefusal(err)
+        ? `it was refused before it changed anything: ${(err as Error).message.split("\n")[0].replace(/\s*Nothing was changed\.$/, "")}`
+        : (err as Error).message.split("\n")[0];
     const rollbackError = err instanceof StackpinError ? { code: err.code, exitCode: err.exitCode, message: err.message } : { message: (err as Error).message };
     throw new VerificationFailedError(ctx.stack.name, target.version, reason, undefined, { deploy: result, rollbackError }, { rollbackFailure: why, rollbackTarget: goodVersion });
   }

@@ -36,7 +36,7 @@ describe("a database change that fails during the update says what ran (exit 8),
 
   /** Ends the current WAL segment and resolves with its name once the archive holds it. */
   async function switchAndArchive(): Promise<string> {
-    await pg.query("insert into items (note) select 'row ' || g from generate_series(1, 20) g");
+    await pg.query("insert into items (tag) select 'row ' || g from generate_series(1, 20) g");
     const [{ wal }] = await pg.query<{ wal: string }>("select pg_walfile_name(pg_switch_wal()) as wal");
     for (;;) {
       const [{ last }] = await pg.query<{ last: string | null }>("select last_archived_wal as last from pg_stat_archiver");
@@ -56,7 +56,7 @@ describe("a database change that fails during the update says what ran (exit 8),
     await switchAndArchive();
     const [{ now }] = await pg.query<{ now: Date }>("select clock_timestamp() as now");
     const T = now.toISOString();
-    await pg.query("insert into items (note) values ('after T')");
+    await pg.query("insert into items (tag) values ('after T')");
     fs.rmSync(path.join(pg.archiveDir, gap));
 
     const before = json(await project.cli(["history", "--stack", "shop", "--json"]));

@@ -192,6 +192,29 @@ describe("every exit code in the README's table is what the CLI exits with in th
     assert.match(error.message, /cache unreachable/);
   });
 
+  it("11 too: a failed auto-rollback keeps both reasons, the deploy's and the rollback's", async () => {
+    setPolicy({ approvals: { require: ["rollback"] } });
+    try {
+      const r = await expect(ExitCode.verificationFailed, "auto-rollback refused", ["deploy", "--stack", "dev", "--version", "v3", "--yes", "--auto-rollback", "--json"]);
+      const error = json(r).error;
+      assert.match(error.message, /v3 failed verification on stack dev: health gate: .*cache unreachable/);
+      assert.match(error.message, /the automatic rollback to v\d+ failed too: it was refused before it changed anything: this rollback on stack dev needs explicit approval/);
+      assert.equal(error.details.rollbackError.exitCode, ExitCode.approvalRequired);
+    } finally {
+      setPolicy(undefined);
+    }
+  });
+
+  it("11 too: a rollback whose target fails verification says it was applied and is live, unverified", async () => {
+    const v1 = parse(fs.readFileSync(path.join(project.dir, "stacks", "dev", "v1.yaml"), "utf8"));
+    project.writeVersion("v12", stringify({ ...v1, version: "v12", verify: { ...v1.verify, smoke: [{ name: "always fails", run: "exit 3" }] } }));
+    const r = await expect(ExitCode.verificationFailed, "rollback unverified", ["rollback", "--stack", "dev", "--to", "v12", "--yes"]);
+    assert.match(r.stderr, /v12 failed verification on stack dev: .*always fails/);
+    assert.match(r.stderr, /the rollback to v12 was applied and is live, but unverified/);
+    assert.doesNotMatch(r.stderr, /not rolled back/);
+    assert.equal(json(await project.cli(["status", "--stack", "dev", "--json"])).liveVersion, "v12");
+  });
+
   it("8 too: an engine failure in a preview is the engine's, not an internal error, and creates nothing", async () => {
     // A URL the schema's pattern lets through but the program cannot parse: the engine fails the preview.
     const dbStack = path.join(project.dir, "stacks", "shop");
