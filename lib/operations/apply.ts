@@ -308,7 +308,7 @@ export async function applyWith(
   try {
     run = await engine.up(encodeRecord(record), progressBridge(progress));
   } catch (err) {
-    // A lock held by another operation: the update never started.
+    // Refused before the update started (another operation holds the lock, the passphrase is wrong).
     if (err instanceof StackpinError && !(err instanceof EngineFailedError)) throw err;
     throw await updateFailure(ctx, engine, target, history, err);
   }
@@ -371,8 +371,10 @@ export async function checkDatabaseFirst(ctx: EnvironmentContext, engine: Engine
 async function updateFailure(ctx: EnvironmentContext, engine: EngineStack, target: VersionFile, history: HistoryEntry[], err: unknown): Promise<ApplyFailedError> {
   const message = err instanceof EngineFailedError ? err.detail : (err as Error).message;
   const detail = engineFailure(message);
-  const revision = await newestRevision(engine).catch(() => history.length + 1);
-  await engine.setTags({ [verificationTag(revision)]: `failed: ${detail}`.slice(0, 250) }).catch(() => undefined);
+  // Named only when the engine did record an update after the one the plan started from.
+  const newest = await newestRevision(engine).catch(() => undefined);
+  const revision = newest !== undefined && newest > (history[0]?.revision ?? 0) ? newest : undefined;
+  if (revision) await engine.setTags({ [verificationTag(revision)]: `failed: ${detail}`.slice(0, 250) }).catch(() => undefined);
   const cause = err instanceof EngineFailedError ? (err.cause ?? err) : err;
   const gate = /\[stackpin:health-gate\] ([^\n]*)/.exec(message);
   if (gate) return new HealthGateFailedError(ctx.stack.name, target.version, gate[1].replace(/[";]+$/, ""), { cause, revision });
