@@ -17,6 +17,7 @@ import {
 } from "@pulumi/pulumi/automation";
 import {
   ConcurrentOperationError,
+  EngineFailedError,
   MissingPassphraseError,
   SecretsProviderUnavailableError,
   StackNotDeployedError,
@@ -185,6 +186,8 @@ export function translateEngineError(stackName: string, backendUrl: string, err:
     if (/passphrase must be set|PULUMI_CONFIG_PASSPHRASE/i.test(text) && /must be set|not set/i.test(text)) {
       return new MissingPassphraseError(stackName);
     }
+    // Anything else the CLI reports is the engine's failure, not a bug in stackpin (exit 8, not 1).
+    return new EngineFailedError(stackName, text, { cause: err });
   }
   return err;
 }

@@ -6,7 +6,11 @@ import * as path from "node:path";
 import { DatabaseDecision, DatabaseRequest, planDatabase, VersionDatabase } from "../database";
 import {
   ApplyFailedError,
+  DatabaseApplyFailedError,
   DatabaseUnavailableError,
+  EngineFailedError,
+  engineErrorLines as engineFailure,
+  HealthGateFailedError,
   InvalidVersionFileError,
   RestoreImpossibleError,
   StackpinError,
@@ -297,6 +301,22 @@ export async function planWith(
 const savedPlans = new WeakMap<Plan, string>();
 
 /**
+ * Moves a confirmed plan's update-plan file into another engine's workspace: a first deploy previews on a
+ * scratch stack whose workspace is removed before the real stack is created, and must still be held to
+ * what was shown. Returns a function to call once the new engine is open.
+ */
+export function carryPlan(plan: Plan | undefined): (engine: EngineStack) => void {
+  const file = plan ? savedPlans.get(plan) : undefined;
+  const text = file && fs.existsSync(file) ? fs.readFileSync(file) : undefined;
+  return (engine) => {
+    if (!plan || !text) return;
+    const moved = engine.planFile();
+    fs.writeFileSync(moved, text);
+    savedPlans.set(plan, moved);
+  };
+}
+
+/**
  * Applies a version (as {@link prepareApply} planned it) through the engine, records it as a new forward entry in the backend's history
  * (the update message carries who, from, to, why and the update's id), then verifies it through the
  * program's endpoint and records the outcome in stackpin's records, keyed by the update's id. Raises
@@ -318,13 +338,7 @@ export async function applyWith(
   const started = Date.now();
   const arrow = record.from ? `${record.from} -> ${record.to}` : record.to;
   progress.onProgress?.({ type: "phase", phase: "apply", message: `${record.op} ${arrow} on ${ctx.stack.name}: ${desired.notes.join("; ")}` });
-  await engine.setConfig(desired.config);
-  if (touchesDatabase(desired)) {
-    // The database checks (reachable, snapshot and WAL archive present, time in the window) run in the
-    // preview, so a refusal leaves no trace in the backend.
-    progress.onProgress?.({ type: "phase", phase: "preview", message: "checking the database change before applying it" });
-    await previewOrExplain(ctx, engine, {});
-  }
+  await checkDatabaseFirst(ctx, engine, desired, progress);
   // The plan (layout, secrets, database, approvals, from) was computed from `history`: if another
   // operation applied since, it describes a stack that no longer exists. Checked last before the update;
   // the engine's own lock covers the update itself.
@@ -339,12 +353,9 @@ export async function applyWith(
     const plan = confirmed ? savedPlans.get(confirmed) : undefined;
     run = await engine.up(encodeRecord({ ...record, id }), progressBridge(progress), { plan });
   } catch (err) {
-    if (err instanceof StackpinError) throw err;
-    const typed = programFailure(ctx.stack.name, (err as Error).message);
-    if (typed) throw typed;
-    const detail = engineFailure((err as Error).message);
-    await recordVerification(engine, id, target.version, `failed: ${detail}`).catch(() => undefined);
-    throw new ApplyFailedError(ctx.stack.name, target.version, detail, { cause: err });
+    // Refused before the update started (another operation holds the lock, the passphrase is wrong).
+    if (err instanceof StackpinError && !(err instanceof EngineFailedError)) throw err;
+    throw await updateFailure(ctx, engine, target, history, id, err);
   }
   const revision = await newestRevision(engine);
   let verification: VerificationResult | undefined;
@@ -383,12 +394,49 @@ export async function applyWith(
   };
 }
 
-/** Runs the engine's preview, turning a program's `[stackpin:...]` refusal into its typed error. */
+/**
+ * Sets the desired config and, when the apply touches the database, runs the database checks (reachable,
+ * snapshot and WAL archive present, time in the window): they run in a preview, so a refusal (exit 13)
+ * leaves no trace in the backend. A first deploy runs them on its scratch stack before creating the real one.
+ */
+export async function checkDatabaseFirst(ctx: EnvironmentContext, engine: EngineStack, desired: DesiredState, progress: ProgressOptions): Promise<void> {
+  await engine.setConfig(desired.config);
+  if (!touchesDatabase(desired)) return;
+  progress.onProgress?.({ type: "phase", phase: "preview", message: "checking the database change before applying it" });
+  await previewOrExplain(ctx, engine, {});
+}
+
+/**
+ * What an update that ran and failed becomes: recorded as failed (a verification record under the update's id), and
+ * typed by what failed — the database change, the health gate (exit 11), or anything else (exit 8).
+ * Never a refusal: the update is in history, and the caller audits it as a failure.
+ */
+async function updateFailure(ctx: EnvironmentContext, engine: EngineStack, target: VersionFile, history: HistoryEntry[], id: string, err: unknown): Promise<ApplyFailedError> {
+  const message = err instanceof EngineFailedError ? err.detail : (err as Error).message;
+  const detail = engineFailure(message);
+  // Named only when the engine did record an update after the one the plan started from.
+  const newest = await newestRevision(engine).catch(() => undefined);
+  const revision = newest !== undefined && newest > (history[0]?.revision ?? 0) ? newest : undefined;
+  if (revision) await recordVerification(engine, id, target.version, `failed: ${detail}`).catch(() => undefined);
+  const cause = err instanceof EngineFailedError ? (err.cause ?? err) : err;
+  const gate = /\[stackpin:health-gate\] ([^\n]*)/.exec(message);
+  if (gate) return new HealthGateFailedError(ctx.stack.name, target.version, gate[1].replace(/[";]+$/, ""), { cause, revision });
+  const db = programFailure(ctx.stack.name, message);
+  if (db) return new DatabaseApplyFailedError(ctx.stack.name, target.version, (db as RestoreImpossibleError | DatabaseUnavailableError).detail, { cause, revision });
+  return new ApplyFailedError(ctx.stack.name, target.version, detail, { cause, revision });
+}
+
+/**
+ * Runs the engine's preview, turning a program's `[stackpin:...]` refusal into its typed error; the
+ * preview changed nothing, so that is a refusal (exit 13). Any other failure is the engine's (exit 8).
+ */
 async function previewOrExplain(ctx: EnvironmentContext, engine: EngineStack, progress: ProgressOptions, savePlan?: string) {
   try {
     return await engine.preview(progressBridge(progress), { savePlan });
   } catch (err) {
-    throw programFailure(ctx.stack.name, (err as Error).message) ?? err;
+    const message = err instanceof EngineFailedError ? err.detail : (err as Error).message;
+    const engineFailed = !(err instanceof StackpinError) || err instanceof EngineFailedError;
+    throw programFailure(ctx.stack.name, message) ?? (engineFailed ? new EngineFailedError(ctx.stack.name, message, { cause: err, during: "the preview (nothing was applied)" }) : err);
   }
 }
 
@@ -401,14 +449,4 @@ async function recordVerification(engine: EngineStack, id: string, version: stri
 
 async function newestRevision(engine: EngineStack): Promise<number> {
   return toHistoryEntries(await engine.history())[0]?.revision ?? 0;
-}
-
-/** The engine's own error lines, without the CLI's boilerplate and progress lines. */
-function engineFailure(message: string): string {
-  const errors = message
-    .split("\n")
-    .map((l) => l.trim())
-    .filter((l) => l.startsWith("error: ") && l !== "error: update failed")
-    .map((l) => l.slice("error: ".length));
-  return [...new Set(errors)].slice(0, 4).join("\n") || message.trim().split("\n").slice(-3).join("\n");
 }

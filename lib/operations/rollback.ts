@@ -124,7 +124,7 @@ export async function rollback(ctx: EnvironmentContext, options: RollbackOptions
     const written = incident.write(incidentsDir(ctx));
     await audit(ctx, engine, { op: "rollback", from, to: target.version, result: ok ? "succeeded" : "failed", detail: `revision ${result.revision}; incident ${incident.record.id}${approvedBy(incident.record.approvals)}` }, options);
     if (!ok) {
-      throw new VerificationFailedError(ctx.stack.name, target.version, result.verification?.reason ?? "verification failed", undefined, { rollback: result, incident: written });
+      throw new VerificationFailedError(ctx.stack.name, target.version, result.verification?.reason ?? "verification failed", undefined, { rollback: result, incident: written }, { op: "rollback" });
     }
     return {
       ...result,

@@ -138,13 +138,16 @@ export const triggerRuleSchema = z.union([
     .strict(),
 ]);
 
+/** Time between `watch` evaluations, in ms: the policy's `intervalMs` and `watch --interval` alike. */
+export const watchIntervalSchema = z.number().int().min(50).max(86_400_000);
+
 /** The operations around a rollback, per stack: triggers, approvals, notifications. */
 export const policySchema = z
   .object({
     triggers: z
       .object({
         /** Time between evaluations, in ms. */
-        intervalMs: z.number().int().min(50).default(15_000),
+        intervalMs: watchIntervalSchema.default(15_000),
         /** The Prometheus-compatible server whose `/api/v1/query` the query rules ask. */
         prometheus: z.string().url().optional(),
         /** The health check of health rules: path under the program's `endpoint`, and timeout. */
@@ -201,7 +204,7 @@ export const stackFileSchema = z
         message:
           "not a secrets provider stackpin can use: write passphrase, or a KMS key URL (awskms://, gcpkms://, azurekeyvault://, hashivault://)",
       }),
-    /** The passphrase provider's salt, written on the stack's first use; not secret, needed to decrypt. */
+    /** The passphrase provider's salt, written on the stack's first deploy or `secret set`; not secret, needed to decrypt. */
     encryptionsalt: z.string().optional(),
     /** A KMS provider's data key, encrypted by the KMS, written on the stack's first use; not secret, needed to decrypt. */
     encryptedkey: z.string().optional(),
