@@ -56,6 +56,8 @@ export interface EnvironmentContext {
   program: ProgramFactory;
   /** The directory the program keeps the stack's local resources in. */
   stateDir: string;
+  /** Secret values given in code (a passphrase passed as a value), redacted from what smoke commands print. */
+  secretValues: string[];
   /**
    * Opens the stack in the engine; `create` makes it in the backend on first use, and then writes the
    * passphrase salt Pulumi chose into `stack.yaml` (when it has none).
@@ -157,6 +159,7 @@ export async function openEnvironment(options: OpenEnvironmentOptions): Promise<
     actor: options.actor ?? os.userInfo().username,
     program: factory,
     stateDir,
+    secretValues: passphrase?.value ? [passphrase.value] : [],
     async openEngine({ create }) {
       const engine = await open(backendUrl, create);
       if (!stack.settings.encryptionsalt && stack.settings.secretsProvider === "passphrase") {

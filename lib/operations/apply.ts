@@ -362,8 +362,12 @@ export async function applyWith(
   const endpoint = run.outputs.endpoint?.value;
   if (typeof endpoint === "string") {
     progress.onProgress?.({ type: "phase", phase: "verify", message: `verifying ${target.version} through ${endpoint}` });
-    verification = await verifyRelease(endpoint, target.version, target.verify, (c) =>
-      progress.onProgress?.({ type: "check", name: c.name, passed: c.passed, detail: c.detail, attempts: c.attempts }),
+    verification = await verifyRelease(
+      endpoint,
+      target.version,
+      target.verify,
+      (c) => progress.onProgress?.({ type: "check", name: c.name, passed: c.passed, detail: c.detail, attempts: c.attempts }),
+      { secrets: ctx.secretValues },
     );
   }
   progress.onProgress?.({ type: "phase", phase: "record", message: `recording ${target.version} as live` });
