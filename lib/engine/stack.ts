@@ -490,12 +490,23 @@ export class EngineStack {
       mark.what = mark.what.slice(0, Math.max(0, mark.what.length - (text.length - tagValueLimit)));
       text = JSON.stringify(mark);
     }
+    // Another stackpin operation's mark while its process runs: that operation holds (or is about to take)
+    // the engine's lock. Writing ours would overwrite its mark and clearing ours would remove it, so that a
+    // kill of that process could no longer be recognised.
+    const current = await this.inFlightMark();
+    if (current && !(current.pid === process.pid && current.hostname === mark.hostname) && current.liveness.state !== "dead") {
+      throw new ConcurrentOperationError(this.options.stackName, { holder: `${current.what}: ${current.liveness.detail}` });
+    }
     await this.setTags({ [inFlightTag]: text });
     try {
       return await this.guard(fn);
     } finally {
-      // A failed update ended too (the engine released its lock); only a killed one leaves the mark.
-      await this.clearInFlightMark().catch(() => undefined);
+      // A failed update ended too (the engine released its lock); only a killed one leaves the mark. Only
+      // ours is removed: a mark written meanwhile by another process stays with that process.
+      const after = await this.inFlightMark().catch(() => undefined);
+      if (after && after.pid === mark.pid && after.hostname === mark.hostname && after.since === mark.since) {
+        await this.clearInFlightMark().catch(() => undefined);
+      }
     }
   }
 
