@@ -1,9 +1,7 @@
 import { strict as assert } from "node:assert";
-import { execFile } from "node:child_process";
 import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { promisify } from "node:util";
 import { parse, stringify } from "yaml";
 import { ExitCode } from "../../lib/errors";
 import { demoPassphrase, json, pulumiOrSkip, TempProject, tempProject } from "./harness";
@@ -143,51 +141,39 @@ describe("secrets: the stack's secrets provider is used, and secret values stay 
 
 describe("secrets: secret set on a passphrase stack keeps the value off command lines too", function () {
   let project: TempProject;
+  let pulumiBin: string;
   const token = `tok-${crypto.randomBytes(12).toString("hex")}`;
 
   before(async function () {
-    project = tempProject(await pulumiOrSkip(this));
+    const pulumi = await pulumiOrSkip(this);
+    pulumiBin = path.join(pulumi.root, "pulumi");
+    project = tempProject(pulumi);
   });
   after(async () => project?.teardown());
 
-  it("while Pulumi reads the passphrase no command line holds the value; the deployed program gets it", async () => {
-    // The passphrase file is a FIFO: each Pulumi process that needs the passphrase blocks opening it until
-    // the test answers, and the test looks at every command line at that moment.
-    const fifo = path.join(project.dir, "passphrase.fifo");
-    await promisify(execFile)("mkfifo", ["-m", "600", fifo]);
-    const seen: string[][] = [];
-    const leaks: string[] = [];
-    let finished = false;
-    const running = project
-      .cli(["secret", "set", "--stack", "dev", "--version", "v1", "--key", "apiToken"], {
-        env: { PULUMI_CONFIG_PASSPHRASE: undefined, PULUMI_CONFIG_PASSPHRASE_FILE: fifo },
-        input: `${token}\n`,
-      })
-      .finally(() => (finished = true));
-    const answering = (async () => {
-      for (;;) {
-        const fh = await fs.promises.open(fifo, "w");
-        try {
-          if (finished) return;
-          for (const c of commandLines()) {
-            if (c.argv.some((a) => a.includes(token))) leaks.push(`${c.pid}: ${c.argv.join(" ")}`);
-            if (c.argv.includes("config") && c.argv.includes("set")) seen.push(c.argv);
-          }
-          await fh.write(demoPassphrase);
-        } finally {
-          await fh.close();
-        }
-      }
-    })();
-    const r = await running;
-    // Opening the reading end lets the last pending open for writing return.
-    const reader = fs.openSync(fifo, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
-    await answering;
-    fs.closeSync(reader);
+  it("while Pulumi runs no command line holds the value; the deployed program gets it", async () => {
+    // Every Pulumi process stackpin starts goes through a wrapper that, before running the real CLI, writes
+    // down every command line on the machine at that moment (its own, which carries Pulumi's arguments,
+    // included): each invocation is observed, whatever the machine's speed.
+    const real = pulumiBin;
+    const wrapperRoot = path.join(project.dir, "pulumi-watched");
+    const log = path.join(project.dir, "command-lines.log");
+    fs.mkdirSync(path.join(wrapperRoot, "bin"), { recursive: true });
+    fs.writeFileSync(
+      path.join(wrapperRoot, "bin", "pulumi"),
+      `#!/bin/sh\n{ echo "=== pulumi $1 $2"; for f in /proc/[0-9]*/cmdline; do tr '\\0' ' ' < "$f" 2>/dev/null; echo; done; } >> '${log}'\nexec '${real}' "$@"\n`,
+      { mode: 0o755 },
+    );
+    const r = await project.cli(["secret", "set", "--stack", "dev", "--version", "v1", "--key", "apiToken"], {
+      env: { STACKPIN_PULUMI: wrapperRoot },
+      input: `${token}\n`,
+    });
     assert.equal(r.code, ExitCode.ok, r.stderr);
-    assert.ok(seen.some((argv) => argv.includes("stackpin-demo:apiToken")), "the scan never saw Pulumi's config set running");
-    assert.deepEqual(leaks, [], "a command line held the secret");
-    process.stderr.write(`      [figures] secret set (passphrase): ${seen.length} scans with pulumi config set running, 0 command lines holding the value\n`);
+    const scans = fs.readFileSync(log, "utf8").split("=== ").filter(Boolean);
+    const configSet = scans.filter((scan) => /pulumi[^\n]* config set [^\n]*stackpin-demo:apiToken/.test(scan));
+    assert.ok(configSet.length > 0, `the wrapper never saw Pulumi's config set run (${scans.length} invocations)`);
+    assert.equal(scans.filter((scan) => scan.includes(token)).length, 0, "a command line held the secret");
+    process.stderr.write(`      [figures] secret set (passphrase): ${scans.length} Pulumi invocations observed, ${configSet.length} of them config set, 0 command lines holding the value\n`);
     const v1 = fs.readFileSync(path.join(project.dir, "stacks", "dev", "v1.yaml"), "utf8");
     assert.ok(!v1.includes(token) && !r.stdout.includes(token) && !r.stderr.includes(token), "the value appears in plain text");
 
