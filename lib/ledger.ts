@@ -7,6 +7,7 @@ import type { EngineStack } from "./engine/stack";
 import { Holder, livenessOf, nodeCommand } from "./engine/interruption";
 import { ConcurrentOperationError } from "./errors";
 import { updateKey, toHistoryEntries } from "./history-record";
+import { getObject, S3Location, s3LocationOf, updateObject } from "./s3-backend";
 
 /** A deploy freeze, as stored in the backend. */
 export interface Freeze {
@@ -187,6 +188,51 @@ export class FileRecordStore implements RecordStore {
   }
 }
 
+/**
+ * The records of a stack on an `s3://` backend: `.stackpin/<project>/<stack>.json` in the state's bucket
+ * (under the backend URL's prefix), so every machine reads and writes the same document. There is no lock
+ * file: each write is a compare-and-swap by S3 conditional write (`If-Match` on the ETag read,
+ * `If-None-Match: *` to create), retried from a fresh read when another writer got in first.
+ */
+export class S3RecordStore implements RecordStore {
+  private readonly key: string;
+
+  constructor(
+    private readonly loc: S3Location,
+    project: string,
+    private readonly stackName: string,
+    private readonly migrate?: (records: StackRecords) => Promise<void>,
+  ) {
+    this.key = `.stackpin/${project}/${stackName}.json`;
+  }
+
+  get where(): string {
+    return `${this.loc.url}/${this.key}`;
+  }
+
+  private parse(text: string | undefined): StackRecords {
+    return text === undefined ? emptyRecords() : { ...emptyRecords(), ...(JSON.parse(text) as StackRecords) };
+  }
+
+  async read(): Promise<StackRecords> {
+    return this.parse((await getObject(this.loc, this.key))?.text);
+  }
+
+  async update(change: (records: StackRecords) => void): Promise<StackRecords> {
+    return updateObject(this.loc, this.key, this.stackName, async (current) => {
+      const records = this.parse(current?.text);
+      if (!records.migratedFromTags) {
+        await this.migrate?.(records);
+        records.migratedFromTags = true;
+      }
+      change(records);
+      prune(records);
+      records.generation += 1;
+      return { text: `${JSON.stringify(records, null, 2)}\n`, result: records };
+    });
+  }
+}
+
 const verifyPrefix = "stackpin:verify:";
 const baselinePrefix = "stackpin:baseline:";
 const freezeTag = "stackpin:freeze";
@@ -231,8 +277,8 @@ function recordsFromTags(tags: Record<string, string>): { freeze?: Freeze; basel
 }
 
 /**
- * The records of a stack on a backend whose storage stackpin does not reach (`s3://`, `gs://`,
- * `azblob://`, Pulumi Cloud): stack tags, one per record, within Pulumi Cloud's limits. Pulumi writes each
+ * The records of a stack on a backend whose storage stackpin does not reach (`gs://`, `azblob://`,
+ * Pulumi Cloud): stack tags, one per record, within Pulumi Cloud's limits. Pulumi writes each
  * tag with an unlocked read-modify-write of the whole tag set, so two writers at once can lose one
  * record: a documented limitation of these backends.
  */
@@ -293,15 +339,22 @@ function migrateTags(records: StackRecords, tags: Record<string, string>, update
   return Object.keys(tags).filter((k) => k.startsWith(verifyPrefix) || k.startsWith(baselinePrefix) || k === freezeTag);
 }
 
-/** The store of an open stack: a file beside the state on `file://` backends, stack tags elsewhere. */
+/**
+ * The store of an open stack: a document beside the state on `file://` and `s3://` backends, stack tags
+ * elsewhere (`gs://`, `azblob://`, Pulumi Cloud).
+ */
 export function recordStoreOf(engine: EngineStack): RecordStore {
   const { backendUrl, projectName, stackName } = engine.target;
-  if (!backendUrl.startsWith("file://")) return new TagRecordStore(engine);
+  const s3 = s3LocationOf(backendUrl);
+  if (!backendUrl.startsWith("file://") && !s3) return new TagRecordStore(engine);
   let moved: string[] = [];
-  const store = new FileRecordStore(recordsFile(backendUrl.slice("file://".length), projectName, stackName), stackName, async (records) => {
+  const migrate = async (records: StackRecords) => {
     const [tags, updates] = await Promise.all([engine.tags(), engine.history()]);
     moved = migrateTags(records, tags, updates);
-  });
+  };
+  const store = s3
+    ? new S3RecordStore(s3, projectName, stackName, migrate)
+    : new FileRecordStore(recordsFile(backendUrl.slice("file://".length), projectName, stackName), stackName, migrate);
   return {
     where: store.where,
     read: () => store.read(),
@@ -320,7 +373,7 @@ export function recordStoreOf(engine: EngineStack): RecordStore {
  */
 export async function readRecords(engine: EngineStack, tags: Record<string, string>): Promise<StackRecords & { legacyVerifications: Record<number, string> }> {
   const records = await recordStoreOf(engine).read();
-  if (records.migratedFromTags && engine.target.backendUrl.startsWith("file://")) return { ...records, legacyVerifications: {} };
+  if (records.migratedFromTags && (engine.target.backendUrl.startsWith("file://") || engine.target.backendUrl.startsWith("s3://"))) return { ...records, legacyVerifications: {} };
   const legacy = recordsFromTags(tags);
   return {
     ...records,

@@ -1,17 +1,23 @@
 import * as path from "node:path";
-import { AuditEntry, auditFile, AuditLog } from "./audit";
+import { AuditEntry, auditFile, AuditLog, AuditTrail, S3AuditLog } from "./audit";
 import type { EngineStack } from "./engine/stack";
 import type { EnvironmentContext, ProgressOptions } from "./environment";
 import { ExitCode, StackpinError } from "./errors";
 import { Freeze, recordStoreOf } from "./ledger";
+import { s3LocationOf } from "./s3-backend";
 
 export type { Freeze } from "./ledger";
 
 // Where an older stackpin anchored the trail; read until the anchor file beside the trail exists.
 const legacyHeadTag = "stackpin:audit-head";
 
-/** The stack's audit trail, anchored in the file beside it. */
-export function auditLogFor(ctx: EnvironmentContext, engine: EngineStack): AuditLog {
+/**
+ * The stack's audit trail, anchored beside it: in the state's bucket on `s3://` (every machine shares it),
+ * beside the state on `file://`, else in the project's `.stackpin/audit`.
+ */
+export function auditLogFor(ctx: EnvironmentContext, engine: EngineStack): AuditTrail {
+  const s3 = s3LocationOf(ctx.backendUrl);
+  if (s3) return new S3AuditLog(s3, ctx.stack.project, ctx.stack.name);
   return new AuditLog(auditFile(ctx.backendUrl, ctx.projectDir, ctx.stack.project, ctx.stack.name), {
     stackName: ctx.stack.name,
     legacyAnchor: async () => (await engine.tags())[legacyHeadTag],
