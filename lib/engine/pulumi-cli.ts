@@ -5,6 +5,7 @@ import * as path from "node:path";
 import { promisify } from "node:util";
 import { PulumiCommand } from "@pulumi/pulumi/automation";
 import { PulumiUnavailableError } from "../errors";
+import { recordCall, timeCommand, timingEnabled } from "./cli-timing";
 
 const run = promisify(execFile);
 
@@ -79,7 +80,13 @@ function defaultCacheDir(): string {
 
 async function tryRoot(root: string, source: PulumiSource): Promise<PulumiCli | undefined> {
   if (!fs.existsSync(path.join(root, "bin", "pulumi"))) return undefined;
-  const command = await PulumiCommand.get({ root });
+  const started = performance.now();
+  let command = await PulumiCommand.get({ root });
+  if (timingEnabled()) {
+    // `get` runs `pulumi version` once per process: part of every operation's cost, so it is counted.
+    recordCall("version", performance.now() - started);
+    command = timeCommand(command);
+  }
   return { command, root: path.join(root, "bin"), version: command.version?.toString() ?? "unknown", source };
 }
 
