@@ -1,4 +1,5 @@
 import { spawn } from "node:child_process";
+import { recordCall, subcommandOf, timingEnabled } from "./cli-timing";
 import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -526,7 +527,10 @@ export class EngineStack {
       ...this.workspace.envVars,
       PULUMI_AUTOMATION_API: "true",
     };
-    return new Promise((resolve, reject) => {
+    // Not through the Automation API's runner, so STACKPIN_DEBUG=timing counts it here.
+    const started = performance.now();
+    const timed = <T>(p: Promise<T>) => (timingEnabled() ? p.finally(() => recordCall(subcommandOf(args), performance.now() - started)) : p);
+    return timed(new Promise<void>((resolve, reject) => {
       const child = spawn(this.options.pulumi.command.command, args, { cwd: this.workDir, env, stdio: ["pipe", "pipe", "pipe"] });
       let output = "";
       child.stdout.on("data", (d) => (output += d));
@@ -536,7 +540,7 @@ export class EngineStack {
         code === 0 ? resolve() : reject(new CliRunError(`pulumi ${args.slice(0, 2).join(" ")} exited ${code}:\n${output.trim()}`)),
       );
       child.stdin.end(input);
-    });
+    }));
   }
 }
 
