@@ -1,11 +1,11 @@
 import { strict as assert } from "node:assert";
-import { spawn } from "node:child_process";
 import * as path from "node:path";
 import { ListObjectsV2Command } from "@aws-sdk/client-s3";
 import type { PulumiCli } from "../../lib/engine/pulumi-cli";
 import { ExitCode } from "../../lib/errors";
 import { CliRun, json, pulumiOrSkip, TempProject, tempProject } from "./harness";
 import { S3Server, startS3Server, versitygwOrSkip } from "./s3-server";
+import { gatedChild } from "../unit/gated-child";
 
 const auditModule = path.join(__dirname, "..", "..", "lib", "audit.js");
 const s3Module = path.join(__dirname, "..", "..", "lib", "s3-backend.js");
@@ -106,23 +106,12 @@ describe("an s3:// backend shared by two machines: records and audit trail in th
 
   it("two processes appending 20 entries each at once leave one unforked chain of 40 more", async () => {
     const before = json(await on(alice, "alice", ["audit", "verify", "--stack", "dev", "--json"])).entries as number;
-    const writers = [0, 1].map(() => {
-      const child = spawn(process.execPath, ["-e", appenderScript, auditModule, s3Module, backendUrl, "20"], {
-        env: { PATH: process.env.PATH, HOME: process.env.HOME, ...s3!.env },
-        stdio: ["pipe", "pipe", "pipe"],
-      });
-      let stderr = "";
-      child.stderr.on("data", (d) => (stderr += d));
-      const ready = new Promise<void>((resolve, reject) => {
-        child.stdout.once("data", () => resolve());
-        child.once("exit", (code) => reject(new Error(`appender exited ${code} before it was ready: ${stderr}`)));
-      });
-      const done = new Promise<number>((resolve) => child.once("exit", (code) => resolve(code ?? -1)));
-      return { child, ready, done, stderr: () => stderr };
-    });
+    const writers = [0, 1].map(() =>
+      gatedChild("appender", appenderScript, [auditModule, s3Module, backendUrl, "20"], { PATH: process.env.PATH, HOME: process.env.HOME, ...s3!.env }),
+    );
     await Promise.all(writers.map((w) => w.ready));
     const started = Date.now();
-    writers.forEach((w) => w.child.stdin.end("go\n"));
+    writers.forEach((w) => w.go());
     const codes = await Promise.all(writers.map((w) => w.done));
     const took = Date.now() - started;
     assert.deepEqual(codes, [0, 0], writers.map((w) => w.stderr()).join("\n"));

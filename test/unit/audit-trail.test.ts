@@ -1,9 +1,9 @@
 import { strict as assert } from "node:assert";
-import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { AuditLog } from "../../lib/audit";
+import { gatedChild } from "./gated-child";
 
 const auditModule = path.join(__dirname, "..", "..", "lib", "audit.js");
 
@@ -40,15 +40,7 @@ process.stdin.once("data", async () => {
 
 /** Starts a process that appends `n` entries once told to go; resolves when it says it is ready. */
 function appender(file: string, n: number) {
-  const child = spawn(process.execPath, ["-e", childScript, auditModule, file, String(n)], { stdio: ["pipe", "pipe", "pipe"] });
-  let stderr = "";
-  child.stderr.on("data", (d) => (stderr += d));
-  const ready = new Promise<void>((resolve, reject) => {
-    child.stdout.once("data", () => resolve());
-    child.once("exit", (code) => reject(new Error(`appender exited ${code} before it was ready: ${stderr}`)));
-  });
-  const done = new Promise<number>((resolve) => child.once("exit", (code) => resolve(code ?? -1)));
-  return { ready, done, go: () => child.stdin.end("go\n"), stderr: () => stderr };
+  return gatedChild("appender", childScript, [auditModule, file, String(n)]);
 }
 
 describe("the audit trail under concurrent writers and crashes", function () {

@@ -4,6 +4,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { FileRecordStore, maxVerifications, withFileLock } from "../../lib/ledger";
+import { gatedChild } from "./gated-child";
 
 const ledgerModule = path.join(__dirname, "..", "..", "lib", "ledger.js");
 
@@ -20,15 +21,7 @@ process.stdin.once("data", async () => {
 `;
 
 function writer(file: string, n: number) {
-  const child = spawn(process.execPath, ["-e", childScript, ledgerModule, file, String(n)], { stdio: ["pipe", "pipe", "pipe"] });
-  let stderr = "";
-  child.stderr.on("data", (d) => (stderr += d));
-  const ready = new Promise<void>((resolve, reject) => {
-    child.stdout.once("data", () => resolve());
-    child.once("exit", (code) => reject(new Error(`writer exited ${code} before it was ready: ${stderr}`)));
-  });
-  const done = new Promise<number>((resolve) => child.once("exit", (code) => resolve(code ?? -1)));
-  return { ready, done, go: () => child.stdin.end("go\n"), stderr: () => stderr, pid: child.pid! };
+  return gatedChild("writer", childScript, [ledgerModule, file, String(n)]);
 }
 
 describe("stackpin's records document (freeze, verifications, baselines)", function () {
