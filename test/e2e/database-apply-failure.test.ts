@@ -1,11 +1,10 @@
 import { strict as assert } from "node:assert";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { stringify } from "yaml";
-import { packageRoot } from "../../lib/engine/pulumi-cli";
 import { ExitCode } from "../../lib/errors";
-import { findPgBin, LocalPostgres, startPostgres } from "../../scripts/local-postgres";
-import { json, pulumiOrSkip, TempProject, tempProject } from "./harness";
+import type { LocalPostgres } from "../../scripts/local-postgres";
+import { json, TempProject } from "./harness";
+import { pointShopAt, shopWithPostgres } from "./shop-postgres";
 
 /**
  * A database failure found inside the update, after the preview's checks passed, is not a refusal: the
@@ -16,17 +15,8 @@ describe("a database change that fails during the update says what ran (exit 8),
   let pg: LocalPostgres;
 
   before(async function () {
-    const pulumi = await pulumiOrSkip(this);
-    if (!findPgBin()) {
-      if (process.env.STACKPIN_REQUIRE_E2E === "1") throw new Error("PostgreSQL server binaries are missing (apt-get install postgresql)");
-      this.skip();
-    }
-    project = tempProject(pulumi, { stack: "shop", from: path.join(packageRoot(), "test", "fixtures", "shop") });
-    pg = await startPostgres(path.join(project.dir, "pg"));
-    fs.appendFileSync(
-      path.join(project.dir, "stacks", "shop", "stack.yaml"),
-      stringify({ config: { database: { url: pg.url, archiveDir: pg.archiveDir, pgBin: pg.pgBin } } }),
-    );
+    ({ project, pg } = await shopWithPostgres(this));
+    pointShopAt(project, pg);
   });
   after(async () => {
     if (project) assert.equal((await project.cli(["destroy", "--stack", "shop", "--yes", "--approve-data-loss"])).code, ExitCode.ok);
