@@ -5,7 +5,7 @@ import type { EngineEvent } from "@pulumi/pulumi/automation";
 import { builtinPrograms, ProgramFactory } from "../programs";
 import { EngineStack, isProgramResource } from "./engine/stack";
 import { locatePulumi, PulumiCli } from "./engine/pulumi-cli";
-import { InvalidVersionFileError, MissingPassphraseError } from "./errors";
+import { InvalidVersionFileError, MissingPassphraseError, StackNotDeployedError } from "./errors";
 import { readPulumiProject, StackDefinition, VersionStore } from "./versions/store";
 
 /** How to reach one environment: a stack under `stacks/`, its backend, its passphrase and its CLI. */
@@ -32,7 +32,7 @@ export interface OpenEnvironmentOptions {
 
 /** Progress of an operation, for people: phases and resources as the engine touches them. */
 export type ProgressEvent =
-  | { type: "phase"; phase: "validate" | "preview" | "apply" | "verify" | "record" | "rollback" | "recover"; message: string }
+  | { type: "phase"; phase: "validate" | "preview" | "apply" | "verify" | "record" | "rollback" | "recover" | "watch"; message: string }
   | { type: "check"; name: string; passed: boolean; detail: string; attempts: number }
   | { type: "resource"; op: string; name: string; resourceType: string; status: "started" | "done" | "failed" }
   | { type: "diagnostic"; severity: string; message: string };
@@ -56,8 +56,29 @@ export interface EnvironmentContext {
   program: ProgramFactory;
   /** The directory the program keeps the stack's local resources in. */
   stateDir: string;
-  /** Opens the stack in the engine; `create` makes it in the backend on first use. */
+  /** Secret values given in code (a passphrase passed as a value), redacted from what smoke commands print. */
+  secretValues: string[];
+  /**
+   * Opens the stack in the engine; `create` makes it in the backend on first use, and then writes the
+   * passphrase salt Pulumi chose into `stack.yaml` (when it has none).
+   */
   openEngine(options: { create: boolean }): Promise<EngineStack>;
+  /**
+   * Opens the stack to plan against without creating anything: the stack itself when the backend has
+   * it; otherwise (never deployed) a scratch stack of the same name in a throw-away `file://` backend
+   * under the system's temp directory, with the same config and salt, that `close()` deletes. Neither
+   * the backend nor `stack.yaml` is written.
+   */
+  openForPlan(): Promise<PlanEngine>;
+}
+
+/** An engine stack to preview against, and whether the real stack exists yet (see {@link EnvironmentContext.openForPlan}). */
+export interface PlanEngine {
+  engine: EngineStack;
+  /** True when the backend has no such stack yet: the engine is a scratch one, and nothing is live. */
+  firstUse: boolean;
+  /** Closes the engine, and removes the scratch backend of a first use. */
+  close(): void;
 }
 
 /** Turns engine events into {@link ProgressEvent}s for a caller's handler. */
@@ -113,7 +134,24 @@ export async function openEnvironment(options: OpenEnvironmentOptions): Promise<
   let pulumi = options.pulumi;
   const stateDir = path.join(localDir, "local", stack.name);
   const program = factory({ stackName: stack.name, stateDir });
-  return {
+  const open = async (url: string, create: boolean) => {
+    pulumi ??= await locatePulumi({ searchPath: process.env.PATH });
+    return EngineStack.open({
+      stackName: stack.name,
+      projectName: stack.project,
+      backendUrl: url,
+      secretsProvider: stack.settings.secretsProvider,
+      encryptionSalt: stack.settings.encryptionsalt,
+      encryptedKey: stack.settings.encryptedkey,
+      passphrase,
+      program,
+      pulumi,
+      workRoot: path.join(localDir, "engine"),
+      pulumiHome: options.pulumiHome,
+      create,
+    });
+  };
+  const ctx: EnvironmentContext = {
     stack,
     store,
     projectDir,
@@ -121,30 +159,59 @@ export async function openEnvironment(options: OpenEnvironmentOptions): Promise<
     actor: options.actor ?? os.userInfo().username,
     program: factory,
     stateDir,
+    secretValues: passphrase?.value ? [passphrase.value] : [],
     async openEngine({ create }) {
-      pulumi ??= await locatePulumi({ searchPath: process.env.PATH });
-      const engine = await EngineStack.open({
-        stackName: stack.name,
-        projectName: stack.project,
-        backendUrl,
-        secretsProvider: stack.settings.secretsProvider,
-        encryptionSalt: stack.settings.encryptionsalt,
-        passphrase,
-        program,
-        pulumi,
-        workRoot: path.join(localDir, "engine"),
-        pulumiHome: options.pulumiHome,
-        create,
-      });
+      const engine = await open(backendUrl, create);
       if (!stack.settings.encryptionsalt && stack.settings.secretsProvider === "passphrase") {
-        const salt = await engine.encryptionSalt();
+        const salt = await engine.encryptionSalt().catch((err) => {
+          engine.close();
+          throw err;
+        });
         if (salt) {
           store.recordEncryptionSalt(stack, salt);
           stack.settings.encryptionsalt = salt;
         }
       }
+      if (!stack.settings.encryptedkey && stack.settings.secretsProvider !== "passphrase") {
+        // Like the salt: without it, the next machine would make a new data key and not read these secrets.
+        const key = await engine.encryptedKey();
+        if (key) {
+          store.recordEncryptedKey(stack, key);
+          stack.settings.encryptedkey = key;
+        }
+      }
       fs.mkdirSync(stateDir, { recursive: true });
       return engine;
     },
+    async openForPlan() {
+      // Selecting a stack in a file:// backend nobody used yet initialises it (.pulumi/meta.yaml): a
+      // backend without .pulumi holds no stack, so go straight to the scratch one.
+      const unused = backendUrl.startsWith("file://") && !fs.existsSync(path.join(backendUrl.slice("file://".length), ".pulumi"));
+      if (!unused) {
+        try {
+          const engine = await ctx.openEngine({ create: false });
+          return { engine, firstUse: false, close: () => engine.close() };
+        } catch (err) {
+          if (!(err instanceof StackNotDeployedError)) throw err;
+        }
+      }
+      // Pulumi previews only stacks that exist: make one where nobody else looks, and throw it away.
+      const scratch = fs.mkdtempSync(path.join(os.tmpdir(), `stackpin-plan-${stack.name}-`));
+      try {
+        const engine = await open(`file://${scratch}`, true);
+        return {
+          engine,
+          firstUse: true,
+          close: () => {
+            engine.close();
+            fs.rmSync(scratch, { recursive: true, force: true });
+          },
+        };
+      } catch (err) {
+        fs.rmSync(scratch, { recursive: true, force: true });
+        throw err;
+      }
+    },
   };
+  return ctx;
 }

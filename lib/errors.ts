@@ -45,7 +45,7 @@ export class UnknownStackError extends StackpinError {
   constructor(readonly stackName: string, readonly known: string[]) {
     super(
       `stack "${stackName}" not found; known: ${known.length ? known.join(", ") : "(none)"}. ` +
-        `Create stacks/${stackName}/stack.yaml with \`stackpin init --stack ${stackName}\`.`,
+        `To add it, create stacks/${stackName}/stack.yaml and a version file beside it (README: "Stacks and versions").`,
     );
   }
 }
@@ -104,6 +104,19 @@ export class WrongPassphraseError extends StackpinError {
   }
 }
 
+/** The stack's KMS secrets provider could not be used: unreachable, no credentials, or access refused. */
+export class SecretsProviderUnavailableError extends StackpinError {
+  readonly exitCode = ExitCode.missingPassphrase;
+  readonly code = "secrets-provider-unavailable";
+  constructor(readonly stackName: string, readonly provider: string, readonly detail: string) {
+    super(
+      `stack ${stackName} encrypts its secrets with ${provider}, and Pulumi could not use it: ${detail}\n` +
+        `Check that the KMS is reachable and your credentials may use the key` +
+        `${provider.startsWith("hashivault://") ? " (VAULT_ADDR and VAULT_TOKEN)" : ""}. Nothing was changed.`,
+    );
+  }
+}
+
 /**
  * Another operation holds the stack: Pulumi's lock in the backend, or stackpin's in-flight mark, belongs
  * to a process that runs (or, on another host, cannot be proven gone). Nothing was changed.
@@ -121,17 +134,96 @@ export class ConcurrentOperationError extends StackpinError {
   }
 }
 
-/** The engine ran and the update failed; the stack may be partially updated. */
-export class ApplyFailedError extends StackpinError {
-  readonly exitCode = ExitCode.applyFailed;
-  readonly code = "apply-failed";
-  constructor(readonly stackName: string, readonly version: string, readonly detail: string, options?: { cause?: unknown }) {
+/**
+ * The stack's history moved between the plan and the apply (another operation applied first): the plan
+ * was computed from a world that no longer exists, so it is not applied. Nothing was changed.
+ */
+export class StalePlanError extends StackpinError {
+  readonly exitCode = ExitCode.concurrentOperation;
+  readonly code = "stale-plan";
+  constructor(
+    readonly stackName: string,
+    readonly arrow: string,
+    readonly plannedRevision: number,
+    readonly currentRevision: number,
+  ) {
     super(
-      `applying ${version} to stack ${stackName} failed; the stack may be partially updated. ` +
-        `Run \`stackpin status --stack ${stackName}\`, then re-apply or roll back.\n${detail}`,
-      options,
+      `stack changed since the plan: ${arrow} was planned from revision ${plannedRevision}, the stack is at ${currentRevision} ` +
+        `(another operation applied in between). Run \`stackpin history --stack ${stackName}\` and plan again. Nothing was changed.`,
     );
   }
+}
+
+/** The engine ran and the update failed; the stack may be partially updated. */
+export class ApplyFailedError extends StackpinError {
+  // Widened so that a failure during the update can carry the code of what failed (a health gate: 11).
+  readonly exitCode: ExitCodeValue = ExitCode.applyFailed;
+  readonly code: string = "apply-failed";
+  constructor(
+    readonly stackName: string,
+    readonly version: string,
+    readonly detail: string,
+    options?: { cause?: unknown; revision?: number; what?: string },
+  ) {
+    super(
+      `${options?.what ?? `applying ${version} to stack ${stackName} failed`} during the update` +
+        `${options?.revision ? ` (revision ${options.revision}, recorded in history as failed)` : ""}; ` +
+        `the stack may be partially updated. Run \`stackpin status --stack ${stackName}\`, then re-apply or roll back.\n${detail}`,
+      options?.cause === undefined ? undefined : { cause: options.cause },
+    );
+  }
+}
+
+/**
+ * A database change failed inside the update (found at create time, after the preview's checks passed):
+ * unlike a refusal before the apply (exit 13), the update ran, failed and is in history.
+ */
+export class DatabaseApplyFailedError extends ApplyFailedError {
+  override readonly code = "database-apply-failed";
+  constructor(stackName: string, version: string, readonly databaseCause: string, options?: { cause?: unknown; revision?: number }) {
+    super(stackName, version, `the database change failed: ${databaseCause}`, { ...options, what: `applying ${version} to stack ${stackName} failed in its database change` });
+  }
+}
+
+/**
+ * The new release failed the health gate inside the update: the traffic switch never moved to it, so
+ * the release was not taken into service. Exit 11 like a failed verification (the README's contract).
+ */
+export class HealthGateFailedError extends ApplyFailedError {
+  override readonly exitCode = ExitCode.verificationFailed;
+  override readonly code = "health-gate-failed";
+  constructor(stackName: string, version: string, readonly reason: string, options?: { cause?: unknown; revision?: number }) {
+    super(stackName, version, `health gate: ${reason}`, {
+      ...options,
+      what: `${version} failed its health gate on stack ${stackName}: traffic stayed on the previous release, and the update failed`,
+    });
+  }
+}
+
+/**
+ * The engine failed outside an update stackpin ran: a preview, or reading or refreshing the stack.
+ * `during` says what it was doing (a preview: "the preview; nothing was applied").
+ */
+export class EngineFailedError extends StackpinError {
+  readonly exitCode = ExitCode.applyFailed;
+  readonly code = "engine-failed";
+  /** `detail` is the CLI's whole report (kept for classification); the message shows its error lines. */
+  constructor(readonly stackName: string, readonly detail: string, options?: { cause?: unknown; during?: string }) {
+    super(
+      `the Pulumi engine failed on stack ${stackName}${options?.during ? ` in ${options.during}` : ""}:\n${engineErrorLines(detail)}`,
+      options?.cause === undefined ? undefined : { cause: options.cause },
+    );
+  }
+}
+
+/** The engine's own error lines from a CLI report, without the CLI's boilerplate and progress lines. */
+export function engineErrorLines(message: string): string {
+  const errors = message
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l.startsWith("error: ") && l !== "error: update failed" && l !== "error: preview failed")
+    .map((l) => l.slice("error: ".length));
+  return [...new Set(errors)].slice(0, 4).join("\n") || message.trim().split("\n").slice(-3).join("\n");
 }
 
 /** A rollback that requires confirmation was neither confirmed nor run with `--yes`. */
@@ -154,7 +246,7 @@ export class PulumiUnavailableError extends StackpinError {
 
 /**
  * The version was applied but failed verification (or its apply failed its health gate). `rolledBackTo`
- * says where an automatic rollback took the stack, if one ran.
+ * says where an automatic rollback took the stack, if one ran; `rollbackFailure` why that rollback failed.
  */
 export class VerificationFailedError extends StackpinError {
   readonly exitCode = ExitCode.verificationFailed;
@@ -166,13 +258,23 @@ export class VerificationFailedError extends StackpinError {
     readonly rolledBackTo?: string,
     /** The results of the failed apply and of the rollback, for `--json`. */
     readonly details?: unknown,
+    /** How the version got there and what the stack is left with; see {@link VerificationFailedError.outcome}. */
+    readonly situation: { op?: "deploy" | "rollback"; rollbackFailure?: string; rollbackTarget?: string } = {},
   ) {
-    super(
-      `${version} failed verification on stack ${stackName}: ${reason}\n` +
-        (rolledBackTo
-          ? `rolled back automatically to ${rolledBackTo}, the last version that verified.`
-          : `the stack was not rolled back; run \`stackpin rollback --stack ${stackName} --to previous\` or deploy with --auto-rollback.`),
-    );
+    super(`${version} failed verification on stack ${stackName}: ${reason}\n${VerificationFailedError.outcome(stackName, version, rolledBackTo, situation)}`);
+  }
+
+  private static outcome(stack: string, version: string, rolledBackTo: string | undefined, s: VerificationFailedError["situation"]): string {
+    if (rolledBackTo) return `rolled back automatically to ${rolledBackTo}, the last version that verified.`;
+    if (s.rollbackFailure) {
+      return `the automatic rollback to ${s.rollbackTarget ?? "the last version that verified"} failed too: ${s.rollbackFailure}\n` +
+        `Run \`stackpin status --stack ${stack}\` to see what is live, then roll back by hand.`;
+    }
+    if (s.op === "rollback") {
+      return `the rollback to ${version} was applied and is live, but unverified; ` +
+        `check it, then roll back to another version or deploy a fix (\`stackpin status --stack ${stack}\`).`;
+    }
+    return `the stack was not rolled back; run \`stackpin rollback --stack ${stack} --to previous\` or deploy with --auto-rollback.`;
   }
 }
 

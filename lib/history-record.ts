@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import type { UpdateSummary } from "@pulumi/pulumi/automation";
 import type { DatabasePlan } from "./database";
 import type { RolloutLayout } from "./rollout";
@@ -14,6 +15,11 @@ export interface ApplyRecord {
   reason?: string;
   /** The signed approvals this apply used: kept in the backend so a replayed approval is named as one. */
   approvals?: UsedApproval[];
+  /**
+   * A random id for this update, written into its message: stackpin's records about the update (its
+   * verification) are keyed by it, because a position in history is not stable.
+   */
+  id?: string;
 }
 
 /** A signed approval an apply used, by its id. */
@@ -68,6 +74,10 @@ export interface HistoryEntry {
   verification?: string;
   /** The signed approvals this update used. */
   approvals?: UsedApproval[];
+  /** The key stackpin's records use for this update: its record's id, else its start time ({@link updateKey}). */
+  updateId?: string;
+  /** True when the engine held the update to a previewed update plan (the plan confirmed before it). */
+  heldToPlan?: boolean;
 }
 
 function parseConfigJson<T>(value: string | undefined): T | undefined {
@@ -79,18 +89,30 @@ function parseConfigJson<T>(value: string | undefined): T | undefined {
   }
 }
 
-/** The tag holding the verification outcome of one revision. */
-export function verificationTag(revision: number): string {
-  return `stackpin:verify:${revision}`;
+/** A new update id: 12 hex digits, short enough for a stack tag name on any backend. */
+export function newUpdateId(): string {
+  return randomBytes(6).toString("hex");
+}
+
+/** The stable key of an update: the id stackpin wrote into its record, or its start time for other updates. */
+export function updateKey(u: UpdateSummary): string {
+  return decodeRecord(u.message)?.id ?? `t${new Date(u.startTime).getTime() / 1000}`;
+}
+
+/** Verification outcomes to attach to history: by update key, and (from an older stackpin's tags) by revision. */
+export interface VerificationLookup {
+  verifications?: Record<string, { outcome: string }>;
+  legacyVerifications?: Record<number, string>;
 }
 
 /** Turns the backend's update list into history entries. Config values are not carried over. */
-export function toHistoryEntries(updates: UpdateSummary[], tags: Record<string, string> = {}): HistoryEntry[] {
+export function toHistoryEntries(updates: UpdateSummary[], lookup: VerificationLookup = {}): HistoryEntry[] {
   return updates.map((u, i) => {
     const record = decodeRecord(u.message);
     const configured = u.config?.["stackpin:version"]?.value;
     // The file backend reports 0 for every update; the position in the full list is the same number.
     const revision = u.version > 0 ? u.version : updates.length - i;
+    const updateId = updateKey(u);
     return {
       revision,
       op: record?.op ?? u.kind,
@@ -105,7 +127,9 @@ export function toHistoryEntries(updates: UpdateSummary[], tags: Record<string, 
       rollout: parseConfigJson<RolloutLayout>(u.config?.["stackpin:rollout"]?.value),
       secretGenerations: parseConfigJson<Generations>(u.config?.["stackpin:secrets"]?.value),
       database: parseConfigJson<DatabasePlan>(u.config?.["stackpin:database"]?.value),
-      verification: tags[verificationTag(revision)],
+      verification: lookup.verifications?.[updateId]?.outcome ?? lookup.legacyVerifications?.[revision],
+      updateId,
+      ...(u.environment?.updatePlan === "true" ? { heldToPlan: true } : {}),
       ...(record?.approvals ? { approvals: record.approvals } : {}),
     };
   });
@@ -175,7 +199,7 @@ export function lastVerifiedVersion(history: HistoryEntry[], except?: string): s
  */
 export function lastGoodVersion(history: HistoryEntry[], except?: string): string | undefined {
   const verified = lastVerifiedVersion(history, except);
-  // A successful apply that verified carries a tag, passed or failed; a failed apply's tag is the engine's error.
+  // A successful apply that verified carries an outcome, passed or failed (stackpin's records; tags on older stacks).
   if (verified || history.some((h) => h.result === "succeeded" && h.verification !== undefined)) return verified;
   return history.find((h) => h.result === "succeeded" && ["deploy", "rollback", "restore"].includes(h.op) && h.to && h.to !== except)?.to;
 }

@@ -20,6 +20,9 @@ import { destroy, DestroyOptions } from "./operations/destroy";
 import { rotate, RotateOptions } from "./operations/rotate";
 import { restore, RestoreOptions } from "./operations/restore";
 import { approve, ApproveOptions } from "./operations/approve";
+import { watch, WatchOptions } from "./operations/watch";
+import { freeze, unfreeze, FreezeOptions } from "./operations/freeze";
+import { readAudit, verifyAudit } from "./operations/audit";
 
 export * from "./errors";
 export type { OpenEnvironmentOptions, ProgressEvent, ProgressOptions, EnvironmentContext } from "./environment";
@@ -108,5 +111,30 @@ export class Environment {
   setSecret(options: SetSecretOptions) {
     return setSecret(this.context, options);
   }
+  /** See {@link watch}. */
+  watch(options: WatchOptions) {
+    return watch(this.context, options);
+  }
+  /** See {@link freeze}. */
+  freeze(options: FreezeOptions) {
+    return freeze(this.context, options);
+  }
+  /** See {@link unfreeze}. */
+  unfreeze(options: FreezeOptions) {
+    return unfreeze(this.context, options);
+  }
+  /** See {@link verifyAudit}. */
+  verifyAudit() {
+    return verifyAudit(this.context);
+  }
+  /** See {@link readAudit}. */
+  readAudit() {
+    return readAudit(this.context);
+  }
 }
 export { removeSnapshot } from "./operations/snapshot";
+export { watch, freeze, unfreeze, verifyAudit, readAudit };
+export type { WatchOptions, WatchResult } from "./operations/watch";
+export type { FreezeOptions };
+export type { AuditEntry, AuditVerification } from "./audit";
+export type { RemoveSnapshotOptions } from "./operations/snapshot";

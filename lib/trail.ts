@@ -1,17 +1,26 @@
 import * as path from "node:path";
-import { AuditEntry, auditFile, AuditLog } from "./audit";
+import { AuditEntry, auditFile, AuditLog, AuditTrail, S3AuditLog } from "./audit";
 import type { EngineStack } from "./engine/stack";
 import type { EnvironmentContext, ProgressOptions } from "./environment";
-import { StackpinError } from "./errors";
+import { ExitCode, StackpinError } from "./errors";
+import { Freeze, recordStoreOf } from "./ledger";
+import { s3LocationOf } from "./s3-backend";
 
-const headTag = "stackpin:audit-head";
-const freezeTag = "stackpin:freeze";
+export type { Freeze } from "./ledger";
 
-/** The stack's audit trail, anchored in its tags. */
-export function auditLogFor(ctx: EnvironmentContext, engine: EngineStack): AuditLog {
+// Where an older stackpin anchored the trail; read until the anchor file beside the trail exists.
+const legacyHeadTag = "stackpin:audit-head";
+
+/**
+ * The stack's audit trail, anchored beside it: in the state's bucket on `s3://` (every machine shares it),
+ * beside the state on `file://`, else in the project's `.stackpin/audit`.
+ */
+export function auditLogFor(ctx: EnvironmentContext, engine: EngineStack): AuditTrail {
+  const s3 = s3LocationOf(ctx.backendUrl);
+  if (s3) return new S3AuditLog(s3, ctx.stack.project, ctx.stack.name);
   return new AuditLog(auditFile(ctx.backendUrl, ctx.projectDir, ctx.stack.project, ctx.stack.name), {
-    read: async () => (await engine.tags())[headTag],
-    write: (head) => engine.setTags({ [headTag]: head }),
+    stackName: ctx.stack.name,
+    legacyAnchor: async () => (await engine.tags())[legacyHeadTag],
   });
 }
 
@@ -19,7 +28,7 @@ export function auditLogFor(ctx: EnvironmentContext, engine: EngineStack): Audit
 export async function audit(
   ctx: EnvironmentContext,
   engine: EngineStack,
-  entry: Omit<AuditEntry, "seq" | "prev" | "hash" | "at" | "stack" | "actor">,
+  entry: Omit<AuditEntry, "seq" | "prev" | "hash" | "at" | "stack" | "actor" | "anchor">,
   progress: ProgressOptions,
 ): Promise<void> {
   try {
@@ -35,18 +44,29 @@ export function isRefusal(err: unknown): boolean {
 }
 
 /**
- * Records a failed operation in the audit trail. Refusals are not recorded: they change nothing, the
- * audit trail and its anchor in the backend included.
+ * Refusals an auditor wants to see: an attempt stopped for a missing or refused approval, or by a freeze.
+ * They are appended with result `refused`; the stack's state is not touched (the trail is not the state).
+ */
+function isAuditedRefusal(err: unknown): boolean {
+  return err instanceof StackpinError && (err.exitCode === ExitCode.approvalRequired || err.exitCode === ExitCode.frozen);
+}
+
+/**
+ * Records a failed operation in the audit trail: failures as `failed`, refused attempts that matter for
+ * an audit (a missing approval, a freeze) as `refused`. Other refusals (bad input, a lock) are not
+ * recorded.
  */
 export async function auditFailure(
   ctx: EnvironmentContext,
   engine: EngineStack,
-  entry: Omit<AuditEntry, "seq" | "prev" | "hash" | "at" | "stack" | "actor" | "result" | "detail">,
+  entry: Omit<AuditEntry, "seq" | "prev" | "hash" | "at" | "stack" | "actor" | "result" | "detail" | "anchor">,
   err: unknown,
   progress: ProgressOptions,
 ): Promise<void> {
+  const detail = ((err as Error).message ?? String(err)).split("\n")[0].slice(0, 300);
+  if (isAuditedRefusal(err)) return audit(ctx, engine, { ...entry, result: "refused", detail }, progress);
   if (isRefusal(err)) return;
-  await audit(ctx, engine, { ...entry, result: "failed", detail: ((err as Error).message ?? String(err)).split("\n")[0].slice(0, 300) }, progress);
+  await audit(ctx, engine, { ...entry, result: "failed", detail }, progress);
 }
 
 /** Where a stack's incident records are written. */
@@ -54,26 +74,13 @@ export function incidentsDir(ctx: EnvironmentContext): string {
   return path.join(ctx.projectDir, ".stackpin", "incidents", ctx.stack.name);
 }
 
-/** A deploy freeze, as stored in the backend. */
-export interface Freeze {
-  reason: string;
-  by: string;
-  at: string;
-}
-
-/** The freeze in the stack's tags, if any. */
-export function freezeOf(tags: Record<string, string>): Freeze | undefined {
-  const raw = tags[freezeTag];
-  if (!raw) return undefined;
-  try {
-    return JSON.parse(raw) as Freeze;
-  } catch {
-    return { reason: raw, by: "unknown", at: "unknown" };
-  }
-}
-
-/** Sets or lifts the freeze tag. */
-export async function writeFreeze(engine: EngineStack, freeze: Freeze | undefined): Promise<void> {
-  if (freeze) await engine.setTags({ [freezeTag]: JSON.stringify(freeze) });
-  else await engine.removeTag(freezeTag);
+/** Sets or lifts the deploy freeze in stackpin's records; returns the freeze that was in force before. */
+export async function writeFreeze(engine: EngineStack, freeze: Freeze | undefined): Promise<Freeze | undefined> {
+  let before: Freeze | undefined;
+  await recordStoreOf(engine).update((r) => {
+    before = r.freeze;
+    if (freeze) r.freeze = freeze;
+    else delete r.freeze;
+  });
+  return before;
 }

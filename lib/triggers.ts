@@ -34,11 +34,6 @@ export interface SignalSources {
   baselines: Record<string, number>;
 }
 
-/** The tag a rule's recorded baseline is kept in. */
-export function baselineTag(rule: string): string {
-  return `stackpin:baseline:${rule.toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-|-$/g, "")}`;
-}
-
 /** Runs a PromQL instant query; resolves to the highest sample, or undefined when the result is empty. */
 export async function promQuery(base: string, query: string, timeoutMs: number): Promise<number | undefined> {
   const url = `${base.replace(/\/$/, "")}/api/v1/query?query=${encodeURIComponent(query)}`;

@@ -1,6 +1,21 @@
 import { exec } from "node:child_process";
 import pRetry from "p-retry";
+import { redact, secretValuesOf } from "./redact";
 import type { VerifySettings } from "./versions/schema";
+
+/** Variables every smoke command gets, besides `ENDPOINT` and those `verify.smokeEnv` names: none of them secret. */
+export const baseSmokeEnv = ["PATH", "HOME", "LANG", "TMPDIR"];
+
+/** The most of a smoke command's output a check keeps (history, incident records, the audit trail, webhooks). */
+export const smokeOutputLimit = 2048;
+
+/** Where smoke commands take their environment from, and what must never be recorded from their output. */
+export interface SmokeOptions {
+  /** The environment the variables are taken from; defaults to this process's. */
+  env?: NodeJS.ProcessEnv;
+  /** Values to redact besides the credentials found in `env` by name (e.g. a passphrase given in code). */
+  secrets?: string[];
+}
 
 /** One check's outcome. */
 export interface CheckResult {
@@ -75,11 +90,26 @@ export async function waitHealthy(
   return { answer, attempts };
 }
 
-function runSmoke(command: string, endpoint: string, timeoutMs: number): Promise<string> {
+/**
+ * The environment of a smoke command: the base variables, the ones the version names, and `ENDPOINT`.
+ * Never the operator's whole environment: it holds the passphrase and cloud credentials.
+ */
+export function smokeEnvironment(from: NodeJS.ProcessEnv, names: string[], endpoint: string): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const name of [...baseSmokeEnv, ...names]) {
+    const value = from[name];
+    if (value !== undefined) env[name] = value;
+  }
+  env.ENDPOINT = endpoint;
+  return env;
+}
+
+function runSmoke(command: string, env: Record<string, string>, timeoutMs: number, secrets: string[]): Promise<string> {
+  const safe = (text: string, lines: number) => redact(redact(text, secrets, Infinity).trim().split("\n").slice(-lines).join(" "), [], smokeOutputLimit);
   return new Promise((resolve, reject) => {
-    exec(command, { env: { ...process.env, ENDPOINT: endpoint }, timeout: timeoutMs }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`${(stderr || stdout || err.message).trim().split("\n").slice(-3).join(" ")}`));
-      else resolve(stdout.trim().split("\n").slice(-1)[0] ?? "");
+    exec(command, { env, timeout: timeoutMs }, (err, stdout, stderr) => {
+      if (err) reject(new Error(safe(stderr || stdout || err.message, 3)));
+      else resolve(safe(stdout, 1));
     });
   });
 }
@@ -93,7 +123,10 @@ export async function verifyRelease(
   version: string,
   settings: VerifySettings,
   onCheck?: (check: CheckResult) => void,
+  smokeOptions: SmokeOptions = {},
 ): Promise<VerificationResult> {
+  const from = smokeOptions.env ?? process.env;
+  const secrets = [...secretValuesOf(from), ...(smokeOptions.secrets ?? [])];
   const checks: CheckResult[] = [];
   const record = (c: CheckResult) => {
     checks.push(c);
@@ -124,7 +157,7 @@ export async function verifyRelease(
   for (const smoke of ok ? settings.smoke : []) {
     started = Date.now();
     try {
-      const out = await runSmoke(smoke.run, endpoint, smoke.timeoutMs);
+      const out = await runSmoke(smoke.run, smokeEnvironment(from, settings.smokeEnv ?? [], endpoint), smoke.timeoutMs, secrets);
       ok = record({ name: `smoke: ${smoke.name}`, passed: true, attempts: 1, detail: out.slice(0, 200), durationMs: Date.now() - started });
     } catch (e) {
       ok = record({ name: `smoke: ${smoke.name}`, passed: false, attempts: 1, detail: (e as Error).message, durationMs: Date.now() - started });

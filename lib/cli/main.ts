@@ -7,6 +7,7 @@ import type { ProgressEvent } from "../environment";
 import { openEnvironment } from "../environment";
 import { ensurePulumi, locatePulumi, PulumiCli } from "../engine/pulumi-cli";
 import { AuditBrokenError, ExitCode, StackpinError, VerificationFailedError } from "../errors";
+import { watchIntervalSchema } from "../versions/schema";
 import type { ApplyResult } from "../operations/apply";
 import { approve } from "../operations/approve";
 import { deploy } from "../operations/deploy";
@@ -159,6 +160,20 @@ function duration(value: string): number {
   return Number(m[1]) * { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as "s"];
 }
 
+/**
+ * A numeric flag, checked with the zod schema of the setting it stands for: `--interval abc` is a usage
+ * error (exit 2) naming the flag, never a NaN that the operation would loop on.
+ */
+function numberFlag(flag: string, what: string, schema: z.ZodType<number>): (value: string) => number {
+  return (value) => {
+    const parsed = schema.safeParse(/^\s*-?\d+(\.\d+)?\s*$/.test(value) ? Number(value) : Number.NaN);
+    if (!parsed.success) {
+      throw new CommanderError(ExitCode.usage, "usage", `${flag} must be ${what}, not "${value}" (${parsed.error.issues[0].message})`);
+    }
+    return parsed.data;
+  };
+}
+
 function withCommon(cmd: Command): Command {
   return cmd
     .requiredOption("-s, --stack <name>", "the stack (a directory under stacks/)")
@@ -305,8 +320,8 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
 
   withApprovals(withCommon(program.command("watch").description("evaluate the stack's triggers on an interval; roll back when one fires")))
     .option("--auto-rollback", "roll back to the last version that verified when a trigger fires (else exit 15)")
-    .option("--interval <ms>", "time between evaluations (default: the policy's)", Number)
-    .option("--max-evaluations <n>", "stop after this many evaluations", Number)
+    .option("--interval <ms>", "time between evaluations (default: the policy's)", numberFlag("--interval", "a whole number of milliseconds, at least 50", watchIntervalSchema))
+    .option("--max-evaluations <n>", "stop after this many evaluations", numberFlag("--max-evaluations", "a whole number, at least 1", z.number().int().min(1)))
     .option("--record-baseline", "record the current value of every baseline rule's query, then stop")
     .option("--approve-data-loss", "approve a point-in-time restore if the rollback needs one")
     .action(async (flags) => {
@@ -347,7 +362,7 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
   withCommon(auditCmd.command("verify").description("check every entry's hash and link, and the head anchored in the backend")).action(async (flags) => {
     const v = await verifyAudit(await context(flags, env));
     if (!v.ok) throw new AuditBrokenError(flags.stack, v.file, v.problems);
-    out(flags, v, () => `audit trail of ${flags.stack} verifies: ${v.entries} entries, ${v.file}`);
+    out(flags, v, () => `audit trail of ${flags.stack} verifies: ${v.entries} entries, ${v.file}${v.interrupted ? `\nnote: ${v.interrupted}` : ""}`);
   });
   withCommon(auditCmd.command("show").description("print the audit trail, oldest first")).action(async (flags) => {
     const a = await readAudit(await context(flags, env));

@@ -5,6 +5,7 @@ import * as path from "node:path";
 import { promisify } from "node:util";
 import { PulumiCommand } from "@pulumi/pulumi/automation";
 import { PulumiUnavailableError } from "../errors";
+import { recordCall, timeCommand, timingEnabled } from "./cli-timing";
 
 const run = promisify(execFile);
 
@@ -49,10 +50,18 @@ export interface EnsurePulumiOptions extends LocatePulumiOptions {
   onProgress?: (line: string) => void;
 }
 
-/** The directory of this package (holding `package.json`), whether run from `dist/` or not. */
+function isStackpinPackage(dir: string): boolean {
+  try {
+    return (JSON.parse(fs.readFileSync(path.join(dir, "package.json"), "utf8")) as { name?: string }).name === "stackpin";
+  } catch {
+    return false;
+  }
+}
+
+/** The directory of this package (holding `package.json`), whether a checkout or installed under node_modules. */
 export function packageRoot(): string {
   let dir = __dirname;
-  while (!fs.existsSync(path.join(dir, "package.json")) || !fs.existsSync(path.join(dir, "tsconfig.json"))) {
+  while (!isStackpinPackage(dir)) {
     const up = path.dirname(dir);
     if (up === dir) throw new Error(`cannot find the stackpin package root above ${__dirname}`);
     dir = up;
@@ -71,7 +80,13 @@ function defaultCacheDir(): string {
 
 async function tryRoot(root: string, source: PulumiSource): Promise<PulumiCli | undefined> {
   if (!fs.existsSync(path.join(root, "bin", "pulumi"))) return undefined;
-  const command = await PulumiCommand.get({ root });
+  const started = performance.now();
+  let command = await PulumiCommand.get({ root });
+  if (timingEnabled()) {
+    // `get` runs `pulumi version` once per process: part of every operation's cost, so it is counted.
+    recordCall("version", performance.now() - started);
+    command = timeCommand(command);
+  }
   return { command, root: path.join(root, "bin"), version: command.version?.toString() ?? "unknown", source };
 }
 

@@ -1,3 +1,6 @@
+import { spawn } from "node:child_process";
+import { recordCall, subcommandOf, timingEnabled } from "./cli-timing";
+import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -15,7 +18,9 @@ import {
 } from "@pulumi/pulumi/automation";
 import {
   ConcurrentOperationError,
+  EngineFailedError,
   MissingPassphraseError,
+  SecretsProviderUnavailableError,
   StackNotDeployedError,
   WrongPassphraseError,
 } from "../errors";
@@ -32,6 +37,7 @@ import {
   repairInterruptedWrites,
 } from "./interruption";
 import { stopProcesses } from "../processes";
+import { tagNameLimit, tagValueLimit } from "../ledger";
 import type { PulumiCli } from "./pulumi-cli";
 import { writeDynamicProviderPlugin } from "./pulumi-cli";
 
@@ -47,6 +53,8 @@ export interface OpenEngineStackOptions {
   secretsProvider: string;
   /** The passphrase provider's salt from `stack.yaml`; absent before the stack's first use. */
   encryptionSalt?: string;
+  /** A KMS provider's encrypted data key from `stack.yaml`; absent before the stack's first use. */
+  encryptedKey?: string;
   /** The passphrase, when the provider is `passphrase`. */
   passphrase?: { value?: string; file?: string };
   /** The program, run inline (no language host binary is needed). */
@@ -154,16 +162,33 @@ export interface StaleWorkspace {
 const inFlightTag = "stackpin:in-flight";
 const ownerFile = ".stackpin-owner.json";
 
+/** A Pulumi CLI run of our own (one that needs stdin) that failed; carries what it printed. */
+class CliRunError extends Error {}
+
+// What gocloud's keepers and Pulumi say when a KMS key cannot be opened or used: before the fix, such a
+// stack silently fell back to passphrase encryption; now the KMS's own words reach the user.
+// Specific on purpose: a program's own Secrets Manager or KMS resources failing is an update failure.
+const kmsFailure = /open keeper|secrets manager of type|getting secrets manager|secrets \(code=|transit\/(en|de)crypt|missing google credentials|failed to connect to gcpkms/i;
+
 /** Maps the CLI's failures to the errors a user can act on. */
-export function translateEngineError(stackName: string, backendUrl: string, err: unknown): unknown {
+export function translateEngineError(stackName: string, backendUrl: string, err: unknown, secretsProvider?: string): unknown {
   if (err instanceof StackNotFoundError) return new StackNotDeployedError(stackName, backendUrl);
   if (err instanceof ConcurrentUpdateError) return new ConcurrentOperationError(stackName, { cause: err });
-  if (err instanceof CommandError) {
+  if (err instanceof CommandError || err instanceof CliRunError) {
     const text = err.message;
+    if (secretsProvider && secretsProvider !== "passphrase" && kmsFailure.test(text)) {
+      // The CLI's own error and the KMS's answer under it, without the Automation API's wrapping.
+      const lines = text.split("\n").map((l) => l.trim()).filter((l) => l && !/^(\d+ errors occurred:|\d+\) Unknown)$/i.test(l));
+      const from = lines.findIndex((l) => l.startsWith("error: "));
+      const detail = lines.slice(Math.max(0, from), Math.max(0, from) + 6).join(" ").replace(/^error: /, "");
+      return new SecretsProviderUnavailableError(stackName, secretsProvider, detail);
+    }
     if (/incorrect passphrase/i.test(text)) return new WrongPassphraseError(stackName);
     if (/passphrase must be set|PULUMI_CONFIG_PASSPHRASE/i.test(text) && /must be set|not set/i.test(text)) {
       return new MissingPassphraseError(stackName);
     }
+    // Anything else the CLI reports is the engine's failure, not a bug in stackpin (exit 8, not 1).
+    return new EngineFailedError(stackName, text, { cause: err });
   }
   return err;
 }
@@ -210,10 +235,10 @@ export class EngineStack {
         pulumiCommand: options.pulumi.command,
         pulumiHome: options.pulumiHome,
         envVars,
+        // Used by `stack init`; the settings below carry it for a stack that exists.
+        secretsProvider: options.secretsProvider,
         projectSettings: { name: options.projectName, runtime: "nodejs", backend: { url: backend } },
-        stackSettings: options.encryptionSalt
-          ? { [options.stackName]: { encryptionSalt: options.encryptionSalt } }
-          : undefined,
+        stackSettings: secretsSettings(options),
       });
       const stack = options.create
         ? await Stack.createOrSelect(options.stackName, workspace)
@@ -240,7 +265,7 @@ export class EngineStack {
       return engine;
     } catch (err) {
       fs.rmSync(workDir, { recursive: true, force: true });
-      throw translateEngineError(options.stackName, options.backendUrl, err);
+      throw translateEngineError(options.stackName, options.backendUrl, err, options.secretsProvider);
     }
   }
 
@@ -256,20 +281,31 @@ export class EngineStack {
     await this.workspace.saveStackSettings(this.options.stackName, { ...settings, config });
   }
 
+  /** A KMS provider's encrypted data key now in the stack settings (written by Pulumi when the stack was created). */
+  async encryptedKey(): Promise<string | undefined> {
+    const settings = await this.workspace.stackSettings(this.options.stackName);
+    return settings.encryptedKey;
+  }
+
   /** Encrypts a value with the stack's secrets provider; returns Pulumi's ciphertext. */
   async encrypt(key: string, plaintext: string): Promise<string> {
-    await this.guard(() => this.stack.setConfig(key, { value: plaintext, secret: true }));
+    // The Automation API's setConfig puts the value on the CLI's command line, where `ps` shows it to
+    // every user of the machine; `pulumi config set` without a value reads it from stdin (`--raw`: as is).
+    await this.guard(() =>
+      this.runCliWithInput(["config", "set", key, "--secret", "--raw", "--stack", this.options.stackName, "--non-interactive"], plaintext),
+    );
     const settings = await this.workspace.stackSettings(this.options.stackName);
     const value = settings.config?.[key] as { secure?: string } | undefined;
     if (!value?.secure) throw new Error(`Pulumi did not encrypt ${key}`);
     return value.secure;
   }
 
-  /** Plans an update with the config last set; changes nothing. */
-  async preview(onEvent?: (e: EngineEvent) => void): Promise<EngineRun> {
+  /** Plans an update with the config last set; changes nothing. `savePlan` writes Pulumi's update plan there. */
+  async preview(onEvent?: (e: EngineEvent) => void, options: { savePlan?: string } = {}): Promise<EngineRun> {
     const steps: ResourceStep[] = [];
     const result = await this.guard(() =>
       this.stack.preview({
+        ...(options.savePlan ? { plan: options.savePlan } : {}),
         onEvent: (e) => {
           const step = stepFromEvent(e);
           if (step) steps.push(step);
@@ -285,10 +321,11 @@ export class EngineStack {
    * it runs, the stack carries an in-flight mark naming this process, so that an update killed before
    * it ended is recognised even when it left no lock and no pending operation behind.
    */
-  async up(message: string, onEvent?: (e: EngineEvent) => void): Promise<EngineRun & { outputs: Record<string, StackOutput> }> {
+  async up(message: string, onEvent?: (e: EngineEvent) => void, options: { plan?: string } = {}): Promise<EngineRun & { outputs: Record<string, StackOutput> }> {
     const steps: ResourceStep[] = [];
     const result = await this.inFlight(message, () =>
       this.stack.up({
+        ...(options.plan ? { plan: options.plan } : {}),
         message,
         onEvent: (e) => {
           const step = stepFromEvent(e);
@@ -408,8 +445,18 @@ export class EngineStack {
     return this.guard(() => this.workspace.listTags(this.options.stackName));
   }
 
-  /** Sets stack tags in the backend, one CLI call each. */
+  /**
+   * Sets stack tags in the backend, one CLI call each. Pulumi writes each with an unlocked
+   * read-modify-write of the whole tag set, so only values one writer owns belong here (stackpin's own
+   * records are in the records document, `lib/ledger.ts`). Names and values must fit Pulumi Cloud's limits
+   * (40 and 256 characters), so that a stack can move there.
+   */
   async setTags(tags: Record<string, string>): Promise<void> {
+    for (const [k, v] of Object.entries(tags)) {
+      if (k.length > tagNameLimit || v.length > tagValueLimit) {
+        throw new Error(`stack tag ${k} (${k.length} characters, value ${v.length}) exceeds Pulumi Cloud's limits of ${tagNameLimit} and ${tagValueLimit}`);
+      }
+    }
     for (const [k, v] of Object.entries(tags)) {
       await this.guard(() => this.workspace.setTag(this.options.stackName, k, v));
     }
@@ -420,6 +467,17 @@ export class EngineStack {
     await this.guard(() => this.workspace.removeTag(this.options.stackName, key));
   }
 
+  /** A path in this stack's scratch workspace for a Pulumi update plan (removed with the workspace). */
+  planFile(): string {
+    return path.join(this.workDir, `update-plan-${crypto.randomBytes(4).toString("hex")}.json`);
+  }
+
+  /** Which stack this is: the backend, project and stack name. */
+  get target(): { backendUrl: string; projectName: string; stackName: string } {
+    const { backendUrl, projectName, stackName } = this.options;
+    return { backendUrl, projectName, stackName };
+  }
+
   /** Removes the scratch workspace. The stack and its state stay in the backend. */
   close(): void {
     fs.rmSync(this.workDir, { recursive: true, force: true });
@@ -427,12 +485,29 @@ export class EngineStack {
 
   private async inFlight<T>(message: string, fn: () => Promise<T>): Promise<T> {
     const mark: InFlightMark = { what: message.split("\n")[0].slice(0, 140), pid: process.pid, hostname: os.hostname(), since: new Date().toISOString() };
-    await this.setTags({ [inFlightTag]: JSON.stringify(mark) });
+    let text = JSON.stringify(mark);
+    // A long hostname or message would pass the tag value limit: the description gives way.
+    while (text.length > tagValueLimit && mark.what.length > 0) {
+      mark.what = mark.what.slice(0, Math.max(0, mark.what.length - (text.length - tagValueLimit)));
+      text = JSON.stringify(mark);
+    }
+    // Another stackpin operation's mark while its process runs: that operation holds (or is about to take)
+    // the engine's lock. Writing ours would overwrite its mark and clearing ours would remove it, so that a
+    // kill of that process could no longer be recognised.
+    const current = await this.inFlightMark();
+    if (current && !(current.pid === process.pid && current.hostname === mark.hostname) && current.liveness.state !== "dead") {
+      throw new ConcurrentOperationError(this.options.stackName, { holder: `${current.what}: ${current.liveness.detail}` });
+    }
+    await this.setTags({ [inFlightTag]: text });
     try {
       return await this.guard(fn);
     } finally {
-      // A failed update ended too (the engine released its lock); only a killed one leaves the mark.
-      await this.clearInFlightMark().catch(() => undefined);
+      // A failed update ended too (the engine released its lock); only a killed one leaves the mark. Only
+      // ours is removed: a mark written meanwhile by another process stays with that process.
+      const after = await this.inFlightMark().catch(() => undefined);
+      if (after && after.pid === mark.pid && after.hostname === mark.hostname && after.since === mark.since) {
+        await this.clearInFlightMark().catch(() => undefined);
+      }
     }
   }
 
@@ -440,9 +515,40 @@ export class EngineStack {
     try {
       return await fn();
     } catch (err) {
-      throw translateEngineError(this.options.stackName, this.options.backendUrl, err);
+      throw translateEngineError(this.options.stackName, this.options.backendUrl, err, this.options.secretsProvider);
     }
   }
+
+  /** Runs the workspace's CLI as the Automation API would (same cwd and environment), writing `input` to its stdin. */
+  private runCliWithInput(args: string[], input: string): Promise<void> {
+    const env = {
+      ...process.env,
+      ...(this.workspace.pulumiHome ? { PULUMI_HOME: this.workspace.pulumiHome } : {}),
+      ...this.workspace.envVars,
+      PULUMI_AUTOMATION_API: "true",
+    };
+    // Not through the Automation API's runner, so STACKPIN_DEBUG=timing counts it here.
+    const started = performance.now();
+    const timed = <T>(p: Promise<T>) => (timingEnabled() ? p.finally(() => recordCall(subcommandOf(args), performance.now() - started)) : p);
+    return timed(new Promise<void>((resolve, reject) => {
+      const child = spawn(this.options.pulumi.command.command, args, { cwd: this.workDir, env, stdio: ["pipe", "pipe", "pipe"] });
+      let output = "";
+      child.stdout.on("data", (d) => (output += d));
+      child.stderr.on("data", (d) => (output += d));
+      child.on("error", reject);
+      child.on("close", (code) =>
+        code === 0 ? resolve() : reject(new CliRunError(`pulumi ${args.slice(0, 2).join(" ")} exited ${code}:\n${output.trim()}`)),
+      );
+      child.stdin.end(input);
+    }));
+  }
+}
+
+/** The stack settings that tell Pulumi how the stack's secrets are encrypted, from `stack.yaml`. */
+function secretsSettings(options: OpenEngineStackOptions) {
+  const { stackName, secretsProvider, encryptionSalt, encryptedKey } = options;
+  if (secretsProvider === "passphrase") return encryptionSalt ? { [stackName]: { encryptionSalt } } : undefined;
+  return { [stackName]: { secretsProvider, ...(encryptedKey ? { encryptedKey } : {}) } };
 }
 
 function maskOutputs(outputs: Record<string, { value: unknown; secret: boolean }>): Record<string, StackOutput> {

@@ -6,19 +6,25 @@ import * as path from "node:path";
 import { DatabaseDecision, DatabaseRequest, planDatabase, VersionDatabase } from "../database";
 import {
   ApplyFailedError,
+  DatabaseApplyFailedError,
   DatabaseUnavailableError,
+  EngineFailedError,
+  engineErrorLines as engineFailure,
+  HealthGateFailedError,
   InvalidVersionFileError,
   RestoreImpossibleError,
   StackpinError,
+  StalePlanError,
 } from "../errors";
 import {
   ApplyRecord,
   encodeRecord,
   HistoryEntry,
   liveState,
+  newUpdateId,
   toHistoryEntries,
-  verificationTag,
 } from "../history-record";
+import { readRecords, recordStoreOf, StackRecords } from "../ledger";
 import { describeMove, nextLayout, RolloutLayout, RolloutMove } from "../rollout";
 import { planDigestFor } from "../plan-digest";
 import { forwardOnly, Generations } from "../secret-generations";
@@ -197,13 +203,17 @@ export function programFailure(stackName: string, message: string): StackpinErro
   return m[1] === "restore-impossible" ? new RestoreImpossibleError(stackName, detail) : new DatabaseUnavailableError(stackName, detail);
 }
 
-/** Reads history (with verification outcomes from the stack's tags, returned too), newest first. */
-export async function readHistoryAndTags(engine: EngineStack): Promise<{ history: HistoryEntry[]; tags: Record<string, string> }> {
+/**
+ * Reads history, newest first, with verification outcomes from stackpin's records; returns the stack's
+ * tags and records (freeze, baselines) too.
+ */
+export async function readHistoryAndTags(engine: EngineStack): Promise<{ history: HistoryEntry[]; tags: Record<string, string>; records: StackRecords }> {
   const [updates, tags] = await Promise.all([engine.history(), engine.tags()]);
-  return { history: toHistoryEntries(updates, tags), tags };
+  const records = await readRecords(engine, tags);
+  return { history: toHistoryEntries(updates, records), tags, records };
 }
 
-/** Reads history (with verification outcomes from the stack's tags), newest first. */
+/** Reads history (with verification outcomes from stackpin's records), newest first. */
 export async function readHistory(engine: EngineStack): Promise<HistoryEntry[]> {
   return (await readHistoryAndTags(engine)).history;
 }
@@ -220,6 +230,8 @@ export async function planWith(
   history: HistoryEntry[],
   progress: ProgressOptions,
   dbOptions: DatabaseOptions = {},
+  /** The desired state already computed for the apply: the plan shows exactly what will be applied. */
+  computed?: DesiredState,
 ): Promise<Plan> {
   const live = liveState(history);
   const warnings: string[] = [];
@@ -241,18 +253,20 @@ export async function planWith(
   if (op === "rollback" && !history.some((h) => h.to === target.version && h.result === "succeeded")) {
     warnings.push(`${target.version} was never applied to stack ${ctx.stack.name}`);
   }
-  const desired = await prepareApply(ctx, engine, op, target, history, { ...dbOptions, previewOnly: true });
+  const desired = computed ?? (await prepareApply(ctx, engine, op, target, history, { ...dbOptions, previewOnly: true }));
   warnings.push(...desired.warnings);
   progress.onProgress?.({ type: "phase", phase: "preview", message: `previewing ${target.version} on ${ctx.stack.name}` });
   await engine.setConfig(desired.config);
-  const run = await previewOrExplain(ctx, engine, progress);
+  // A plan shown before an apply is saved as Pulumi's update plan, which that apply is held to.
+  const planFile = computed ? engine.planFile() : undefined;
+  const run = await previewOrExplain(ctx, engine, progress, planFile);
   for (const s of run.steps.filter((step) => step.op === "replace")) {
     warnings.push(`${s.name} will be replaced (${s.replaceKeys.length ? `${s.replaceKeys.join(", ")} changed` : "forced"})`);
   }
   if (run.steps.some((s) => s.op === "delete")) {
     warnings.push(`resources will be deleted: ${run.steps.filter((s) => s.op === "delete").map((s) => s.name).join(", ")}`);
   }
-  return {
+  const plan: Plan = {
     stack: ctx.stack.name,
     op,
     from: live.version,
@@ -279,13 +293,36 @@ export async function planWith(
     warnings,
     ...planDigestFor(ctx.stack.name, op, target.version, history, desired),
   };
+  if (planFile) savedPlans.set(plan, planFile);
+  return plan;
+}
+
+// The update plan file saved when a plan was previewed for confirmation; kept out of the plan's data.
+const savedPlans = new WeakMap<Plan, string>();
+
+/**
+ * Moves a confirmed plan's update-plan file into another engine's workspace: a first deploy previews on a
+ * scratch stack whose workspace is removed before the real stack is created, and must still be held to
+ * what was shown. Returns a function to call once the new engine is open.
+ */
+export function carryPlan(plan: Plan | undefined): (engine: EngineStack) => void {
+  const file = plan ? savedPlans.get(plan) : undefined;
+  const text = file && fs.existsSync(file) ? fs.readFileSync(file) : undefined;
+  return (engine) => {
+    if (!plan || !text) return;
+    const moved = engine.planFile();
+    fs.writeFileSync(moved, text);
+    savedPlans.set(plan, moved);
+  };
 }
 
 /**
  * Applies a version (as {@link prepareApply} planned it) through the engine, records it as a new forward entry in the backend's history
- * (the update message carries who, from, to and why), then verifies it through the program's endpoint
- * and records the outcome in stack tags. Raises {@link ApplyFailedError} when the engine fails; a failed
- * verification is returned in `verification`, for the caller to act on.
+ * (the update message carries who, from, to, why and the update's id), then verifies it through the
+ * program's endpoint and records the outcome in stackpin's records, keyed by the update's id. Raises
+ * {@link StalePlanError} when history moved since `history` was read (the plan is not applied),
+ * {@link ApplyFailedError} when the engine fails; a failed verification is returned in `verification`,
+ * for the caller to act on.
  */
 export async function applyWith(
   ctx: EnvironmentContext,
@@ -295,44 +332,48 @@ export async function applyWith(
   history: HistoryEntry[],
   desired: DesiredState,
   progress: ProgressOptions,
+  /** The plan the caller showed and had confirmed ({@link planWith} with the same `desired`): the update is held to it. */
+  confirmed?: Plan,
 ): Promise<ApplyResult> {
   const started = Date.now();
   const arrow = record.from ? `${record.from} -> ${record.to}` : record.to;
   progress.onProgress?.({ type: "phase", phase: "apply", message: `${record.op} ${arrow} on ${ctx.stack.name}: ${desired.notes.join("; ")}` });
-  await engine.setConfig(desired.config);
-  if (touchesDatabase(desired)) {
-    // The database checks (reachable, snapshot and WAL archive present, time in the window) run in the
-    // preview, so a refusal leaves no trace in the backend.
-    progress.onProgress?.({ type: "phase", phase: "preview", message: "checking the database change before applying it" });
-    await previewOrExplain(ctx, engine, {});
+  await checkDatabaseFirst(ctx, engine, desired, progress);
+  // The plan (layout, secrets, database, approvals, from) was computed from `history`: if another
+  // operation applied since, it describes a stack that no longer exists. Checked last before the update;
+  // the engine's own lock covers the update itself.
+  const planned = history[0];
+  const now = toHistoryEntries(await engine.history())[0];
+  if ((now?.updateId ?? "") !== (planned?.updateId ?? "") || (now?.revision ?? 0) !== (planned?.revision ?? 0)) {
+    throw new StalePlanError(ctx.stack.name, arrow, planned?.revision ?? 0, now?.revision ?? 0);
   }
+  const id = newUpdateId();
   let run;
   try {
-    run = await engine.up(encodeRecord(record), progressBridge(progress));
+    const plan = confirmed ? savedPlans.get(confirmed) : undefined;
+    run = await engine.up(encodeRecord({ ...record, id }), progressBridge(progress), { plan });
   } catch (err) {
-    if (err instanceof StackpinError) throw err;
-    const typed = programFailure(ctx.stack.name, (err as Error).message);
-    if (typed) throw typed;
-    const detail = engineFailure((err as Error).message);
-    const failedRevision = await newestRevision(engine).catch(() => history.length + 1);
-    await engine.setTags({ [verificationTag(failedRevision)]: `failed: ${detail}`.slice(0, 250) }).catch(() => undefined);
-    throw new ApplyFailedError(ctx.stack.name, target.version, detail, { cause: err });
+    // Refused before the update started (another operation holds the lock, the passphrase is wrong).
+    if (err instanceof StackpinError && !(err instanceof EngineFailedError)) throw err;
+    throw await updateFailure(ctx, engine, target, history, id, err);
   }
   const revision = await newestRevision(engine);
   let verification: VerificationResult | undefined;
   const endpoint = run.outputs.endpoint?.value;
   if (typeof endpoint === "string") {
     progress.onProgress?.({ type: "phase", phase: "verify", message: `verifying ${target.version} through ${endpoint}` });
-    verification = await verifyRelease(endpoint, target.version, target.verify, (c) =>
-      progress.onProgress?.({ type: "check", name: c.name, passed: c.passed, detail: c.detail, attempts: c.attempts }),
+    verification = await verifyRelease(
+      endpoint,
+      target.version,
+      target.verify,
+      (c) => progress.onProgress?.({ type: "check", name: c.name, passed: c.passed, detail: c.detail, attempts: c.attempts }),
+      { secrets: ctx.secretValues },
     );
   }
   progress.onProgress?.({ type: "phase", phase: "record", message: `recording ${target.version} as live` });
-  const tags: Record<string, string> = { "stackpin:version": target.version, "stackpin:applied-by": record.who };
-  if (verification) {
-    tags[verificationTag(revision)] = verification.passed ? "passed" : `failed: ${verification.reason}`.slice(0, 250);
-    if (verification.passed) tags["stackpin:verified-version"] = target.version;
-  }
+  const tags: Record<string, string> = { "stackpin:version": target.version, "stackpin:applied-by": record.who.slice(0, 256) };
+  if (verification?.passed) tags["stackpin:verified-version"] = target.version;
+  if (verification) await recordVerification(engine, id, target.version, verification.passed ? "passed" : `failed: ${verification.reason}`);
   await engine.setTags(tags);
   return {
     stack: ctx.stack.name,
@@ -357,25 +398,59 @@ export async function applyWith(
   };
 }
 
-/** Runs the engine's preview, turning a program's `[stackpin:...]` refusal into its typed error. */
-async function previewOrExplain(ctx: EnvironmentContext, engine: EngineStack, progress: ProgressOptions) {
+/**
+ * Sets the desired config and, when the apply touches the database, runs the database checks (reachable,
+ * snapshot and WAL archive present, time in the window): they run in a preview, so a refusal (exit 13)
+ * leaves no trace in the backend. A first deploy runs them on its scratch stack before creating the real one.
+ */
+export async function checkDatabaseFirst(ctx: EnvironmentContext, engine: EngineStack, desired: DesiredState, progress: ProgressOptions): Promise<void> {
+  await engine.setConfig(desired.config);
+  if (!touchesDatabase(desired)) return;
+  progress.onProgress?.({ type: "phase", phase: "preview", message: "checking the database change before applying it" });
+  await previewOrExplain(ctx, engine, {});
+}
+
+/**
+ * What an update that ran and failed becomes: recorded as failed (a verification record under the update's id), and
+ * typed by what failed — the database change, the health gate (exit 11), or anything else (exit 8).
+ * Never a refusal: the update is in history, and the caller audits it as a failure.
+ */
+async function updateFailure(ctx: EnvironmentContext, engine: EngineStack, target: VersionFile, history: HistoryEntry[], id: string, err: unknown): Promise<ApplyFailedError> {
+  const message = err instanceof EngineFailedError ? err.detail : (err as Error).message;
+  const detail = engineFailure(message);
+  // Named only when the engine did record an update after the one the plan started from.
+  const newest = await newestRevision(engine).catch(() => undefined);
+  const revision = newest !== undefined && newest > (history[0]?.revision ?? 0) ? newest : undefined;
+  if (revision) await recordVerification(engine, id, target.version, `failed: ${detail}`).catch(() => undefined);
+  const cause = err instanceof EngineFailedError ? (err.cause ?? err) : err;
+  const gate = /\[stackpin:health-gate\] ([^\n]*)/.exec(message);
+  if (gate) return new HealthGateFailedError(ctx.stack.name, target.version, gate[1].replace(/[";]+$/, ""), { cause, revision });
+  const db = programFailure(ctx.stack.name, message);
+  if (db) return new DatabaseApplyFailedError(ctx.stack.name, target.version, (db as RestoreImpossibleError | DatabaseUnavailableError).detail, { cause, revision });
+  return new ApplyFailedError(ctx.stack.name, target.version, detail, { cause, revision });
+}
+
+/**
+ * Runs the engine's preview, turning a program's `[stackpin:...]` refusal into its typed error; the
+ * preview changed nothing, so that is a refusal (exit 13). Any other failure is the engine's (exit 8).
+ */
+async function previewOrExplain(ctx: EnvironmentContext, engine: EngineStack, progress: ProgressOptions, savePlan?: string) {
   try {
-    return await engine.preview(progressBridge(progress));
+    return await engine.preview(progressBridge(progress), { savePlan });
   } catch (err) {
-    throw programFailure(ctx.stack.name, (err as Error).message) ?? err;
+    const message = err instanceof EngineFailedError ? err.detail : (err as Error).message;
+    const engineFailed = !(err instanceof StackpinError) || err instanceof EngineFailedError;
+    throw programFailure(ctx.stack.name, message) ?? (engineFailed ? new EngineFailedError(ctx.stack.name, message, { cause: err, during: "the preview (nothing was applied)" }) : err);
   }
+}
+
+/** Records an update's verification outcome in stackpin's records, under the update's id. */
+async function recordVerification(engine: EngineStack, id: string, version: string, outcome: string): Promise<void> {
+  await recordStoreOf(engine).update((r) => {
+    r.verifications[id] = { outcome: outcome.slice(0, 1000), at: new Date().toISOString(), version };
+  });
 }
 
 async function newestRevision(engine: EngineStack): Promise<number> {
   return toHistoryEntries(await engine.history())[0]?.revision ?? 0;
-}
-
-/** The engine's own error lines, without the CLI's boilerplate and progress lines. */
-function engineFailure(message: string): string {
-  const errors = message
-    .split("\n")
-    .map((l) => l.trim())
-    .filter((l) => l.startsWith("error: ") && l !== "error: update failed")
-    .map((l) => l.slice("error: ".length));
-  return [...new Set(errors)].slice(0, 4).join("\n") || message.trim().split("\n").slice(-3).join("\n");
 }

@@ -55,7 +55,9 @@ export async function approve(ctx: EnvironmentContext, options: ApproveOptions):
   const signers = allowedSignersOf(ctx, options.allowedSigners);
   if (!signers) throw new CannotApproveError(ctx.stack.name, "its policy names no allowedSigners, so no signed approval could be checked");
   if (options.op !== "restore" && options.to) validateTargetEarly(ctx, options.to);
-  const engine = await ctx.openEngine({ create: options.op === "deploy" });
+  // A first deploy is approved against a scratch stack: approving creates nothing in the backend.
+  const planning = options.op === "deploy" ? await ctx.openForPlan() : undefined;
+  const engine = planning?.engine ?? (await ctx.openEngine({ create: false }));
   let plan: Plan;
   try {
     const history = await readHistory(engine);
@@ -69,7 +71,8 @@ export async function approve(ctx: EnvironmentContext, options: ApproveOptions):
     }
     plan = await planWith(ctx, engine, options.op, target, history, options, options.op === "restore" ? { restore: options.restore } : {});
   } finally {
-    engine.close();
+    if (planning) planning.close();
+    else engine.close();
   }
   if (options.confirm && !(await options.confirm(plan))) throw new NotConfirmedError(ctx.stack.name, `approval of ${plan.op} to ${plan.to}`);
   const approval = await signApproval(ctx, signers, {

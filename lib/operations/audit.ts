@@ -17,7 +17,7 @@ export async function readAudit(ctx: EnvironmentContext): Promise<{ file: string
   const engine = await ctx.openEngine({ create: false });
   try {
     const log = auditLogFor(ctx, engine);
-    return { file: log.file, entries: log.entries() };
+    return { file: log.file, entries: await log.entries() };
   } finally {
     engine.close();
   }

@@ -1,9 +1,9 @@
 import { ApprovalInput, approvedBy, checkApprovals, recordOf } from "../approvals";
 import type { EnvironmentContext, ProgressOptions } from "../environment";
-import { ApplyFailedError, FrozenError, NotConfirmedError, VerificationFailedError } from "../errors";
+import { ApplyFailedError, FrozenError, NotConfirmedError, StackpinError, VerificationFailedError } from "../errors";
 import { HistoryEntry, lastGoodVersion, liveState } from "../history-record";
-import { audit, auditFailure, freezeOf } from "../trail";
-import { ApplyResult, applyWith, planWith, prepareApply, readHistoryAndTags } from "./apply";
+import { audit, auditFailure, isRefusal } from "../trail";
+import { ApplyResult, applyWith, carryPlan, checkDatabaseFirst, planWith, prepareApply, readHistoryAndTags } from "./apply";
 import type { Plan } from "./plan";
 import { recoverInterrupted, RecoveryReport } from "./recover";
 import { rollback } from "./rollback";
@@ -39,7 +39,11 @@ export interface DeployOptions extends ProgressOptions {
 export async function deploy(ctx: EnvironmentContext, options: DeployOptions): Promise<ApplyResult & { plan?: Plan; approvals: string[]; recovery?: RecoveryReport }> {
   options.onProgress?.({ type: "phase", phase: "validate", message: `validating ${options.version} for ${ctx.stack.name}` });
   const target = ctx.store.version(ctx.stack, options.version);
-  const engine = await ctx.openEngine({ create: true });
+  // A first deploy plans on a scratch stack and creates the real one only once it is going to apply:
+  // a refused first deploy leaves the backend and stack.yaml as they were.
+  const planning = await ctx.openForPlan();
+  let engine = planning.engine;
+  let onScratch = planning.firstUse;
   let history: HistoryEntry[] = [];
   let result: (ApplyResult & { plan?: Plan; approvals: string[]; recovery?: RecoveryReport }) | undefined;
   let reason: string;
@@ -48,7 +52,7 @@ export async function deploy(ctx: EnvironmentContext, options: DeployOptions): P
     // An operation killed mid-way is cleaned up first, so that re-running it is the way to finish it.
     const recovery = await recoverInterrupted(ctx, engine, options);
     const record = await readHistoryAndTags(engine);
-    const freeze = freezeOf(record.tags);
+    const freeze = record.records.freeze;
     if (freeze) throw new FrozenError(ctx.stack.name, freeze.reason, freeze.by, freeze.at);
     history = record.history;
     const desired = await prepareApply(ctx, engine, "deploy", target, history, { approveDataLoss: options.approveDataLoss });
@@ -56,11 +60,27 @@ export async function deploy(ctx: EnvironmentContext, options: DeployOptions): P
     const approvals = granted.map((g) => g.summary);
     let plan: Plan | undefined;
     if (options.confirm) {
-      plan = await planWith(ctx, engine, "deploy", target, history, options, { approveDataLoss: options.approveDataLoss });
+      plan = await planWith(ctx, engine, "deploy", target, history, options, { approveDataLoss: options.approveDataLoss }, desired);
       if (!(await options.confirm(plan))) throw new NotConfirmedError(ctx.stack.name, target.version);
     }
+    if (onScratch) {
+      await checkDatabaseFirst(ctx, engine, desired, options);
+      const carried = carryPlan(plan);
+      planning.close();
+      const salted = !!ctx.stack.settings.encryptionsalt;
+      engine = await ctx.openEngine({ create: true });
+      onScratch = false;
+      carried(engine);
+      const wroteSalt = !salted && !!ctx.stack.settings.encryptionsalt;
+      options.onProgress?.({
+        type: "phase",
+        phase: "apply",
+        message: `first deploy of stack ${ctx.stack.name}: created it in ${ctx.backendUrl}` +
+          (wroteSalt ? `; wrote its passphrase salt (encryptionsalt) to ${ctx.stack.dir}/stack.yaml: commit it` : ""),
+      });
+    }
     try {
-      const applied = await applyWith(ctx, engine, { op: "deploy", from: from(), to: target.version, who: ctx.actor, reason: options.message, approvals: recordOf(granted) }, target, history, desired, options);
+      const applied = await applyWith(ctx, engine, { op: "deploy", from: from(), to: target.version, who: ctx.actor, reason: options.message, approvals: recordOf(granted) }, target, history, desired, options, plan);
       result = { ...applied, plan, approvals, ...(recovery.recovered ? { recovery } : {}) };
       const passed = !result.verification || result.verification.passed;
       await audit(ctx, engine, { op: "deploy", from: from(), to: target.version, result: passed ? "succeeded" : "failed", detail: `revision ${result.revision}${approvedBy(approvals)}${passed ? "" : `; verification failed: ${result.verification?.reason}`}` }, options);
@@ -73,10 +93,12 @@ export async function deploy(ctx: EnvironmentContext, options: DeployOptions): P
       reason = err.detail;
     }
   } catch (err) {
-    if (!(err instanceof ApplyFailedError)) await auditFailure(ctx, engine, { op: "deploy", from: from(), to: target.version }, err, options);
+    // Nothing reached the backend while planning on a scratch stack, so there is no trail to write to.
+    if (!(err instanceof ApplyFailedError) && !onScratch) await auditFailure(ctx, engine, { op: "deploy", from: from(), to: target.version }, err, options);
     throw err;
   } finally {
-    engine.close();
+    if (onScratch) planning.close();
+    else engine.close();
   }
   if (!options.autoRollback) throw new VerificationFailedError(ctx.stack.name, target.version, reason, undefined, { deploy: result });
   const goodVersion = lastGoodVersion(history, target.version);
@@ -84,13 +106,25 @@ export async function deploy(ctx: EnvironmentContext, options: DeployOptions): P
     throw new VerificationFailedError(ctx.stack.name, target.version, `${reason}; no earlier version ever verified, so nothing to roll back to`, undefined, { deploy: result });
   }
   options.onProgress?.({ type: "phase", phase: "rollback", message: `${target.version} failed verification; rolling back to ${goodVersion}` });
-  const back = await rollback(ctx, {
-    to: goodVersion,
-    reason: `auto-rollback: ${target.version} failed verification: ${reason}`.slice(0, 300),
-    approveDataLoss: options.approveDataLoss,
-    approvals: options.approvals,
-    onProgress: options.onProgress,
-    onEngineEvent: options.onEngineEvent,
-  });
+  let back;
+  try {
+    back = await rollback(ctx, {
+      to: goodVersion,
+      reason: `auto-rollback: ${target.version} failed verification: ${reason}`.slice(0, 300),
+      approveDataLoss: options.approveDataLoss,
+      approvals: options.approvals,
+      onProgress: options.onProgress,
+      onEngineEvent: options.onEngineEvent,
+    });
+  } catch (err) {
+    // Both stories matter to whoever is on call: why the deploy failed, and why going back did too.
+    const why = err instanceof VerificationFailedError
+      ? `${goodVersion} was applied and is live, but failed verification: ${err.reason}`
+      : isRefusal(err)
+        ? `it was refused before it changed anything: ${(err as Error).message.split("\n")[0].replace(/\s*Nothing was changed\.$/, "")}`
+        : (err as Error).message.split("\n")[0];
+    const rollbackError = err instanceof StackpinError ? { code: err.code, exitCode: err.exitCode, message: err.message } : { message: (err as Error).message };
+    throw new VerificationFailedError(ctx.stack.name, target.version, reason, undefined, { deploy: result, rollbackError }, { rollbackFailure: why, rollbackTarget: goodVersion });
+  }
   throw new VerificationFailedError(ctx.stack.name, target.version, reason, goodVersion, { deploy: result, rollback: back });
 }

@@ -1,7 +1,7 @@
 import type { EnvironmentContext, ProgressOptions } from "../environment";
 import { progressBridge } from "../environment";
 import type { EngineStack } from "../engine/stack";
-import { ApprovalRequiredError, NotConfirmedError } from "../errors";
+import { ApplyFailedError, ApprovalRequiredError, EngineFailedError, engineErrorLines, NotConfirmedError } from "../errors";
 import { encodeRecord } from "../history-record";
 import { audit, auditFailure } from "../trail";
 import { recoverInterrupted } from "./recover";
@@ -37,13 +37,19 @@ export async function destroy(ctx: EnvironmentContext, options: DestroyOptions):
     await recoverInterrupted(ctx, engine, options);
     const held = await heldData(engine);
     if (held.length && !options.approveDataLoss) {
-      throw new ApprovalRequiredError(ctx.stack.name, `destroying deletes ${held.join(", ")}`, "--approve-data-loss");
+      const refused = new ApprovalRequiredError(ctx.stack.name, `destroying deletes ${held.join(", ")}`, "--approve-data-loss");
+      await auditFailure(ctx, engine, { op: "destroy" }, refused, options);
+      throw refused;
     }
     options.onProgress?.({ type: "phase", phase: "apply", message: `destroying everything stack ${ctx.stack.name} owns` });
     const message = encodeRecord({ op: "destroy", to: "(nothing)", who: ctx.actor, reason: options.reason });
     try {
       await engine.destroy(message, progressBridge(options));
-    } catch (err) {
+    } catch (caught) {
+      // The destroy ran and stopped part-way: not a refusal, and not "nothing applied".
+      const err = caught instanceof EngineFailedError
+        ? new ApplyFailedError(ctx.stack.name, "(destroy)", engineErrorLines(caught.detail), { cause: caught.cause, what: `destroying stack ${ctx.stack.name} failed` })
+        : caught;
       await auditFailure(ctx, engine, { op: "destroy" }, err, options);
       throw err;
     }

@@ -1,5 +1,5 @@
 import type { EnvironmentContext, ProgressOptions } from "../environment";
-import { audit, Freeze, freezeOf, writeFreeze } from "../trail";
+import { audit, Freeze, writeFreeze } from "../trail";
 
 /** Options for {@link freeze} and {@link unfreeze}. */
 export interface FreezeOptions extends ProgressOptions {
@@ -8,8 +8,8 @@ export interface FreezeOptions extends ProgressOptions {
 }
 
 /**
- * Freezes deploys to a stack (rollbacks stay allowed), e.g. during an incident. Stored in the backend's
- * stack tags, so every machine sharing the backend sees it; `status` shows it.
+ * Freezes deploys to a stack (rollbacks stay allowed), e.g. during an incident. Stored in stackpin's
+ * records in the backend, so every machine sharing the backend sees it; `status` shows it.
  */
 export async function freeze(ctx: EnvironmentContext, options: FreezeOptions): Promise<{ stack: string; freeze: Freeze }> {
   const engine = await ctx.openEngine({ create: true });
@@ -27,8 +27,8 @@ export async function freeze(ctx: EnvironmentContext, options: FreezeOptions): P
 export async function unfreeze(ctx: EnvironmentContext, options: FreezeOptions): Promise<{ stack: string; lifted?: Freeze }> {
   const engine = await ctx.openEngine({ create: true });
   try {
-    const lifted = freezeOf(await engine.tags());
-    if (lifted) await writeFreeze(engine, undefined);
+    // Read and lifted in one locked step, so a freeze set meanwhile by someone else is not reported wrong.
+    const lifted = await writeFreeze(engine, undefined);
     await audit(ctx, engine, { op: "unfreeze", result: "succeeded", detail: `${options.reason}${lifted ? "" : " (was not frozen)"}` }, options);
     return { stack: ctx.stack.name, lifted };
   } finally {

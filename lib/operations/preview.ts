@@ -13,17 +13,19 @@ export interface PreviewOptions extends ProgressOptions {
 
 /**
  * Shows what applying a version would do: the config diff against the live version and the engine's
- * planned resource changes. The stack's resources and history are not changed.
+ * planned resource changes. The stack's resources and history are not changed, a stack never deployed is
+ * not created in the backend, and `stack.yaml` is not written.
  */
 export async function preview(ctx: EnvironmentContext, options: PreviewOptions): Promise<Plan> {
   const op = options.op ?? "deploy";
   validateTargetEarly(ctx, options.version);
-  const engine = await ctx.openEngine({ create: true });
+  // A stack never deployed is previewed on a scratch copy: a preview creates nothing, anywhere.
+  const { engine, close } = await ctx.openForPlan();
   try {
     const history = await readHistory(engine);
     const target = resolveTarget(ctx, options.version, history);
     return await planWith(ctx, engine, op, target, history, options);
   } finally {
-    engine.close();
+    close();
   }
 }

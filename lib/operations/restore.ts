@@ -41,10 +41,10 @@ export async function restore(ctx: EnvironmentContext, options: RestoreOptions):
     const approvals = granted.map((g) => g.summary);
     let plan: Plan | undefined;
     if (options.confirm) {
-      plan = await planWith(ctx, engine, "restore", target, history, options, request);
+      plan = await planWith(ctx, engine, "restore", target, history, options, request, desired);
       if (!(await options.confirm(plan))) throw new NotConfirmedError(ctx.stack.name, `restore of ${live}`);
     }
-    const result = await applyWith(ctx, engine, { op: "restore", from: live, to: live, who: ctx.actor, reason: options.reason, approvals: recordOf(granted) }, target, history, desired, options);
+    const result = await applyWith(ctx, engine, { op: "restore", from: live, to: live, who: ctx.actor, reason: options.reason, approvals: recordOf(granted) }, target, history, desired, options, plan);
     await audit(ctx, engine, { op: "restore", from: live, to: live, result: "succeeded", detail: `to ${desired.database?.plan.restore?.time} from ${desired.database?.plan.restore?.snapshot}${approvedBy(approvals)}` }, options);
     return { ...result, plan, approvals };
   } catch (err) {

@@ -99,7 +99,7 @@ export async function rollback(ctx: EnvironmentContext, options: RollbackOptions
     if (incident.record.approvals.length) incident.step("approved", incident.record.approvals.join("; "));
     let plan: Plan | undefined;
     if (options.confirm) {
-      plan = await planWith(ctx, engine, "rollback", target, history, options, { approveDataLoss: options.approveDataLoss });
+      plan = await planWith(ctx, engine, "rollback", target, history, options, { approveDataLoss: options.approveDataLoss }, desired);
       incident.diff(plan);
       if (!(await options.confirm(plan))) throw new NotConfirmedError(ctx.stack.name, target.version);
       incident.step("plan confirmed");
@@ -108,7 +108,7 @@ export async function rollback(ctx: EnvironmentContext, options: RollbackOptions
     started = true;
     await tell("rollback.started");
     incident.step("apply started", desired.notes.join("; "));
-    const result = await applyWith(ctx, engine, { op: "rollback", from, to: target.version, who: ctx.actor, reason: options.reason, approvals: recordOf(granted) }, target, history, desired, options);
+    const result = await applyWith(ctx, engine, { op: "rollback", from, to: target.version, who: ctx.actor, reason: options.reason, approvals: recordOf(granted) }, target, history, desired, options, plan);
     incident.record.revision = result.revision;
     incident.record.diff ??= {
       config: diffConfig(from ? safeConfig(ctx, from) : {}, target.config).map((c) => ({ key: c.key, kind: c.kind })),
@@ -124,7 +124,7 @@ export async function rollback(ctx: EnvironmentContext, options: RollbackOptions
     const written = incident.write(incidentsDir(ctx));
     await audit(ctx, engine, { op: "rollback", from, to: target.version, result: ok ? "succeeded" : "failed", detail: `revision ${result.revision}; incident ${incident.record.id}${approvedBy(incident.record.approvals)}` }, options);
     if (!ok) {
-      throw new VerificationFailedError(ctx.stack.name, target.version, result.verification?.reason ?? "verification failed", undefined, { rollback: result, incident: written });
+      throw new VerificationFailedError(ctx.stack.name, target.version, result.verification?.reason ?? "verification failed", undefined, { rollback: result, incident: written }, { op: "rollback" });
     }
     return {
       ...result,

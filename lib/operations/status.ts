@@ -1,7 +1,7 @@
 import type { StackOutput } from "../engine/stack";
 import type { EnvironmentContext } from "../environment";
 import { HistoryEntry, lastVerifiedVersion, liveState } from "../history-record";
-import { Freeze, freezeOf } from "../trail";
+import type { Freeze } from "../ledger";
 import { readHistoryAndTags } from "./apply";
 
 /** Which version is live on a stack now, according to the backend. */
@@ -21,6 +21,8 @@ export interface Status {
   verifiedVersion?: string;
   /** The `stackpin:*` stack tags in the backend. */
   tags: Record<string, string>;
+  /** The baselines `watch --record-baseline` recorded, by rule (lowercase words joined by dashes). */
+  baselines: Record<string, number>;
   outputs: Record<string, StackOutput>;
   /** Versions available under `stacks/<stack>/`. */
   versions: string[];
@@ -30,7 +32,7 @@ export interface Status {
 export async function status(ctx: EnvironmentContext): Promise<Status> {
   const engine = await ctx.openEngine({ create: false });
   try {
-    const { history, tags: allTags } = await readHistoryAndTags(engine);
+    const { history, tags: allTags, records } = await readHistoryAndTags(engine);
     const live = liveState(history);
     const tags = Object.fromEntries(Object.entries(allTags).filter(([k]) => k.startsWith("stackpin:") && !k.startsWith("stackpin:verify:")));
     return {
@@ -39,9 +41,10 @@ export async function status(ctx: EnvironmentContext): Promise<Status> {
       revision: live.revision,
       lastOperation: history[0],
       failed: live.failed,
-      freeze: freezeOf(allTags),
+      freeze: records.freeze,
       verifiedVersion: lastVerifiedVersion(history),
       tags,
+      baselines: records.baselines,
       outputs: await engine.outputs(),
       versions: ctx.stack.versions,
     };

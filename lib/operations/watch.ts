@@ -1,8 +1,11 @@
 import type { ApprovalInput } from "../approvals";
+import type { EngineStack } from "../engine/stack";
 import type { EnvironmentContext, ProgressOptions } from "../environment";
 import { InvalidVersionFileError, TriggerFiredError } from "../errors";
 import { HistoryEntry, lastVerifiedVersion, liveState } from "../history-record";
-import { baselineTag, Evaluation, promQuery, TriggerEvaluator } from "../triggers";
+import { baselineKey, baselineOf, recordStoreOf } from "../ledger";
+import { Evaluation, promQuery, TriggerEvaluator } from "../triggers";
+import type { TriggerRule } from "../versions/schema";
 import { readHistoryAndTags } from "./apply";
 import { rollback, RollbackResult } from "./rollback";
 
@@ -36,19 +39,16 @@ export interface WatchResult {
 }
 
 /**
- * Evaluates the stack's trigger policy on an interval; when a trigger holds for its window, rolls back to
- * the last version that verified (with `autoRollback`), recording the trigger in the rollback's
+ * Evaluates the stack's trigger policy on an interval, re-reading the stack before each evaluation (a
+ * deploy made meanwhile moves what is judged, where it is probed, and where a rollback goes); when a
+ * trigger holds for its window, rolls back to the last version that verified (with `autoRollback`), recording the trigger in the rollback's
  * incident record, notifications and history.
  */
 export async function watch(ctx: EnvironmentContext, options: WatchOptions): Promise<WatchResult> {
   const policy = ctx.stack.settings.policy.triggers;
   if (!policy) throw new InvalidVersionFileError(`${ctx.stack.dir}/stack.yaml`, ["policy.triggers: watch needs trigger rules"]);
   const engine = await ctx.openEngine({ create: false });
-  let endpoint: unknown;
-  let tags: Record<string, string>;
-  let history: HistoryEntry[];
   try {
-    [{ history, tags }, endpoint] = await Promise.all([readHistoryAndTags(engine), engine.outputs().then((o) => o.endpoint?.value)]);
     if (options.recordBaseline) {
       const baselines: Record<string, number> = {};
       for (const rule of policy.rules) {
@@ -56,32 +56,89 @@ export async function watch(ctx: EnvironmentContext, options: WatchOptions): Pro
         const value = await promQuery(policy.prometheus, rule.query, policy.timeoutMs);
         if (value !== undefined) baselines[rule.name] = value;
       }
-      await engine.setTags(Object.fromEntries(Object.entries(baselines).map(([n, v]) => [baselineTag(n), String(v)])));
+      await recordStoreOf(engine).update((r) => {
+        for (const [n, v] of Object.entries(baselines)) r.baselines[baselineKey(n)] = v;
+      });
       return { stack: ctx.stack.name, evaluations: 0, baselines };
     }
+    return await evaluateUntilFired(ctx, engine, policy, options);
   } finally {
     engine.close();
   }
-  const baselines = Object.fromEntries(
-    policy.rules.flatMap((r) => (tags[baselineTag(r.name)] ? [[r.name, Number(tags[baselineTag(r.name)])]] : [])),
-  );
-  const evaluator = new TriggerEvaluator(policy.rules, {
-    prometheus: policy.prometheus,
+}
+
+/** What an evaluation judges and what a rollback would do: read from the backend, not remembered. */
+interface Watched {
+  history: HistoryEntry[];
+  revision: number;
+  live?: string;
+  rollbackTo?: string;
+  endpoint?: string;
+  baselines: Record<string, number>;
+}
+
+/**
+ * Reads what the stack is now: history and tags on every evaluation (a deploy or a baseline recorded by
+ * another process since the last one counts), the outputs (the endpoint) when a new revision appeared.
+ */
+async function readWatched(engine: EngineStack, rules: TriggerRule[], before?: Watched): Promise<Watched> {
+  const { history, records } = await readHistoryAndTags(engine);
+  const revision = history[0]?.revision ?? 0;
+  const endpoint = before && before.revision === revision ? before.endpoint : await engine.outputs().then((o) => o.endpoint?.value);
+  const live = liveState(history).version;
+  return {
+    history,
+    revision,
+    live,
+    rollbackTo: lastVerifiedVersion(history, live),
     endpoint: typeof endpoint === "string" ? endpoint : undefined,
-    healthPath: policy.healthPath,
-    timeoutMs: policy.timeoutMs,
-    baselines,
-  });
+    baselines: Object.fromEntries(
+      rules.flatMap((r) => {
+        const v = baselineOf(records, r.name);
+        return v === undefined ? [] : [[r.name, v]];
+      }),
+    ),
+  };
+}
+
+async function evaluateUntilFired(
+  ctx: EnvironmentContext,
+  engine: EngineStack,
+  policy: NonNullable<EnvironmentContext["stack"]["settings"]["policy"]["triggers"]>,
+  options: WatchOptions,
+): Promise<WatchResult> {
   const interval = options.intervalMs ?? policy.intervalMs;
+  let watched: Watched | undefined;
+  let evaluator: TriggerEvaluator | undefined;
   let n = 0;
   while (!options.signal?.aborted) {
     n += 1;
-    const evaluation = await evaluator.evaluate();
+    try {
+      const now = await readWatched(engine, policy.rules, watched);
+      const changed = !watched || now.revision !== watched.revision || now.endpoint !== watched.endpoint;
+      if (changed || JSON.stringify(now.baselines) !== JSON.stringify(watched!.baselines)) {
+        // A new release gets its own breach windows and failure counts: the old one's are not its own.
+        evaluator = new TriggerEvaluator(policy.rules, { prometheus: policy.prometheus, endpoint: now.endpoint, healthPath: policy.healthPath, timeoutMs: policy.timeoutMs, baselines: now.baselines });
+      }
+      if (changed) {
+        options.onProgress?.({
+          type: "phase",
+          phase: "watch",
+          message: `watching ${now.live ?? "(nothing live)"} on ${ctx.stack.name} (revision ${now.revision}) at ${now.endpoint ?? "(no endpoint)"}; ` +
+            (now.rollbackTo ? `a trigger rolls back to ${now.rollbackTo}` : "no verified version to roll back to"),
+        });
+      }
+      watched = now;
+    } catch (err) {
+      // The backend could not be read this time: judge with what was read last, and say so.
+      if (!watched) throw err;
+      options.onProgress?.({ type: "diagnostic", severity: "warning", message: `could not re-read stack ${ctx.stack.name}: ${(err as Error).message.split("\n")[0]}; using revision ${watched.revision}` });
+    }
+    const evaluation = await evaluator!.evaluate();
     options.onEvaluation?.(evaluation);
     const fired = evaluation.fired;
     if (fired) {
-      const live = liveState(history).version;
-      const to = lastVerifiedVersion(history, live);
+      const { live, rollbackTo: to } = watched!;
       if (!options.autoRollback || !to) throw new TriggerFiredError(ctx.stack.name, fired.name, fired.detail, to);
       const trigger = { rule: fired.name, detail: fired.detail, breachedAt: fired.breachedAt ?? evaluation.at, firedAt: evaluation.at };
       options.onProgress?.({ type: "phase", phase: "rollback", message: `trigger "${fired.name}" fired (${fired.detail}); rolling back ${live} -> ${to}` });

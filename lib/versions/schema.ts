@@ -47,6 +47,11 @@ export const verifySchema = z
       .prefault({}),
     /** Require `/health` to report the target version in its `version` field. */
     checkVersion: z.boolean().default(true),
+    /**
+     * Variables smoke commands get from the operator's environment, besides PATH, HOME, LANG, TMPDIR and
+     * `ENDPOINT`; nothing else reaches them. Their output is recorded with credentials redacted.
+     */
+    smokeEnv: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "an environment variable name")).optional(),
     /** Shell commands run after the health check, with `ENDPOINT` set; each must exit 0. */
     smoke: z
       .array(
@@ -133,13 +138,16 @@ export const triggerRuleSchema = z.union([
     .strict(),
 ]);
 
+/** Time between `watch` evaluations, in ms: the policy's `intervalMs` and `watch --interval` alike. */
+export const watchIntervalSchema = z.number().int().min(50).max(86_400_000);
+
 /** The operations around a rollback, per stack: triggers, approvals, notifications. */
 export const policySchema = z
   .object({
     triggers: z
       .object({
         /** Time between evaluations, in ms. */
-        intervalMs: z.number().int().min(50).default(15_000),
+        intervalMs: watchIntervalSchema.default(15_000),
         /** The Prometheus-compatible server whose `/api/v1/query` the query rules ask. */
         prometheus: z.string().url().optional(),
         /** The health check of health rules: path under the program's `endpoint`, and timeout. */
@@ -175,6 +183,12 @@ export const policySchema = z
   })
   .strict();
 
+/**
+ * The KMS secrets providers Pulumi's CLI opens (gocloud.dev's keepers it registers): the key stays in the
+ * KMS, Pulumi keeps a data key encrypted by it. Anything else would silently become passphrase encryption.
+ */
+export const kmsSecretsProviderPattern = /^(awskms|gcpkms|azurekeyvault|hashivault):\/\/[^\s]+$/;
+
 /** `stacks/<stack>/stack.yaml`: what does not change between versions. */
 export const stackFileSchema = z
   .object({
@@ -182,10 +196,18 @@ export const stackFileSchema = z
     program: z.string().min(1),
     /** The Pulumi project name; defaults to `Pulumi.yaml`'s `name`, else `stackpin`. */
     project: z.string().regex(/^[A-Za-z0-9_.-]+$/).optional(),
-    /** Only `passphrase` is supported on the embedded default; a cloud KMS URL is passed to Pulumi as is. */
-    secretsProvider: z.string().default("passphrase"),
-    /** The passphrase provider's salt, written by `stackpin init`; not secret, needed to decrypt. */
+    /** `passphrase`, or a KMS key URL Pulumi opens itself (see {@link kmsSecretsProviderPattern}). */
+    secretsProvider: z
+      .string()
+      .default("passphrase")
+      .refine((p) => p === "passphrase" || kmsSecretsProviderPattern.test(p), {
+        message:
+          "not a secrets provider stackpin can use: write passphrase, or a KMS key URL (awskms://, gcpkms://, azurekeyvault://, hashivault://)",
+      }),
+    /** The passphrase provider's salt, written on the stack's first deploy or `secret set`; not secret, needed to decrypt. */
     encryptionsalt: z.string().optional(),
+    /** A KMS provider's data key, encrypted by the KMS, written on the stack's first use; not secret, needed to decrypt. */
+    encryptedkey: z.string().optional(),
     /** The state backend URL; overrides the default `file://<project>/.stackpin/state`. */
     backend: z.string().optional(),
     /** Config shared by every version (where the database is, ports); a version's own config wins. */

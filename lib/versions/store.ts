@@ -163,6 +163,14 @@ export class VersionStore {
     fs.writeFileSync(file, doc.toString());
   }
 
+  /** Writes a KMS provider's encrypted data key into `stack.yaml` (comments kept), as the salt above. */
+  recordEncryptedKey(stack: StackDefinition, key: string): void {
+    const file = path.join(stack.dir, stackFileName);
+    const doc = readDocument(file);
+    doc.set("encryptedkey", key);
+    fs.writeFileSync(file, doc.toString());
+  }
+
   /**
    * Writes `next` as a copy of `from`'s file (comments kept) with the secret's generation set, for
    * `stackpin rotate`. Refuses to overwrite an existing file.

@@ -24,7 +24,10 @@ interface GateProps {
 async function check(props: GateProps) {
   // The same health check stackpin runs after an apply, loaded by path inside the provider process.
   const { waitHealthy } = require(props.verifier) as typeof import("../../lib/verification");
-  const { attempts } = await waitHealthy(props.url, props.health, props.expectVersion);
+  // The marker lets stackpin tell a failed gate (the release never took traffic) from other failures.
+  const { attempts } = await waitHealthy(props.url, props.health, props.expectVersion).catch((err: Error) => {
+    throw new Error(`[stackpin:health-gate] ${err.message.split("\n")[0]}`);
+  });
   return { ...props, attempts, checkedAt: new Date().toISOString() };
 }
 

@@ -2,10 +2,10 @@ import { strict as assert } from "node:assert";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { stringify } from "yaml";
-import { packageRoot } from "../../lib/engine/pulumi-cli";
 import { ExitCode } from "../../lib/errors";
-import { findPgBin, LocalPostgres, pgCtl, startPostgres } from "../../scripts/local-postgres";
-import { json, portFree, pulumiOrSkip, TempProject, tempProject } from "./harness";
+import { LocalPostgres, pgCtl } from "../../scripts/local-postgres";
+import { json, portFree, TempProject } from "./harness";
+import { pointShopAt, shopWithPostgres } from "./shop-postgres";
 
 const deploy = (v: string, ...extra: string[]) => ["deploy", "--stack", "shop", "--version", v, "--yes", "--json", ...extra];
 const rollback = (v: string, ...extra: string[]) => ["rollback", "--stack", "shop", "--to", v, "--yes", "--json", ...extra];
@@ -29,16 +29,8 @@ describe("database safety on a real PostgreSQL (base backups, WAL archive, point
   let pg: LocalPostgres;
 
   before(async function () {
-    const pulumi = await pulumiOrSkip(this);
-    if (!findPgBin()) {
-      if (process.env.STACKPIN_REQUIRE_E2E === "1") throw new Error("PostgreSQL server binaries are missing (apt-get install postgresql)");
-      process.stderr.write("\n  DATABASE TESTS SKIPPED: no PostgreSQL server binaries under /usr/lib/postgresql\n");
-      this.skip();
-    }
-    project = tempProject(pulumi, { stack: "shop", from: path.join(packageRoot(), "test", "fixtures", "shop") });
-    pg = await startPostgres(path.join(project.dir, "pg"));
-    const stackFile = path.join(project.dir, "stacks", "shop", "stack.yaml");
-    fs.appendFileSync(stackFile, stringify({ config: { database: { url: pg.url, archiveDir: pg.archiveDir, pgBin: pg.pgBin } } }));
+    ({ project, pg } = await shopWithPostgres(this));
+    pointShopAt(project, pg);
   });
   after(async () => {
     if (project) assert.equal((await project.cli(["destroy", "--stack", "shop", "--yes", "--approve-data-loss"])).code, ExitCode.ok);
@@ -201,13 +193,7 @@ describe("restores chain, and no backup or restored database leaves without appr
   const restored: Record<string, string> = {};
 
   before(async function () {
-    const pulumi = await pulumiOrSkip(this);
-    if (!findPgBin()) {
-      if (process.env.STACKPIN_REQUIRE_E2E === "1") throw new Error("PostgreSQL server binaries are missing (apt-get install postgresql)");
-      this.skip();
-    }
-    project = tempProject(pulumi, { stack: "shop", from: path.join(packageRoot(), "test", "fixtures", "shop") });
-    pg = await startPostgres(path.join(project.dir, "pg"));
+    ({ project, pg } = await shopWithPostgres(this));
     for (const f of ["v1", "v2", "v3", "v4"]) fs.rmSync(path.join(stackDir(), `${f}.yaml`));
     fs.rmSync(path.join(stackDir(), "migrations"), { recursive: true });
     fs.mkdirSync(path.join(stackDir(), "migrations"));
@@ -217,7 +203,7 @@ describe("restores chain, and no backup or restored database leaves without appr
     project.writeVersion("v2", stringify({ version: "v2", config: { artifact: "hello-1.1.0", message: "ledger v2" }, database: { schema: 2, migration: { name: "002_drop_memo", up: "migrations/002_drop_memo.up.sql" }, backwardCompatible: false } }));
     // From before the database was managed by this file: no `database:` section at all.
     project.writeVersion("v3", stringify({ version: "v3", config: { artifact: "hello-1.1.0", message: "ledger v3" } }));
-    fs.appendFileSync(path.join(stackDir(), "stack.yaml"), stringify({ config: { database: { url: pg.url, archiveDir: pg.archiveDir, pgBin: pg.pgBin } } }));
+    pointShopAt(project, pg);
   });
   after(async () => {
     if (project) await project.cli(["destroy", "--stack", "shop", "--yes", "--approve-data-loss"]);

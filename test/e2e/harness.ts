@@ -37,7 +37,10 @@ export interface TempProject {
   cli(args: string[], options?: { env?: NodeJS.ProcessEnv; input?: string }): Promise<CliRun>;
   /** Starts `stackpin <args>` without waiting; `detached` gives it a process group of its own. */
   start(args: string[], options?: { detached?: boolean }): StartedCli;
-  /** A digest of every file in the backend: equal digests mean the state was not touched. */
+  /**
+   * A digest of every file in the backend except the audit trail (a refused attempt is appended to it,
+   * by design): equal digests mean the state and stackpin's records were not touched.
+   */
   stateDigest(): string;
   writeVersion(name: string, text: string): void;
   /** Destroys the stack (stopping what it started), asserts nothing is left, and removes the project. */
@@ -139,12 +142,13 @@ function run(args: string[], cwd: string, env: NodeJS.ProcessEnv, input?: string
   };
 }
 
-function digestDir(dir: string): string {
+function digestDir(dir: string, skip: string[] = []): string {
   const hash = crypto.createHash("sha256");
   const walk = (d: string) => {
     if (!fs.existsSync(d)) return;
     for (const entry of fs.readdirSync(d, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
       const p = path.join(d, entry.name);
+      if (skip.includes(path.relative(dir, p))) continue;
       if (entry.isDirectory()) walk(p);
       else hash.update(path.relative(dir, p)).update(fs.readFileSync(p));
     }
@@ -177,7 +181,7 @@ export function tempProject(pulumi: PulumiCli, options: { stack?: string; from?:
     env,
     cli: (args, options = {}) => run(args, dir, { ...env, ...options.env }, options.input).done,
     start: (args, options = {}) => run(args, dir, env, undefined, options.detached),
-    stateDigest: () => digestDir(stateDir),
+    stateDigest: () => digestDir(stateDir, [".stackpin-audit"]),
     writeVersion: (name, text) => fs.writeFileSync(path.join(dir, "stacks", stack, `${name}.yaml`), text),
     async teardown() {
       const stateFiles = path.join(dir, ".stackpin", "state", ".pulumi", "stacks");

@@ -241,16 +241,20 @@ describe("kubernetes target against a real API server: deploy v41, v42, preview 
         ["plugin", "install", "resource", "kubernetes", kubernetesProviderVersion, "--file", path.join(k8sBinDir(), "pulumi-resource-kubernetes")],
         { env: { ...process.env, ...cart.env } },
       );
+      const before = cart.stateDigest();
       const started = Date.now();
       const r = await cart.cli(["deploy", "--stack", "cart", "--version", "v41", "--yes"], { env });
       const seconds = (Date.now() - started) / 1000;
       figures.push(`refusal with no StorageClass ${seconds.toFixed(1)} s`);
       process.stderr.write(`      [k8s] a deploy with a missing StorageClass refused in ${seconds.toFixed(1)} s (exit ${r.code})\n`);
-      // The engine's read fails in its preview, which apply.ts reports today as exit 1 with the engine's
-      // output (`Preview failed: resource 'fast-ssd' does not exist`); a typed exit 8 belongs there.
-      assert.notEqual(r.code, ExitCode.ok);
-      assert.match(r.stderr, /resource 'fast-ssd' does not exist/, r.stderr);
+      // The program's read of the class fails in the engine's preview (the database check's, before any
+      // update): an engine failure with nothing applied, exit 8 as the README's table says, naming the class.
+      assert.equal(r.code, ExitCode.applyFailed, r.stderr);
+      assert.match(r.stderr, /the Pulumi engine failed on stack cart in the preview \(nothing was applied\):\nPreview failed: resource 'fast-ssd' does not exist/, r.stderr);
       assert.ok(seconds < 60, `took ${seconds} s`);
+      // A first deploy is planned on a scratch stack: the refused one leaves no stack in the backend.
+      assert.equal(cart.stateDigest(), before, "the refused deploy changed the backend");
+      assert.equal((await cart.cli(["status", "--stack", "cart", "--json"], { env })).code, ExitCode.unknownStack, "the refused deploy created the stack");
       const made = await api().get(`/apis/apps/v1/namespaces/${NS}/deployments?labelSelector=app%3Dcart`);
       const secrets = await api().get(`/api/v1/namespaces/${NS}/secrets?labelSelector=app%3Dcart`);
       const claims = await api().get(`/api/v1/namespaces/${NS}/persistentvolumeclaims?labelSelector=app%3Dcart`);

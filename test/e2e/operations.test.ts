@@ -5,25 +5,9 @@ import type { AddressInfo } from "node:net";
 import * as path from "node:path";
 import { parse, stringify } from "yaml";
 import { ExitCode } from "../../lib/errors";
+import { fakePrometheus } from "./fake-prometheus";
 import { json, pulumiOrSkip, TempProject, tempProject } from "./harness";
 import { makeSigners } from "./ssh-signers";
-
-/** A local server speaking Prometheus' instant-query API; the test sets what each query returns. */
-async function fakePrometheus(values: Record<string, number>) {
-  const server = http.createServer((req, res) => {
-    const query = new URL(req.url ?? "/", "http://x").searchParams.get("query") ?? "";
-    const value = values[query];
-    res.writeHead(200, { "content-type": "application/json" });
-    res.end(
-      JSON.stringify({
-        status: "success",
-        data: { resultType: "vector", result: value === undefined ? [] : [{ metric: { job: "shop" }, value: [Date.now() / 1000, String(value)] }] },
-      }),
-    );
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, close: () => server.close() };
-}
 
 /** A local webhook receiver that records every JSON body it gets. */
 async function webhookReceiver() {
@@ -75,7 +59,7 @@ describe("operations around a rollback: watch, triggers, webhooks, incident reco
     for (const v of ["v1", "v2"]) assert.equal((await project.cli(["deploy", "--stack", "dev", "--version", v, "--yes"])).code, ExitCode.ok);
   });
   after(async () => {
-    prom?.close();
+    await prom?.close();
     hook?.close();
     await project?.teardown();
   });
@@ -84,7 +68,7 @@ describe("operations around a rollback: watch, triggers, webhooks, incident reco
     const r = await project.cli(["watch", "--stack", "dev", "--record-baseline", "--json"]);
     assert.equal(r.code, ExitCode.ok, r.stderr);
     assert.deepEqual(json(r).baselines, { "p99 over 2x baseline": 0.1 });
-    assert.equal(json(await project.cli(["status", "--stack", "dev", "--json"])).tags["stackpin:baseline:p99-over-2x-baseline"], "0.1");
+    assert.equal(json(await project.cli(["status", "--stack", "dev", "--json"])).baselines["p99-over-2x-baseline"], 0.1);
   });
 
   it("watch prints each evaluation, and rolls back to the last verified version when the error rate breaches", async () => {

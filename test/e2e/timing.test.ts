@@ -1,0 +1,41 @@
+import { strict as assert } from "node:assert";
+import { pulumiOrSkip, TempProject, tempProject } from "./harness";
+
+// STACKPIN_DEBUG=timing (issue 12's breakdown): every Pulumi CLI call an operation made, and a total;
+// never an argument's value, so a secret passed to the CLI stays out of the output.
+describe("STACKPIN_DEBUG=timing: the Pulumi CLI calls of one operation (real engine)", function () {
+  let project: TempProject;
+
+  before(async function () {
+    project = tempProject(await pulumiOrSkip(this));
+  });
+  after(async () => project?.teardown());
+
+  it("prints each call with its subcommand and time, then a total with the call count and peak RSS", async () => {
+    const r = await project.cli(["deploy", "--stack", "dev", "--version", "v1", "--yes"], { env: { STACKPIN_DEBUG: "timing" } });
+    assert.equal(r.code, 0, r.stderr);
+    const calls = [...r.stderr.matchAll(/^\[timing\] pulumi (.+): (\d+) ms$/gm)].map((m) => m[1]);
+    assert.ok(calls.includes("up"), `no up among ${calls.join(", ")}`);
+    assert.ok(calls.includes("stack history"), `no stack history among ${calls.join(", ")}`);
+    const total = /^\[timing\] total: (\d+) pulumi calls, \d+ ms in them \(.*\); process \d+ ms, peak RSS \d+ MB$/m.exec(r.stderr);
+    assert.ok(total, `no total line:\n${r.stderr}`);
+    assert.equal(Number(total[1]), calls.length);
+  });
+
+  it("names a secret's config call without its value", async () => {
+    const value = "plainwordsecret";
+    const r = await project.cli(["secret", "set", "--stack", "dev", "--version", "v2", "--key", "plainkey"], {
+      env: { STACKPIN_DEBUG: "timing" },
+      input: `${value}\n`,
+    });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /^\[timing\] pulumi config set: \d+ ms$/m);
+    assert.ok(!`${r.stdout}${r.stderr}`.includes(value), "the secret's value was printed");
+  });
+
+  it("prints nothing of the sort without the variable", async () => {
+    const r = await project.cli(["status", "--stack", "dev"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.doesNotMatch(r.stderr, /\[timing\]/);
+  });
+});
