@@ -22,6 +22,7 @@ export const ExitCode = {
   frozen: 14,
   triggerFired: 15,
   auditBroken: 16,
+  fleetIncomplete: 17,
 } as const;
 
 /** One of the {@link ExitCode} values. */
@@ -353,5 +354,26 @@ export class CannotApproveError extends StackpinError {
   readonly code = "cannot-approve";
   constructor(readonly stackName: string, readonly reason: string) {
     super(`cannot approve on stack ${stackName}: ${reason}. No approval was written.`);
+  }
+}
+
+/** The plan a rollback would apply is not the one its caller previewed (`--expect-plan`, used by fleet rollbacks). */
+export class PlanChangedError extends StackpinError {
+  readonly exitCode = ExitCode.concurrentOperation;
+  readonly code = "plan-changed";
+  constructor(readonly stackName: string, readonly expected: string, readonly actual: string) {
+    super(
+      `stack ${stackName} changed since the plan was previewed: the plan now is ${actual}, the preview was ${expected} ` +
+        `(another operation applied, or a version file changed). Preview again. Nothing was changed.`,
+    );
+  }
+}
+
+/** A fleet rollback where not every stack succeeded; `details` holds every stack's result. */
+export class FleetIncompleteError extends StackpinError {
+  readonly exitCode = ExitCode.fleetIncomplete;
+  readonly code = "fleet-incomplete";
+  constructor(message: string, readonly details: unknown) {
+    super(message);
   }
 }

@@ -48,6 +48,8 @@ export type { ApproveOptions };
 export type { ApproveResult } from "./operations/approve";
 export type { ApprovalInput, ApprovalStatement, GrantedApproval } from "./approvals";
 export { planDigest } from "./plan-digest";
+export { fleetRollback } from "./operations/fleet";
+export type { FleetRollbackOptions, FleetResult, FleetPreview, FleetStackResult, FleetWave } from "./operations/fleet";
 export type { PlanDigestInput } from "./plan-digest";
 export { recover } from "./operations/recover";
 export type { RecoverOptions, RecoveryReport, InterruptedOperation } from "./operations/recover";

@@ -6,7 +6,8 @@ import { z } from "zod";
 import type { ProgressEvent } from "../environment";
 import { openEnvironment } from "../environment";
 import { ensurePulumi, locatePulumi, PulumiCli } from "../engine/pulumi-cli";
-import { AuditBrokenError, ExitCode, StackpinError, VerificationFailedError } from "../errors";
+import { AuditBrokenError, ExitCode, FleetIncompleteError, PlanChangedError, StackpinError, VerificationFailedError } from "../errors";
+import { fleetRollback, FleetResult } from "../operations/fleet";
 import { watchIntervalSchema } from "../versions/schema";
 import type { ApplyResult } from "../operations/apply";
 import { approve } from "../operations/approve";
@@ -30,6 +31,8 @@ import {
   renderApproval,
   renderAudit,
   renderEvaluation,
+  renderFleet,
+  renderFleetPreview,
   renderHistory,
   renderPlan,
   renderProgress,
@@ -174,9 +177,8 @@ function numberFlag(flag: string, what: string, schema: z.ZodType<number>): (val
   };
 }
 
-function withCommon(cmd: Command): Command {
-  return cmd
-    .requiredOption("-s, --stack <name>", "the stack (a directory under stacks/)")
+function withCommon(cmd: Command, stackFlag: "required" | "optional" = "required"): Command {
+  return (stackFlag === "required" ? cmd.requiredOption("-s, --stack <name>", "the stack (a directory under stacks/)") : cmd.option("-s, --stack <name>", "the stack (a directory under stacks/)"))
     .option("--json", "print one JSON document on stdout and nothing else")
     .option("--project-dir <dir>", "the project directory holding stacks/ and .stackpin/ (default: the current directory)")
     .option("--backend <url>", "the state backend URL (default: stack.yaml's, else file://<project>/.stackpin/state)");
@@ -228,23 +230,71 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
       out(flags, plan, () => renderPlan(plan));
     });
 
-  withApprovals(withCommon(program.command("rollback").description("re-apply an earlier version; recorded as a new history entry")))
+  withApprovals(withCommon(program.command("rollback").description("re-apply an earlier version; recorded as a new history entry"), "optional"))
     .requiredOption("-t, --to <version>", "the version to go back to, or 'previous'")
     .option("-r, --reason <text>", "why, recorded in history")
     .option("-y, --yes", "apply without previewing and asking")
     .option("--approve-data-loss", "approve the point-in-time restore a rollback past an irreversible migration needs")
+    .option("--expect-plan <digest>", "apply only if the plan's digest is this one (from `preview --json`); else exit 7, nothing changed")
+    .addOption(new Option("--stacks <glob>", "fleet: every stack under stacks/ matching the glob (a canary first, then the rest)").conflicts(["stack", "fleet"]))
+    .addOption(new Option("--fleet <file>", "fleet: a fleet file naming the waves of stacks").conflicts(["stack"]))
+    .option("--canary <stack>", "fleet with --stacks: the stack that goes first, alone (default: the first name)")
+    .option("--concurrency <n>", "fleet: stacks rolled back at once after the canary (default 4)", numberFlag("--concurrency", "a whole number from 1 to 64", z.number().int().min(1).max(64)))
+    .option("--continue-on-error", "fleet: go on with the next waves when a stack fails (default: halt)")
     .action(async (flags) => {
+      if (flags.stacks || flags.fleet) return fleetAction(flags);
+      if (!flags.stack) throw new CommanderError(ExitCode.usage, "usage", "rollback needs --stack (or --stacks / --fleet for a fleet)");
       const ctx = await context(flags, env);
+      const expected: string | undefined = flags.expectPlan;
       const result = await rollback(ctx, {
         to: flags.to,
         reason: flags.reason,
-        confirm: confirmer(flags),
+        // A caller holding a previewed plan (a fleet) applies that plan or nothing.
+        confirm: expected
+          ? async (plan) => {
+              if (plan.planDigest !== expected) throw new PlanChangedError(ctx.stack.name, expected, plan.planDigest);
+              return true;
+            }
+          : confirmer(flags),
         approveDataLoss: !!flags.approveDataLoss,
         approvals: approvalsOf(flags),
         ...progress(),
       });
       out(flags, result, () => renderRollback(result));
     });
+
+  /** `rollback --stacks GLOB` / `--fleet FILE`: previews every stack, asks once, then the waves. */
+  async function fleetAction(flags: Record<string, any>): Promise<void> {
+    const result = await fleetRollback({
+      projectDir: flags.projectDir,
+      backendUrl: flags.backend ?? env.STACKPIN_BACKEND,
+      selection: flags.fleet ? { fleetFile: flags.fleet } : { stacks: flags.stacks, canary: flags.canary },
+      to: flags.to,
+      reason: flags.reason,
+      concurrency: flags.concurrency,
+      continueOnError: flags.continueOnError,
+      approveDataLoss: !!flags.approveDataLoss,
+      approvers: flags.approve,
+      // The children are stackpin too: they get the environment as given and validate it themselves.
+      env: rawEnv,
+      confirm: flags.yes
+        ? async (previews) => (err(renderFleetPreview(previews)), true)
+        : async (previews) => {
+            err(renderFleetPreview(previews));
+            const stdin = io().stdin;
+            if (!stdin?.isTTY) {
+              err("not confirmed: no terminal to ask on; re-run with --yes to apply");
+              return false;
+            }
+            const rl = readline.createInterface({ input: stdin, output: process.stderr });
+            const answer = await rl.question(`roll back ${previews.length} stack(s) as above? [y/N] `);
+            rl.close();
+            return /^y(es)?$/i.test(answer.trim());
+          },
+      onProgress: err,
+    });
+    out(flags, result, () => renderFleet(result));
+  }
 
   withApprovals(withCommon(program.command("restore").description("restore the database to a point in time or a snapshot, and point the app at it")))
     .addOption(new Option("--to-time <iso>", "the recovery target time, e.g. 2026-11-24T05:30:00Z").conflicts("snapshot"))
@@ -450,6 +500,7 @@ export async function main(argv: string[], rawEnv: NodeJS.ProcessEnv): Promise<n
         if (d?.deploy?.verification) err(renderVerification(d.deploy.verification).join("\n"));
         if (d?.rollback) err(renderApply(d.rollback));
       }
+      if (e instanceof FleetIncompleteError && !json) err(renderFleet(e.details as FleetResult));
       err(`error: ${e.message}`);
       const details = (e as { details?: unknown }).details;
       if (json) io().stdout.write(`${JSON.stringify({ error: { code: e.code, message: e.message, details } }, null, 2)}\n`);

@@ -4,6 +4,7 @@ import type { ProgressEvent } from "../environment";
 import type { HistoryEntry } from "../history-record";
 import type { ApplyResult } from "../operations/apply";
 import type { ApproveResult } from "../operations/approve";
+import type { FleetPreview, FleetResult } from "../operations/fleet";
 import type { Plan } from "../operations/plan";
 import type { Status } from "../operations/status";
 import type { AuditEntry } from "../audit";
@@ -189,4 +190,28 @@ export function renderRecovery(r: RecoveryReport): string {
     ? `\nto finish it, re-run the ${r.interrupted.op}${r.interrupted.op === "destroy" ? `: stackpin destroy --stack ${r.stack} --yes` : ` to ${r.interrupted.to}`}`
     : "";
   return [`${r.summary} on stack ${r.stack}`, ...r.found.map((f) => `  found: ${f}`), ...r.actions.map((a) => `  done: ${a}`)].join("\n") + next;
+}
+
+const changeText = (changes?: Record<string, number>) =>
+  changes ? Object.entries(changes).map(([k, v]) => `${v} ${k}`).join(", ") || "none" : "";
+
+/** A fleet's previews, one row per stack, before anything changes. */
+export function renderFleetPreview(previews: FleetPreview[]): string {
+  const table = new Table({ head: ["wave", "stack", "from", "to", "resource changes", "warnings"], style: tableStyle });
+  for (const p of previews) {
+    table.push([p.wave, p.stack, p.from ?? "", p.to ?? "", p.error ? pc.red(`cannot preview (exit ${p.error.exitCode}): ${clip(p.error.message, 60)}`) : changeText(p.changes), clip(p.warnings.join("; "), 60)]);
+  }
+  return `${pc.bold("fleet rollback preview")}\n${table.toString()}`;
+}
+
+/** A fleet's outcome, one row per stack. */
+export function renderFleet(r: FleetResult): string {
+  const table = new Table({ head: ["wave", "stack", "from", "to", "result", "exit", "revision", "time"], style: tableStyle });
+  const word = { succeeded: pc.green("succeeded"), failed: pc.red("FAILED"), halted: pc.yellow("halted") };
+  for (const s of r.results) {
+    const result = s.status === "failed" && s.error ? `${word.failed}: ${clip(s.error, 50)}` : s.status === "succeeded" && s.verified ? `${word.succeeded}, verified` : word[s.status];
+    table.push([s.wave, s.stack, s.from ?? "", s.to ?? "", result, s.exitCode ?? "", s.revision ?? "", s.durationMs !== undefined ? `${(s.durationMs / 1000).toFixed(1)} s` : ""]);
+  }
+  const halt = r.haltedBy && r.halted ? `; halted after ${r.haltedBy} failed` : "";
+  return `${table.toString()}\nfleet rollback to ${r.to}: ${r.succeeded} succeeded, ${r.failed} failed, ${r.halted} not started${halt} (${(r.durationMs / 1000).toFixed(1)} s)`;
 }

@@ -234,6 +234,13 @@ describe("every exit code in the README's table is what the CLI exits with in th
     }
   });
 
+  it("17: a fleet rollback where not every stack succeeded (here: one cannot be previewed, so none is touched)", async () => {
+    const before = project.stateDigest();
+    const r = await expect(ExitCode.fleetIncomplete, "fleet incomplete", ["rollback", "--stacks", "d*", "--to", "v99", "--yes"]);
+    assert.match(r.stderr, /1 of 1 stack\(s\) could not be previewed \(dev: .*v99.*\); no stack was rolled back\. Nothing was changed\./);
+    assert.equal(project.stateDigest(), before);
+  });
+
   it("every documented code but 1 (a bug in stackpin, which no scenario may produce) was produced above", () => {
     const missing = [...documented.keys()].filter((c) => c !== ExitCode.internal && !produced.has(c));
     assert.deepEqual(missing, [], `no scenario produced ${missing.join(", ")}`);
