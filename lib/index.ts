@@ -49,6 +49,8 @@ export type { ApproveResult } from "./operations/approve";
 export type { ApprovalInput, ApprovalStatement, GrantedApproval } from "./approvals";
 export { planDigest } from "./plan-digest";
 export { fleetRollback } from "./operations/fleet";
+export { emitK8sJobs } from "./operations/fleet-emit";
+export type { EmitK8sJobsOptions, JobBatch } from "./operations/fleet-emit";
 export type { FleetRollbackOptions, FleetResult, FleetPreview, FleetStackResult, FleetWave } from "./operations/fleet";
 export type { PlanDigestInput } from "./plan-digest";
 export { recover } from "./operations/recover";

@@ -1,5 +1,7 @@
 #!/usr/bin/env node
 import { AsyncLocalStorage } from "node:async_hooks";
+import * as fs from "node:fs";
+import * as path from "node:path";
 import * as readline from "node:readline/promises";
 import { Command, CommanderError, Option } from "commander";
 import { z } from "zod";
@@ -8,6 +10,7 @@ import { openEnvironment } from "../environment";
 import { ensurePulumi, locatePulumi, PulumiCli } from "../engine/pulumi-cli";
 import { AuditBrokenError, ExitCode, FleetIncompleteError, PlanChangedError, StackpinError, VerificationFailedError } from "../errors";
 import { fleetRollback, FleetResult } from "../operations/fleet";
+import { emitK8sJobs, JobBatch } from "../operations/fleet-emit";
 import { watchIntervalSchema } from "../versions/schema";
 import type { ApplyResult } from "../operations/apply";
 import { approve } from "../operations/approve";
@@ -296,6 +299,45 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
     out(flags, result, () => renderFleet(result));
   }
 
+  program
+    .command("fleet")
+    .description("emit a fleet rollback for another engine to run: one Kubernetes Job per stack, waves as ordered batches")
+    .addOption(new Option("--emit <format>", "what to write").choices(["k8s-jobs"]).makeOptionMandatory())
+    .addOption(new Option("--stacks <glob>", "every stack under stacks/ matching the glob (a canary first, then the rest)").conflicts(["fleet"]))
+    .option("--fleet <file>", "a fleet file naming the waves of stacks")
+    .option("--canary <stack>", "with --stacks: the stack that goes first, alone (default: the first name)")
+    .option("--concurrency <n>", "Jobs per batch after the canary (default 4)", numberFlag("--concurrency", "a whole number from 1 to 64", z.number().int().min(1).max(64)))
+    .requiredOption("-t, --to <version>", "the version each stack goes back to, or 'previous' (resolved by each Job)")
+    .requiredOption("--image <image>", "the container image with stackpin and this project's stacks/ in its working directory")
+    .option("--namespace <ns>", "the namespace the Jobs run in", "stackpin")
+    .option("--secret <name>", "the Secret whose keys become each Job's environment (PULUMI_CONFIG_PASSPHRASE, STACKPIN_BACKEND, credentials)", "stackpin")
+    .option("--workdir <dir>", "the project directory inside the image", "/project")
+    .option("-r, --reason <text>", "why, recorded in each stack's history")
+    .option("-o, --out <dir>", "write one file per batch (01-canary.yaml, 02-rest.yaml, ...) instead of printing them")
+    .option("--project-dir <dir>", "the project directory holding stacks/ (default: the current directory)")
+    .option("--json", "print the batches as one JSON document")
+    .action(async (flags) => {
+      if (!flags.stacks && !flags.fleet) throw new CommanderError(ExitCode.usage, "usage", "fleet needs --stacks or --fleet");
+      const batches = emitK8sJobs({
+        projectDir: flags.projectDir,
+        selection: flags.fleet ? { fleetFile: flags.fleet } : { stacks: flags.stacks, canary: flags.canary },
+        to: flags.to,
+        reason: flags.reason,
+        concurrency: flags.concurrency,
+        image: flags.image,
+        namespace: flags.namespace,
+        secretName: flags.secret,
+        workdir: flags.workdir,
+      });
+      const files = flags.out ? writeBatches(flags.out, batches) : [];
+      const doc = batches.map((b) => ({ name: b.name, wave: b.wave, stacks: b.stacks, file: files[batches.indexOf(b)], jobs: b.jobs }));
+      out(flags, doc, () =>
+        flags.out
+          ? `${batches.map((b, i) => `${files[i]}: ${b.stacks.join(", ")}`).join("\n")}\napply them in order, waiting for each batch (README: "Fleet rollback on Kubernetes")`
+          : batches.map((b) => `# batch ${b.name} (wave ${b.wave}): ${b.stacks.join(", ")}\n${b.yaml}`).join("---\n"),
+      );
+    });
+
   withApprovals(withCommon(program.command("restore").description("restore the database to a point in time or a snapshot, and point the app at it")))
     .addOption(new Option("--to-time <iso>", "the recovery target time, e.g. 2026-11-24T05:30:00Z").conflicts("snapshot"))
     .option("--snapshot <name>", "restore to the moment this snapshot was taken")
@@ -471,6 +513,16 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
       out(flags, { version: cli.version, source: cli.source, root: cli.root }, () => `Pulumi CLI ${cli.version} (${cli.source}): ${cli.root}`);
     });
   return program;
+}
+
+/** Writes each batch to `<dir>/<batch>.yaml`; returns the paths. */
+function writeBatches(dir: string, batches: JobBatch[]): string[] {
+  fs.mkdirSync(dir, { recursive: true });
+  return batches.map((b) => {
+    const file = path.join(dir, `${b.name}.yaml`);
+    fs.writeFileSync(file, b.yaml);
+    return file;
+  });
 }
 
 async function readStdin(): Promise<string> {
