@@ -50,6 +50,8 @@ export type { ApprovalInput, ApprovalStatement, GrantedApproval } from "./approv
 export { planDigest } from "./plan-digest";
 export type { PlanDigestInput } from "./plan-digest";
 export { recover } from "./operations/recover";
+export { adopt } from "./operations/adopt";
+export type { AdoptOptions, AdoptResult } from "./operations/adopt";
 export type { RecoverOptions, RecoveryReport, InterruptedOperation } from "./operations/recover";
 
 /**

@@ -7,13 +7,12 @@ import { TempProject, tempProject } from "./harness";
 /**
  * A team's own Pulumi program in TypeScript, as it would sit in their repository (`infra/checkout/`),
  * outside stackpin's `programs/`: it reads its config with `new pulumi.Config()`, declares it with zod,
- * and makes a dynamic resource (no provider plugin needed) plus plain outputs. With `holdFile` set, an
- * update (never a preview) writes `<holdFile>.waiting` and waits for `holdFile`: how a test holds an
- * update open at a moment it can observe.
+ * and makes a dynamic resource (no provider plugin needed) plus plain outputs. With `holdFile` set, the
+ * resource's create or update writes `<holdFile>.waiting` and waits for `holdFile`: how a test holds an
+ * update open (lock taken, operation pending, stackpin's in-flight mark set) at a moment it can observe.
  */
 export const checkoutProgram: Record<string, string> = {
-  "index.ts": `import * as fs from "node:fs";
-import * as pulumi from "@pulumi/pulumi";
+  "index.ts": `import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
 import { Note } from "./note";
 
@@ -26,18 +25,12 @@ export const config = z
   })
   .strict();
 
-async function holdUntil(file: string): Promise<void> {
-  fs.writeFileSync(file + ".waiting", String(process.pid));
-  while (!fs.existsSync(file)) await new Promise((r) => setTimeout(r, 50));
-}
-
 export default async () => {
   const cfg = new pulumi.Config();
   const greeting = cfg.require("greeting");
   const replicas = cfg.requireNumber("replicas");
-  const hold = cfg.get("holdFile");
-  if (hold && !pulumi.runtime.isDryRun()) await holdUntil(hold);
-  const note = new Note("greeting-note", { text: greeting, replicas });
+  const holdFile = cfg.get("holdFile");
+  const note = new Note("greeting-note", { text: greeting, replicas, ...(holdFile ? { holdFile } : {}) });
   return {
     greeting,
     replicas,
@@ -52,23 +45,35 @@ export default async () => {
 interface NoteInputs {
   text: string;
   replicas: number;
+  holdFile?: string;
+}
+
+// Runs in the engine's dynamic provider process, while the engine holds the stack's lock and has
+// recorded this operation as pending: a test releases it by creating the file.
+async function holdUntil(file: string | undefined): Promise<void> {
+  if (!file) return;
+  const fs = require("node:fs");
+  fs.writeFileSync(file + ".waiting", String(process.pid));
+  while (!fs.existsSync(file)) await new Promise((r) => setTimeout(r, 50));
 }
 
 const provider: pulumi.dynamic.ResourceProvider = {
   async create(inputs: NoteInputs) {
+    await holdUntil(inputs.holdFile);
     return { id: "note-" + inputs.text.length + "-" + inputs.replicas, outs: { ...inputs } };
   },
   async diff(_id: string, olds: NoteInputs, news: NoteInputs) {
     return { changes: olds.text !== news.text || olds.replicas !== news.replicas };
   },
   async update(_id: string, _olds: NoteInputs, news: NoteInputs) {
+    await holdUntil(news.holdFile);
     return { outs: { ...news } };
   },
 };
 
 export class Note extends pulumi.dynamic.Resource {
   declare readonly text: pulumi.Output<string>;
-  constructor(name: string, args: { text: pulumi.Input<string>; replicas: pulumi.Input<number> }) {
+  constructor(name: string, args: { text: pulumi.Input<string>; replicas: pulumi.Input<number>; holdFile?: string }) {
     super(provider, name, { ...args }, undefined, "checkout", "Note");
   }
 }
@@ -98,5 +103,15 @@ export function ownProgramProject(pulumi: PulumiCli, options: { stackYaml?: stri
     return project;
   } finally {
     fs.rmSync(source, { recursive: true, force: true });
+  }
+}
+
+/** Resolves once `file` exists (a held update has reached its resource), polling the file system. */
+export async function fileAppears(file: string, what: Promise<unknown> = new Promise(() => undefined)): Promise<void> {
+  let ended = false;
+  void what.then(() => (ended = true), () => (ended = true));
+  while (!fs.existsSync(file)) {
+    if (ended) throw new Error(`the operation ended before ${file} appeared`);
+    await new Promise((r) => setTimeout(r, 50));
   }
 }
