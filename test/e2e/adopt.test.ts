@@ -12,6 +12,7 @@ import { CliRun, demoPassphrase, filesUnder, json, pulumiOrSkip, TempProject, te
 import { fileAppears, writeProgram } from "./own-program";
 
 describe("adopt an existing Pulumi stack made with plain Automation API calls (real engine, file:// backend)", function () {
+  this.timeout(600_000);
   let pulumi: PulumiCli;
   let project: TempProject;
   let teamDir = "";
@@ -112,6 +113,9 @@ describe("adopt an existing Pulumi stack made with plain Automation API calls (r
     assert.ok(v1.includes(`secure: ${ciphertext}`), v1);
     assert.match(v1, /^ {2}greeting: hello again from the team$/m);
     assert.match(v1, /^ {2}replicas: 2$/m, "a number Pulumi kept as a string is written as one");
+    const unknown = await cli(["adopt", "--stack", "staging", "--as", "v1", "--program", "./infra/checkout", "--project", "checkout"]);
+    assert.equal(unknown.code, ExitCode.unknownStack, unknown.stderr);
+    assert.ok(!fs.existsSync(path.join(project.dir, "stacks", "staging")));
     const again = await cli(["adopt", "--stack", "prod", "--as", "v1", "--program", "./infra/checkout", "--project", "checkout"]);
     assert.equal(again.code, ExitCode.usage, again.stderr);
     assert.match(again.stderr, /already defined/);

@@ -6,6 +6,7 @@ import { json, pulumiOrSkip, TempProject } from "./harness";
 import { ownProgramProject, writeProgram } from "./own-program";
 
 describe("a project's own TypeScript program by path (program: ./infra/checkout), on the real engine", function () {
+  this.timeout(600_000);
   let project: TempProject;
   const cli = (args: string[]) => project.cli(args);
   const figures: string[] = [];
