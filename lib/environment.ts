@@ -116,12 +116,13 @@ export async function openEnvironment(options: OpenEnvironmentOptions): Promise<
   const projectDir = path.resolve(options.projectDir ?? process.cwd());
   const pulumiProject = readPulumiProject(projectDir);
   const programs = options.programs ?? builtinPrograms;
-  const store = new VersionStore(path.resolve(projectDir, options.stacksDir ?? "stacks"), pulumiProject.name, programs);
+  const store = new VersionStore(path.resolve(projectDir, options.stacksDir ?? "stacks"), pulumiProject.name, programs, projectDir);
   const stack = store.stack(options.stack);
-  const factory = Object.prototype.hasOwnProperty.call(programs, stack.settings.program) ? programs[stack.settings.program] : undefined;
+  // A built-in (or given) program by name, or the project's own by path (loaded by the store already).
+  const factory = store.programFor(stack.settings.program) as ProgramFactory | undefined;
   if (!factory) {
     throw new InvalidVersionFileError(path.join(stack.dir, "stack.yaml"), [
-      `program: "${stack.settings.program}" is not one of ${Object.keys(programs).join(", ")}`,
+      `program: "${stack.settings.program}" is not one of ${Object.keys(programs).join(", ")}, nor a path to the project's own program (./infra/app)`,
     ]);
   }
   const passphrase = options.passphrase;

@@ -369,11 +369,50 @@ export class PlanChangedError extends StackpinError {
   }
 }
 
+/** `stack.yaml` names a program by path that cannot be used: no such module, no default export, or it fails to load. Nothing was changed. */
+export class ProgramLoadError extends StackpinError {
+  readonly exitCode = ExitCode.invalidVersionFile;
+  readonly code = "program-load";
+  constructor(readonly program: string, readonly reason: string) {
+    super(`program ${program} (stack.yaml's program) cannot be used: ${reason}. Nothing was changed.`);
+  }
+}
+
+/** `adopt`: the stack's config has something a version file cannot hold (or its program refuses). Nothing was written. */
+export class InexpressibleConfigError extends StackpinError {
+  readonly exitCode = ExitCode.invalidVersionFile;
+  readonly code = "inexpressible-config";
+  constructor(readonly stackName: string, readonly problems: string[]) {
+    super(`cannot adopt stack ${stackName}: its config cannot be expressed as stackpin files, nothing was written:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
+  }
+}
+
+/** `adopt`: the stack's checkpoint holds operations an update started and never finished (running now, or interrupted). Nothing was written. */
+export class PendingOperationsError extends StackpinError {
+  readonly exitCode = ExitCode.concurrentOperation;
+  readonly code = "pending-operations";
+  constructor(readonly stackName: string, readonly pending: string[]) {
+    super(
+      `cannot adopt stack ${stackName}: an update is running or was interrupted (${pending.length} pending operation(s): ${pending.slice(0, 5).join(", ")}). ` +
+        `Let it finish, or clear it with Pulumi (\`pulumi refresh --clear-pending-creates\`), then adopt again. Nothing was written.`,
+    );
+  }
+}
+
 /** A fleet rollback where not every stack succeeded; `details` holds every stack's result. */
 export class FleetIncompleteError extends StackpinError {
   readonly exitCode = ExitCode.fleetIncomplete;
   readonly code = "fleet-incomplete";
   constructor(message: string, readonly details: unknown) {
     super(message);
+  }
+}
+
+/** `adopt` onto a stack already defined under `stacks/`: stackpin never overwrites its files. Nothing was written. */
+export class StackAlreadyDefinedError extends StackpinError {
+  readonly exitCode = ExitCode.usage;
+  readonly code = "stack-already-defined";
+  constructor(readonly stackName: string, readonly file: string) {
+    super(`stack ${stackName} is already defined (${file}): adopt writes a new stack's files and never overwrites them. Nothing was written.`);
   }
 }

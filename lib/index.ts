@@ -54,6 +54,8 @@ export type { EmitK8sJobsOptions, JobBatch } from "./operations/fleet-emit";
 export type { FleetRollbackOptions, FleetResult, FleetPreview, FleetStackResult, FleetWave } from "./operations/fleet";
 export type { PlanDigestInput } from "./plan-digest";
 export { recover } from "./operations/recover";
+export { adopt } from "./operations/adopt";
+export type { AdoptOptions, AdoptResult } from "./operations/adopt";
 export type { RecoverOptions, RecoveryReport, InterruptedOperation } from "./operations/recover";
 
 /**

@@ -13,6 +13,7 @@ import { fleetRollback, FleetResult } from "../operations/fleet";
 import { emitK8sJobs, JobBatch } from "../operations/fleet-emit";
 import { watchIntervalSchema } from "../versions/schema";
 import type { ApplyResult } from "../operations/apply";
+import { adopt } from "../operations/adopt";
 import { approve } from "../operations/approve";
 import { deploy } from "../operations/deploy";
 import { destroy } from "../operations/destroy";
@@ -502,6 +503,36 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
       const value = (await readStdin()).replace(/\r?\n$/, "");
       const result = await setSecret(await context(flags, env), { version: flags.version, key: flags.key, value });
       out(flags, result, () => `wrote ${result.key} (encrypted) to ${result.file}`);
+    });
+
+  withCommon(program.command("adopt").description("make an existing Pulumi stack a stackpin stack: write stacks/<stack>/ from its deployed config (reads the backend only)"))
+    .requiredOption("--as <version>", "the version its current config becomes, e.g. v1")
+    .requiredOption("--program <program>", "the program that manages it: a path like ./infra/checkout, or a built-in")
+    .option("--project <name>", "its Pulumi project (default: Pulumi.yaml's name, else stackpin)")
+    .action(async (flags) => {
+      const r = await adopt({
+        stack: flags.stack,
+        as: flags.as,
+        program: flags.program,
+        project: flags.project,
+        projectDir: flags.projectDir,
+        backendUrl: flags.backend ?? env.STACKPIN_BACKEND,
+        recordBackend: !!(flags.backend ?? env.STACKPIN_BACKEND),
+        passphrase:
+          env.PULUMI_CONFIG_PASSPHRASE !== undefined || env.PULUMI_CONFIG_PASSPHRASE_FILE
+            ? { value: env.PULUMI_CONFIG_PASSPHRASE, file: env.PULUMI_CONFIG_PASSPHRASE_FILE }
+            : undefined,
+        pulumiHome: env.PULUMI_HOME,
+        pulumi: await findPulumi(env, !!flags.json),
+      });
+      out(flags, r, () =>
+        [
+          `adopted stack ${r.stack} (project ${r.project}, ${r.resources} resources in its state) as ${r.version}, running ${r.program}:`,
+          `  ${r.stackFile}`,
+          `  ${r.versionFile}: ${r.keys.map((k) => (k.secret ? `${k.key} [secret]` : k.key)).join(", ") || "(no config)"}`,
+          `next: \`stackpin preview --stack ${r.stack} --version ${r.version}\` shows no resource change; \`stackpin deploy --stack ${r.stack} --version ${r.version}\` starts its history`,
+        ].join("\n"),
+      );
     });
 
   program

@@ -287,6 +287,17 @@ export class EngineStack {
     return settings.encryptedKey;
   }
 
+  /**
+   * The config the stack's newest update ran with, as the backend recorded it (`pulumi config refresh`:
+   * secrets stay ciphertext, nothing is decrypted), and how its secrets are encrypted. For `adopt`.
+   */
+  async deployedSettings(): Promise<{ config: Record<string, StackSettingsConfigValue>; encryptionSalt?: string; secretsProvider?: string; encryptedKey?: string }> {
+    // Not the Automation API's refreshConfig: it reads the config back with --show-secrets.
+    await this.guard(() => this.runCliWithInput(["config", "refresh", "--force", "--stack", this.options.stackName, "--non-interactive"], ""));
+    const s = await this.workspace.stackSettings(this.options.stackName);
+    return { config: s.config ?? {}, encryptionSalt: s.encryptionSalt, secretsProvider: s.secretsProvider, encryptedKey: s.encryptedKey };
+  }
+
   /** Encrypts a value with the stack's secrets provider; returns Pulumi's ciphertext. */
   async encrypt(key: string, plaintext: string): Promise<string> {
     // The Automation API's setConfig puts the value on the CLI's command line, where `ps` shows it to

@@ -192,7 +192,7 @@ export const kmsSecretsProviderPattern = /^(awskms|gcpkms|azurekeyvault|hashivau
 /** `stacks/<stack>/stack.yaml`: what does not change between versions. */
 export const stackFileSchema = z
   .object({
-    /** Which program in `programs/` this stack runs. */
+    /** Which program the stack runs: a built-in one (`local`, `aws`, `kubernetes`) or a path to the project's own (`./infra/checkout`). */
     program: z.string().min(1),
     /** The Pulumi project name; defaults to `Pulumi.yaml`'s `name`, else `stackpin`. */
     project: z.string().regex(/^[A-Za-z0-9_.-]+$/).optional(),

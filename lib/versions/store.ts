@@ -2,6 +2,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import type { ProgramConfigSpec } from "../../programs/types";
 import { InvalidVersionFileError, UnknownStackError, UnknownVersionError } from "../errors";
+import { isProgramPath, loadProgram } from "../program-loader";
 import { checkProgramConfig } from "./program-config";
 import {
   describeIssues,
@@ -75,7 +76,16 @@ export class VersionStore {
      * has its config (stack.yaml's and every version's) checked against it on every read.
      */
     readonly programs: Record<string, { config?: ProgramConfigSpec }> = {},
+    /** The project directory a program named by path (`./infra/checkout`) is relative to; without it, such programs are not loaded here. */
+    readonly projectDir?: string,
   ) {}
+
+  /** The program `stack.yaml` names: one of {@link programs}, or a module by path relative to the project (loaded, so its config is known). */
+  programFor(program: string): { config?: ProgramConfigSpec } | undefined {
+    if (Object.prototype.hasOwnProperty.call(this.programs, program)) return this.programs[program];
+    if (this.projectDir !== undefined && isProgramPath(program)) return loadProgram(this.projectDir, program);
+    return undefined;
+  }
 
   /** Names of all stacks (directories holding a `stack.yaml`). */
   listStacks(): string[] {
@@ -97,7 +107,7 @@ export class VersionStore {
     const parsed = stackFileSchema.safeParse(readYamlFile(file) ?? {});
     if (!parsed.success) throw new InvalidVersionFileError(file, describeIssues(parsed.error));
     const project = parsed.data.project ?? this.defaultProject;
-    const programConfig = Object.prototype.hasOwnProperty.call(this.programs, parsed.data.program) ? this.programs[parsed.data.program].config : undefined;
+    const programConfig = this.programFor(parsed.data.program)?.config;
     if (programConfig) {
       const check = checkProgramConfig(parsed.data.config, { program: parsed.data.program, project, spec: programConfig, partial: true });
       if (check.problems.length) throw new InvalidVersionFileError(file, check.problems);
