@@ -1,0 +1,182 @@
+import { strict as assert } from "node:assert";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { parse, stringify } from "yaml";
+import { ExitCode } from "../../lib/errors";
+import { json, pulumiOrSkip, TempProject, tempProject } from "./harness";
+import { prometheusOrSkip, prometheusSettings, startPrometheus, TestPrometheus } from "./prometheus";
+
+/** The seeds' rollback criteria as PromQL over what the local target's services export. */
+const window = "15s";
+const errorRate = `sum(rate(http_requests_total{code=~"5.."}[${window}])) / sum(rate(http_requests_total[${window}]))`;
+const p99 = `histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket[${window}])))`;
+const rules = [
+  { name: "error rate above 5%", query: errorRate, above: 0.05 },
+  { name: "p99 over 2x baseline", query: p99, aboveBaseline: 2 },
+];
+const watchIntervalMs = 500;
+
+/** One request the load generator made through the traffic switch. */
+interface Shot {
+  at: number;
+  path: string;
+  status: number;
+  version?: string;
+}
+
+/**
+ * Traffic through the switch: `workers` clients in a loop over `/`, `/`, `/`, `/checkout` (a quarter of
+ * the requests are checkouts), each pausing `paceMs` between requests so two cores are not saturated.
+ */
+function loadGenerator(endpoint: string, workers = 4, paceMs = 20) {
+  const shots: Shot[] = [];
+  const paths = ["/", "/", "/", "/checkout"];
+  let running = true;
+  const loops = Array.from({ length: workers }, async (_, w) => {
+    for (let i = w; running; i++) {
+      const p = paths[i % paths.length];
+      try {
+        const res = await fetch(`${endpoint}${p}`, { signal: AbortSignal.timeout(10_000) });
+        const body = (await res.json().catch(() => ({}))) as { version?: string };
+        shots.push({ at: Date.now(), path: p, status: res.status, version: body.version });
+      } catch {
+        shots.push({ at: Date.now(), path: p, status: 0 });
+      }
+      await new Promise((r) => setTimeout(r, paceMs));
+    }
+  });
+  return {
+    shots,
+    async stop() {
+      running = false;
+      await Promise.all(loops);
+    },
+  };
+}
+
+/** Asks `ask` until it returns something, at most `timeoutMs`: for states Prometheus reaches after scrapes. */
+async function until<T>(what: string, ask: () => Promise<T | undefined>, timeoutMs = 120_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await ask().catch(() => undefined);
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs / 1000} s`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+describe("a scripted incident on real Prometheus: a release that fails checkouts is caught from scraped metrics and rolled back", function () {
+  let project: TempProject;
+  let prom: TestPrometheus | undefined;
+  let promDir: string;
+  let load: ReturnType<typeof loadGenerator> | undefined;
+  let endpoint: string;
+  let watchResult: any;
+  let v2DeployedAt: number;
+
+  before(async function () {
+    project = tempProject(await pulumiOrSkip(this));
+    prometheusOrSkip(this);
+    // v2 is release 1.2.0: its health and home page are fine (it passes its gate and verification), its checkout fails.
+    const v1 = parse(fs.readFileSync(path.join(project.dir, "stacks", "dev", "v1.yaml"), "utf8"));
+    project.writeVersion("v2", stringify({ ...v1, version: "v2", description: "checkout (release 1.2.0)", config: { ...v1.config, artifact: "hello-1.2.0", message: "hello from v2" } }));
+    assert.equal((await project.cli(["deploy", "--stack", "dev", "--version", "v1", "--yes"])).code, ExitCode.ok);
+    const outputs = json(await project.cli(["status", "--stack", "dev", "--json"])).outputs;
+    endpoint = outputs.endpoint.value;
+    promDir = fs.mkdtempSync(path.join(os.tmpdir(), "stackpin-prometheus-"));
+    prom = await startPrometheus({ dir: promDir, targetFiles: [outputs.metricsTargets.value] });
+    const stackFile = path.join(project.dir, "stacks", "dev", "stack.yaml");
+    fs.writeFileSync(
+      stackFile,
+      stringify({
+        ...parse(fs.readFileSync(stackFile, "utf8")),
+        policy: { triggers: { intervalMs: watchIntervalMs, prometheus: prom.url, recoveryTimeoutMs: 300_000, rules } },
+      }),
+    );
+    load = loadGenerator(endpoint);
+  });
+
+  after(async () => {
+    await load?.stop();
+    await prom?.stop();
+    if (promDir) assert.equal(fs.existsSync(promDir), false, "Prometheus left its directory");
+    await project?.teardown();
+  });
+
+  it("Prometheus scrapes the live slot found through the file written by the stack, labelled with version and slot", async () => {
+    const up = await until("the blue slot scraped", async () => {
+      const res = await fetch(`${prom!.url}/api/v1/query?query=${encodeURIComponent('up{job="stackpin"}')}`);
+      const r = ((await res.json()) as any).data.result as Array<{ metric: Record<string, string>; value: [number, string] }>;
+      return r.length === 1 && r[0].value[1] === "1" ? r[0].metric : undefined;
+    });
+    assert.equal(up.role, "live");
+    assert.equal(up.stack, "dev");
+    const series = await until("requests counted", async () => {
+      const res = await fetch(`${prom!.url}/api/v1/query?query=${encodeURIComponent('http_requests_total{route="/",code="200"} > 0')}`);
+      const r = ((await res.json()) as any).data.result as Array<{ metric: Record<string, string> }>;
+      return r[0]?.metric;
+    });
+    assert.deepEqual([series.version, series.slot, series.release], ["v1", "blue", "1.0.0"]);
+    assert.ok((await prom!.query('process_resident_memory_bytes{slot="blue"}'))! > 0, "process memory is exported");
+  });
+
+  it("records the p99 baseline of v1 under load from real histograms", async () => {
+    await until("a p99 from the histogram", () => prom!.query(p99));
+    const r = await project.cli(["watch", "--stack", "dev", "--record-baseline", "--json"]);
+    assert.equal(r.code, ExitCode.ok, r.stderr);
+    const baseline = json(r).baselines["p99 over 2x baseline"];
+    assert.ok(baseline > 0 && baseline < 1, `baseline ${baseline}`);
+    process.stderr.write(`      [figures] p99 baseline of v1 under load: ${(baseline * 1000).toFixed(1)} ms\n`);
+  });
+
+  it("deploys v2, whose checkouts fail; watch --auto-rollback fires from the scraped metrics and rolls back to v1", async () => {
+    v2DeployedAt = Date.now();
+    const d = await project.cli(["deploy", "--stack", "dev", "--version", "v2", "--yes"]);
+    assert.equal(d.code, ExitCode.ok, d.stderr);
+    const firstFailure = load!.shots.find((s) => s.status === 500 && s.at >= v2DeployedAt);
+    assert.ok(firstFailure, "no checkout failed through the switch while v2 was live");
+    const r = await project.cli(["watch", "--stack", "dev", "--auto-rollback", "--json"]);
+    assert.equal(r.code, ExitCode.ok, r.stderr);
+    watchResult = json(r);
+    assert.deepEqual([watchResult.rollback.from, watchResult.rollback.to], ["v2", "v1"]);
+    const fired = watchResult.fired.rules.find((x: any) => x.fired);
+    assert.ok(rules.some((x) => x.name === fired.name), fired.name);
+    const rate = watchResult.fired.rules.find((x: any) => x.name === "error rate above 5%");
+    assert.ok(rate.value > 0.05, `error rate when fired: ${rate.value}`);
+
+    // When the scraped metrics first showed the breach, at Prometheus' own resolution of one scrape.
+    const start = Math.floor(firstFailure.at / 1000) - 5;
+    const end = Math.ceil(Date.parse(watchResult.fired.at) / 1000);
+    const res = await fetch(`${prom!.url}/api/v1/query_range?query=${encodeURIComponent(errorRate)}&start=${start}&end=${end}&step=1`);
+    const values = ((await res.json()) as any).data.result[0].values as Array<[number, string]>;
+    const visible = values.find(([t, v]) => t * 1000 >= firstFailure.at && Number(v) > 0.05);
+    assert.ok(visible, "Prometheus never showed the error rate above 5%");
+    const breachSeen = Date.parse(fired.breachedAt ?? watchResult.fired.at);
+    const figures = {
+      "first failing request -> breach in the scraped metrics": visible[0] * 1000 - firstFailure.at,
+      "first failing request -> breach seen by watch": breachSeen - firstFailure.at,
+      "breach -> rollback start": watchResult.breachToRollbackMs,
+    };
+    process.stderr.write(
+      `      [figures] detection (scrape ${prometheusSettings.scrapeIntervalS} s, rate window ${window}, watch interval ${watchIntervalMs} ms; watch started after the deploy of v2 ended): ` +
+        Object.entries(figures).map(([k, v]) => `${k} ${(v / 1000).toFixed(1)} s`).join("; ") +
+        `; fired: ${fired.name} (${fired.detail})\n`,
+    );
+  });
+
+  it("after the rollback the error rate is back under 5%, and the incident record says so", async () => {
+    const record = JSON.parse(fs.readFileSync(watchResult.rollback.incident.json, "utf8"));
+    assert.equal(record.recovery.recovered, true, JSON.stringify(record.recovery));
+    const rate = record.recovery.rules.find((x: any) => x.name === "error rate above 5%");
+    assert.ok(rate.value <= 0.05, `error rate after the rollback: ${rate.value}`);
+    assert.ok(record.timeline.some((t: any) => t.step === "signals recovered"), record.timeline.map((t: any) => t.step).join(", "));
+    assert.match(fs.readFileSync(watchResult.rollback.incident.markdown, "utf8"), /\| Signals after the rollback \| back within every bound at /);
+    assert.ok((await prom!.query(errorRate))! <= 0.05, "Prometheus still shows the error rate above 5%");
+    const rolledBackAt = Date.parse(record.endedAt);
+    const after = load!.shots.filter((s) => s.at > rolledBackAt + 1000);
+    assert.ok(after.length > 0, "no traffic after the rollback");
+    assert.deepEqual([...new Set(after.map((s) => `${s.status} ${s.path === "/" ? s.version : s.path}`))].sort(), ["200 v1", "404 /checkout"]);
+    process.stderr.write(`      [figures] recovery: signals back within their bounds ${((Date.parse(record.recovery.at) - rolledBackAt) / 1000).toFixed(1)} s after the rollback ended\n`);
+  });
+});
