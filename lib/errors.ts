@@ -355,3 +355,15 @@ export class CannotApproveError extends StackpinError {
     super(`cannot approve on stack ${stackName}: ${reason}. No approval was written.`);
   }
 }
+
+/** `incident show` named an incident the stack has no record of. Nothing was changed. */
+export class UnknownIncidentError extends StackpinError {
+  readonly exitCode = ExitCode.usage;
+  readonly code = "unknown-incident";
+  constructor(readonly stackName: string, readonly id: string, readonly known: string[]) {
+    super(
+      `no incident "${id}" for stack ${stackName}; known: ${known.length ? known.join(", ") : "(none: every rollback writes one)"}. ` +
+        `Records are in .stackpin/incidents/${stackName}/.`,
+    );
+  }
+}
