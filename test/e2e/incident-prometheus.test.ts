@@ -4,6 +4,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { parse, stringify } from "yaml";
 import { ExitCode } from "../../lib/errors";
+import { chromiumOrSkip, pngSize, renderedDom, screenshot } from "./chromium";
 import { json, pulumiOrSkip, TempProject, tempProject } from "./harness";
 import { prometheusOrSkip, prometheusSettings, startPrometheus, TestPrometheus } from "./prometheus";
 
@@ -74,6 +75,8 @@ describe("a scripted incident on real Prometheus: a release that fails checkouts
   let endpoint: string;
   let watchResult: any;
   let v2DeployedAt: number;
+  let baseline: number;
+  let page: string;
 
   before(async function () {
     project = tempProject(await pulumiOrSkip(this));
@@ -125,7 +128,7 @@ describe("a scripted incident on real Prometheus: a release that fails checkouts
     await until("a p99 from the histogram", () => prom!.query(p99));
     const r = await project.cli(["watch", "--stack", "dev", "--record-baseline", "--json"]);
     assert.equal(r.code, ExitCode.ok, r.stderr);
-    const baseline = json(r).baselines["p99 over 2x baseline"];
+    baseline = json(r).baselines["p99 over 2x baseline"];
     assert.ok(baseline > 0 && baseline < 1, `baseline ${baseline}`);
     process.stderr.write(`      [figures] p99 baseline of v1 under load: ${(baseline * 1000).toFixed(1)} ms\n`);
   });
@@ -178,5 +181,63 @@ describe("a scripted incident on real Prometheus: a release that fails checkouts
     assert.ok(after.length > 0, "no traffic after the rollback");
     assert.deepEqual([...new Set(after.map((s) => `${s.status} ${s.path === "/" ? s.version : s.path}`))].sort(), ["200 v1", "404 /checkout"]);
     process.stderr.write(`      [figures] recovery: signals back within their bounds ${((Date.parse(record.recovery.at) - rolledBackAt) / 1000).toFixed(1)} s after the rollback ended\n`);
+  });
+
+  it("incident show --html draws error rate and p99 from Prometheus range queries, their thresholds and the incident's marks; the post-mortem links it", async () => {
+    const id = JSON.parse(fs.readFileSync(watchResult.rollback.incident.json, "utf8")).id;
+    page = path.join(project.dir, "report", "incident.html");
+    const r = await project.cli(["incident", "show", "--stack", "dev", "--id", id, "--html", page, "--json"]);
+    assert.equal(r.code, ExitCode.ok, r.stderr);
+    const shown = json(r);
+    assert.deepEqual(shown.warnings, []);
+    assert.deepEqual(
+      shown.page.marks.map((m: any) => m.label),
+      ["deploy v2", "breach", "trigger", "rollback start", "rollback end", "verification passed", "recovered"],
+    );
+    const series = Object.fromEntries(shown.page.series.map((s: any) => [s.rule, s]));
+    assert.equal(series["error rate above 5%"].threshold, 0.05);
+    assert.equal(series["p99 over 2x baseline"].threshold, 2 * baseline);
+    for (const s of shown.page.series) assert.ok(s.points >= 10 && !s.missing, `${s.rule}: ${s.points} points ${s.missing ?? ""}`);
+    assert.match(fs.readFileSync(page.replace(/\.html$/, ".svg"), "utf8"), /^<svg /);
+    const md = fs.readFileSync(watchResult.rollback.incident.markdown, "utf8");
+    assert.match(md, /\| Timeline chart \| \[\.\.\/\.\.\/\.\.\/report\/incident\.html\]/);
+    assert.match(md, /!\[timeline of the incident[^\]]*\]\(\.\.\/\.\.\/\.\.\/report\/incident\.svg\)/);
+
+    const digest = project.stateDigest();
+    const unknown = await project.cli(["incident", "show", "--stack", "dev", "--id", "20261126T000000Z-dev-v9", "--html", page]);
+    assert.equal(unknown.code, ExitCode.usage, unknown.stderr);
+    assert.match(unknown.stderr, new RegExp(`no incident "20261126T000000Z-dev-v9" for stack dev; known: ${id}`));
+    assert.equal((await project.cli(["incident", "show", "--stack", "nope", "--id", id])).code, ExitCode.unknownStack);
+    assert.equal(project.stateDigest(), digest, "a refused incident show changed the backend");
+  });
+
+  it("the page as a person sees it in headless Chromium: one panel per signal with its line, threshold and every mark", async function () {
+    chromiumOrSkip(this);
+    const dom = await renderedDom(`file://${page}`);
+    const group = (cls: string) => {
+      const start = dom.indexOf(`${cls}"`);
+      assert.ok(start >= 0, `the page has no ${cls}`);
+      return dom.slice(start, dom.indexOf("</g>", start));
+    };
+    const texts = (html: string) => [...html.matchAll(/<text[^>]*>([^<]*)<\/text>/g)].map((m) => m[1]);
+    for (const [n, rule, threshold] of [[0, "error rate above 5%", "threshold 0.05"], [1, "p99 over 2x baseline", `threshold ${Number((2 * baseline).toPrecision(3))}`]] as const) {
+      const line = group(`series_${n}_marks`);
+      const points = (line.match(/d="([^"]+)"/)?.[1].match(/[ML]/g) ?? []).length;
+      assert.ok(points >= 10, `${rule}: a line of ${points} points`);
+      assert.match(line, new RegExp(`aria-label="[^"]*${rule.replace(/[.*+?^${}()|[\]\\%]/g, "\\$&")}`));
+      assert.deepEqual(texts(group(`threshold_${n}_layer_1_marks`)), [threshold]);
+      assert.deepEqual(texts(group(`timeline_${n}_layer_1_marks`)), ["deploy v2", "breach", "trigger", "rollback start", "rollback end", "verification passed", "recovered"]);
+      assert.ok((group(`timeline_${n}_layer_0_marks`).match(/<line /g) ?? []).length === 7, `${rule}: seven vertical marks`);
+    }
+    const spec = JSON.parse(dom.match(/<script type="application\/json" id="vega-lite-spec">([^<]*)<\/script>/)![1]);
+    assert.deepEqual(spec.vconcat.map((p: any) => p.title.text), ["error rate above 5%", "p99 over 2x baseline"]);
+
+    const png = path.join(project.dir, "report", "incident.png");
+    await screenshot(`file://${page}`, png, 1000, 1000);
+    assert.deepEqual(pngSize(png), { width: 1000, height: 1000 });
+    assert.ok(fs.statSync(png).size > 20_000, "the screenshot is nearly empty");
+    // `STACKPIN_INCIDENT_SCREENSHOT=docs/incident-page.png` keeps it (the README's picture is one).
+    if (process.env.STACKPIN_INCIDENT_SCREENSHOT) fs.copyFileSync(png, process.env.STACKPIN_INCIDENT_SCREENSHOT);
+    process.stderr.write(`      [figures] incident page: ${fs.statSync(page).size} bytes, screenshot ${fs.statSync(png).size} bytes (1000x1000)\n`);
   });
 });
