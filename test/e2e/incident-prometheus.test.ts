@@ -145,26 +145,32 @@ describe("a scripted incident on real Prometheus: a release that fails checkouts
     assert.deepEqual([watchResult.rollback.from, watchResult.rollback.to], ["v2", "v1"]);
     const fired = watchResult.fired.rules.find((x: any) => x.fired);
     assert.ok(rules.some((x) => x.name === fired.name), fired.name);
-    const rate = watchResult.fired.rules.find((x: any) => x.name === "error rate above 5%");
-    assert.ok(rate.value > 0.05, `error rate when fired: ${rate.value}`);
+    assert.ok(fired.value > fired.threshold, fired.detail);
 
-    // When the scraped metrics first showed the breach, at Prometheus' own resolution of one scrape.
-    const start = Math.floor(firstFailure.at / 1000) - 5;
-    const end = Math.ceil(Date.parse(watchResult.fired.at) / 1000);
-    const res = await fetch(`${prom!.url}/api/v1/query_range?query=${encodeURIComponent(errorRate)}&start=${start}&end=${end}&step=1`);
-    const values = ((await res.json()) as any).data.result[0].values as Array<[number, string]>;
-    const visible = values.find(([t, v]) => t * 1000 >= firstFailure.at && Number(v) > 0.05);
-    assert.ok(visible, "Prometheus never showed the error rate above 5%");
+    // When the scraped metrics first showed each rule's breach, at Prometheus' own resolution of one
+    // scrape. The slow failing checkouts can lift the p99 before the error rate: either may name the trigger.
+    const from = Math.floor(firstFailure.at / 1000) - 5;
+    const to = Math.ceil(Date.now() / 1000);
+    const crossed = async (query: string, bound: number) => {
+      const res = await fetch(`${prom!.url}/api/v1/query_range?query=${encodeURIComponent(query)}&start=${from}&end=${to}&step=1`);
+      const values = (((await res.json()) as any).data.result[0]?.values ?? []) as Array<[number, string]>;
+      return values.find(([t, v]) => t * 1000 >= firstFailure.at && Number(v) > bound)?.[0];
+    };
+    const rateCrossed = await crossed(errorRate, 0.05);
+    const p99Crossed = await crossed(p99, 2 * baseline);
+    assert.ok(rateCrossed, "Prometheus never showed the error rate above 5%");
+    const visible = Math.min(rateCrossed, p99Crossed ?? Infinity) * 1000;
     const breachSeen = Date.parse(fired.breachedAt ?? watchResult.fired.at);
     const figures = {
-      "first failing request -> breach in the scraped metrics": visible[0] * 1000 - firstFailure.at,
+      "first failing request -> breach in the scraped metrics": visible - firstFailure.at,
       "first failing request -> breach seen by watch": breachSeen - firstFailure.at,
       "breach -> rollback start": watchResult.breachToRollbackMs,
     };
     process.stderr.write(
       `      [figures] detection (scrape ${prometheusSettings.scrapeIntervalS} s, rate window ${window}, watch interval ${watchIntervalMs} ms; watch started after the deploy of v2 ended): ` +
         Object.entries(figures).map(([k, v]) => `${k} ${(v / 1000).toFixed(1)} s`).join("; ") +
-        `; fired: ${fired.name} (${fired.detail})\n`,
+        `; in the metrics the error rate crossed 5% after ${((rateCrossed * 1000 - firstFailure.at) / 1000).toFixed(1)} s, the p99 2x its baseline after ` +
+        `${p99Crossed ? `${((p99Crossed * 1000 - firstFailure.at) / 1000).toFixed(1)} s` : "(never)"}; fired: ${fired.name} (${fired.detail})\n`,
     );
   });
 
