@@ -321,7 +321,14 @@ export class FrozenError extends StackpinError {
 export class TriggerFiredError extends StackpinError {
   readonly exitCode = ExitCode.triggerFired;
   readonly code = "trigger-fired";
-  constructor(readonly stackName: string, readonly rule: string, readonly detail: string, readonly wouldRollBackTo?: string) {
+  constructor(
+    readonly stackName: string,
+    readonly rule: string,
+    readonly detail: string,
+    readonly wouldRollBackTo?: string,
+    /** When the breach began and when the rule fired (in `--json` output as `error.details`). */
+    readonly details?: { breachedAt: string; firedAt: string },
+  ) {
     super(
       `trigger "${rule}" fired on stack ${stackName}: ${detail}. ` +
         (wouldRollBackTo ? `Roll back with \`stackpin rollback --stack ${stackName} --to ${wouldRollBackTo}\`, or watch with --auto-rollback.` : "No verified version to roll back to."),

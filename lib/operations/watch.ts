@@ -142,7 +142,9 @@ async function evaluateUntilFired(
     const fired = evaluation.fired;
     if (fired) {
       const { live, rollbackTo: to } = watched!;
-      if (!options.autoRollback || !to) throw new TriggerFiredError(ctx.stack.name, fired.name, fired.detail, to);
+      if (!options.autoRollback || !to) {
+        throw new TriggerFiredError(ctx.stack.name, fired.name, fired.detail, to, { breachedAt: fired.breachedAt ?? evaluation.at, firedAt: evaluation.at });
+      }
       const trigger = { rule: fired.name, detail: fired.detail, breachedAt: fired.breachedAt ?? evaluation.at, firedAt: evaluation.at };
       options.onProgress?.({ type: "phase", phase: "rollback", message: `trigger "${fired.name}" fired (${fired.detail}); rolling back ${live} -> ${to}` });
       const back = await rollback(ctx, {
