@@ -322,7 +322,14 @@ export class FrozenError extends StackpinError {
 export class TriggerFiredError extends StackpinError {
   readonly exitCode = ExitCode.triggerFired;
   readonly code = "trigger-fired";
-  constructor(readonly stackName: string, readonly rule: string, readonly detail: string, readonly wouldRollBackTo?: string) {
+  constructor(
+    readonly stackName: string,
+    readonly rule: string,
+    readonly detail: string,
+    readonly wouldRollBackTo?: string,
+    /** When the breach began and when the rule fired (in `--json` output as `error.details`). */
+    readonly details?: { breachedAt: string; firedAt: string },
+  ) {
     super(
       `trigger "${rule}" fired on stack ${stackName}: ${detail}. ` +
         (wouldRollBackTo ? `Roll back with \`stackpin rollback --stack ${stackName} --to ${wouldRollBackTo}\`, or watch with --auto-rollback.` : "No verified version to roll back to."),
@@ -414,5 +421,17 @@ export class StackAlreadyDefinedError extends StackpinError {
   readonly code = "stack-already-defined";
   constructor(readonly stackName: string, readonly file: string) {
     super(`stack ${stackName} is already defined (${file}): adopt writes a new stack's files and never overwrites them. Nothing was written.`);
+  }
+}
+
+/** `incident show` named an incident the stack has no record of. Nothing was changed. */
+export class UnknownIncidentError extends StackpinError {
+  readonly exitCode = ExitCode.usage;
+  readonly code = "unknown-incident";
+  constructor(readonly stackName: string, readonly id: string, readonly known: string[]) {
+    super(
+      `no incident "${id}" for stack ${stackName}; known: ${known.length ? known.join(", ") : "(none: every rollback writes one)"}. ` +
+        `Records are in .stackpin/incidents/${stackName}/.`,
+    );
   }
 }

@@ -31,6 +31,35 @@ export interface IncidentRecord {
   verification?: VerificationResult;
   notifications: NotificationResult[];
   timeline: TimelineEntry[];
+  /**
+   * What the signals read after the rollback, when `watch` waited for them (policy
+   * `triggers.recoveryTimeoutMs`): whether every query rule came back within its bound, and the values.
+   */
+  recovery?: SignalRecovery;
+  /** The incident page `stackpin incident show --html` rendered, relative to the record's directory. */
+  page?: { html: string; svg: string };
+}
+
+/** The signals after a rollback, as `watch` read them. */
+export interface SignalRecovery {
+  /** True when every query rule read a value within its bound. */
+  recovered: boolean;
+  /** When that was seen (or when watch stopped waiting). */
+  at: string;
+  /** Each query rule's last value and bound. */
+  rules: Array<{ name: string; value?: number; threshold?: number; detail: string }>;
+}
+
+/**
+ * Rewrites a written record (its `.json`, and the `.md` beside it from the result) after `change`: how
+ * a later step (signals recovering, a page rendered) lands in the record of a rollback that already ended.
+ */
+export function updateIncident(jsonPath: string, change: (record: IncidentRecord) => void): IncidentRecord {
+  const record = JSON.parse(fs.readFileSync(jsonPath, "utf8")) as IncidentRecord;
+  change(record);
+  fs.writeFileSync(jsonPath, `${JSON.stringify(record, null, 2)}\n`);
+  fs.writeFileSync(jsonPath.replace(/\.json$/, ".md"), renderMarkdown(record));
+  return record;
 }
 
 /** Collects a rollback's timeline and writes the record as JSON and as the start of a post-mortem. */
@@ -90,7 +119,12 @@ export function renderMarkdown(r: IncidentRecord): string {
     `| Trigger | ${r.trigger ? `${r.trigger.rule}: ${r.trigger.detail}` : "manual"} |`,
     ...(r.breachToRollbackMs !== undefined ? [`| Breach to rollback start | ${(r.breachToRollbackMs / 1000).toFixed(1)} s |`] : []),
     `| Approvals | ${r.approvals.join(", ") || "(none needed)"} |`,
+    ...(r.recovery
+      ? [`| Signals after the rollback | ${r.recovery.recovered ? "back within every bound" : "STILL BREACHED"} at ${r.recovery.at}: ${r.recovery.rules.map((x) => `${x.name}: ${x.detail}`).join("; ")} |`]
+      : []),
+    ...(r.page ? [`| Timeline chart | [${r.page.html}](${r.page.html}) ([SVG](${r.page.svg})) |`] : []),
     "",
+    ...(r.page ? [`![timeline of the incident: error rate and p99 with the deploy, breach, trigger, rollback and verification](${r.page.svg})`, ""] : []),
     "## Timeline (UTC)",
     "",
     ...r.timeline.map((t) => `- ${t.at.slice(11, 23)} ${t.step}${t.detail ? ` — ${t.detail}` : ""}`),

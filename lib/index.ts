@@ -144,3 +144,5 @@ export type { WatchOptions, WatchResult } from "./operations/watch";
 export type { FreezeOptions };
 export type { AuditEntry, AuditVerification } from "./audit";
 export type { RemoveSnapshotOptions } from "./operations/snapshot";
+export { showIncident } from "./operations/incident";
+export type { IncidentShowOptions, IncidentShowResult } from "./operations/incident";

@@ -48,6 +48,11 @@ export async function promQuery(base: string, query: string, timeoutMs: number):
   return values.length ? Math.max(...values) : undefined;
 }
 
+/** A measured value for people: four significant digits (a ratio of real counters is 0.25274725274725274). */
+function readable(v: number): string {
+  return String(Number(v.toPrecision(4)));
+}
+
 async function healthy(url: string, timeoutMs: number): Promise<string | undefined> {
   try {
     const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
@@ -116,7 +121,7 @@ export class TriggerEvaluator {
     const bounds = [
       ...(rule.above !== undefined ? [{ threshold: rule.above, label: `${rule.above}` }] : []),
       ...(rule.aboveBaseline !== undefined && baseline !== undefined
-        ? [{ threshold: rule.aboveBaseline * baseline, label: `${rule.aboveBaseline}x baseline ${baseline}` }]
+        ? [{ threshold: rule.aboveBaseline * baseline, label: `${rule.aboveBaseline}x baseline ${readable(baseline)}` }]
         : []),
     ];
     if (value === undefined) {
@@ -134,7 +139,7 @@ export class TriggerEvaluator {
       threshold: bound.threshold,
       breached: !!hit,
       fired: !!hit && held >= rule.forMs,
-      detail: `${value} ${hit ? ">" : "<="} ${bound.label}${hit && rule.forMs ? ` for ${Math.round(held / 1000)} s of ${Math.round(rule.forMs / 1000)} s` : ""}`,
+      detail: `${readable(value)} ${hit ? ">" : "<="} ${bound.label}${hit && rule.forMs ? ` for ${Math.round(held / 1000)} s of ${Math.round(rule.forMs / 1000)} s` : ""}`,
       breachedAt: since !== undefined ? new Date(since).toISOString() : undefined,
     };
   }

@@ -19,6 +19,8 @@ import { deploy } from "../operations/deploy";
 import { destroy } from "../operations/destroy";
 import { readAudit, verifyAudit } from "../operations/audit";
 import { freeze, unfreeze } from "../operations/freeze";
+import { showIncident } from "../operations/incident";
+import { renderMarkdown } from "../incident";
 import { restore } from "../operations/restore";
 import { removeSnapshot } from "../operations/snapshot";
 import { recover } from "../operations/recover";
@@ -437,7 +439,8 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
         result.baselines
           ? `recorded baselines: ${JSON.stringify(result.baselines)}`
           : result.rollback
-            ? `${renderRollback(result.rollback)}\nbreach to rollback start: ${((result.breachToRollbackMs ?? 0) / 1000).toFixed(1)} s`
+            ? `${renderRollback(result.rollback)}\nbreach to rollback start: ${((result.breachToRollbackMs ?? 0) / 1000).toFixed(1)} s` +
+              (result.recovery ? `\nsignals after the rollback: ${result.recovery.recovered ? "back within every bound" : "STILL BREACHED"} (${result.recovery.rules.map((x) => `${x.name}: ${x.detail}`).join("; ")})` : "")
             : `${result.evaluations} evaluation(s), no trigger fired`,
       );
     });
@@ -461,6 +464,21 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
     const a = await readAudit(await context(flags, env));
     out(flags, a, () => renderAudit(a.entries));
   });
+
+  const incidentCmd = program.command("incident").description("the incident records every rollback writes");
+  withCommon(incidentCmd.command("show").description("print an incident's record; with --html, render its timeline page (signals from Prometheus, marks from the record)"))
+    .requiredOption("--id <id>", "the incident's id (the record's file name in .stackpin/incidents/<stack>/, without .json)")
+    .option("--html <file>", "write the incident page here, and its chart as SVG beside it (same name, .svg)")
+    .action(async (flags) => {
+      const r = await showIncident(await context(flags, env), { id: flags.id, html: flags.html, ...progress() });
+      for (const w of r.warnings) err(`warning: ${w}`);
+      out(flags, r, () =>
+        r.page
+          ? `wrote ${r.page.html} and ${r.page.svg}\nmarks: ${r.page.marks.map((m) => `${m.label} ${m.at.slice(11, 23)}`).join(", ")}\n` +
+            `signals: ${r.page.series.map((s) => `${s.rule} (${s.missing ? `no data: ${s.missing}` : `${s.points} points`})`).join(", ")}\nlinked from ${r.files.markdown}`
+          : renderMarkdown(r.record),
+      );
+    });
 
   withCommon(program.command("history").description("every deploy and rollback of the stack, newest first")).action(async (flags) => {
     const entries = await history(await context(flags, env));

@@ -3,6 +3,7 @@ import type { EngineStack } from "../engine/stack";
 import type { EnvironmentContext, ProgressOptions } from "../environment";
 import { InvalidVersionFileError, TriggerFiredError } from "../errors";
 import { HistoryEntry, lastVerifiedVersion, liveState } from "../history-record";
+import { SignalRecovery, updateIncident } from "../incident";
 import { baselineKey, baselineOf, recordStoreOf } from "../ledger";
 import { Evaluation, promQuery, TriggerEvaluator } from "../triggers";
 import type { TriggerRule } from "../versions/schema";
@@ -35,6 +36,8 @@ export interface WatchResult {
   rollback?: RollbackResult;
   /** From the start of the breach to the start of the rollback. */
   breachToRollbackMs?: number;
+  /** The signals after the rollback, when the policy's `recoveryTimeoutMs` had watch wait for them. */
+  recovery?: SignalRecovery;
   baselines?: Record<string, number>;
 }
 
@@ -139,7 +142,9 @@ async function evaluateUntilFired(
     const fired = evaluation.fired;
     if (fired) {
       const { live, rollbackTo: to } = watched!;
-      if (!options.autoRollback || !to) throw new TriggerFiredError(ctx.stack.name, fired.name, fired.detail, to);
+      if (!options.autoRollback || !to) {
+        throw new TriggerFiredError(ctx.stack.name, fired.name, fired.detail, to, { breachedAt: fired.breachedAt ?? evaluation.at, firedAt: evaluation.at });
+      }
       const trigger = { rule: fired.name, detail: fired.detail, breachedAt: fired.breachedAt ?? evaluation.at, firedAt: evaluation.at };
       options.onProgress?.({ type: "phase", phase: "rollback", message: `trigger "${fired.name}" fired (${fired.detail}); rolling back ${live} -> ${to}` });
       const back = await rollback(ctx, {
@@ -151,7 +156,14 @@ async function evaluateUntilFired(
         onProgress: options.onProgress,
         onEngineEvent: options.onEngineEvent,
       });
-      return { stack: ctx.stack.name, evaluations: n, fired: evaluation, rollback: back, breachToRollbackMs: back.breachToRollbackMs };
+      const recovery = policy.recoveryTimeoutMs > 0 ? await awaitRecovery(policy, watched!.baselines, interval, options) : undefined;
+      if (recovery) {
+        updateIncident(back.incident.json, (r) => {
+          r.recovery = recovery;
+          r.timeline.push({ at: recovery.at, step: recovery.recovered ? "signals recovered" : "signals still breached", detail: recovery.rules.map((x) => `${x.name}: ${x.detail}`).join("; ") });
+        });
+      }
+      return { stack: ctx.stack.name, evaluations: n, fired: evaluation, rollback: back, breachToRollbackMs: back.breachToRollbackMs, recovery };
     }
     if (options.maxEvaluations && n >= options.maxEvaluations) return { stack: ctx.stack.name, evaluations: n };
     await new Promise<void>((resolve) => {
@@ -160,4 +172,33 @@ async function evaluateUntilFired(
     });
   }
   return { stack: ctx.stack.name, evaluations: n };
+}
+
+/**
+ * After a rollback: evaluates the query rules every interval until each reads a value within its bound
+ * (a rate over a window still holds the bad release's samples until the window has passed), at most
+ * `recoveryTimeoutMs`. Health rules are left out: the rollback's verification already checked health.
+ */
+async function awaitRecovery(
+  policy: NonNullable<EnvironmentContext["stack"]["settings"]["policy"]["triggers"]>,
+  baselines: Record<string, number>,
+  interval: number,
+  options: WatchOptions,
+): Promise<SignalRecovery> {
+  const rules = policy.rules.filter((r) => "query" in r);
+  const evaluator = new TriggerEvaluator(rules, { prometheus: policy.prometheus, healthPath: policy.healthPath, timeoutMs: policy.timeoutMs, baselines });
+  const deadline = Date.now() + policy.recoveryTimeoutMs;
+  options.onProgress?.({ type: "phase", phase: "watch", message: `waiting up to ${Math.round(policy.recoveryTimeoutMs / 1000)} s for the signals to come back within their bounds` });
+  for (;;) {
+    const e = await evaluator.evaluate();
+    options.onEvaluation?.(e);
+    const recovered = e.rules.every((r) => r.value !== undefined && !r.breached);
+    if (recovered || Date.now() >= deadline || options.signal?.aborted) {
+      return { recovered, at: e.at, rules: e.rules.map((r) => ({ name: r.name, value: r.value, threshold: r.threshold, detail: r.detail })) };
+    }
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, interval);
+      options.signal?.addEventListener("abort", () => (clearTimeout(t), resolve()), { once: true });
+    });
+  }
 }

@@ -153,6 +153,8 @@ export const policySchema = z
         /** The health check of health rules: path under the program's `endpoint`, and timeout. */
         healthPath: z.string().startsWith("/").default("/health"),
         timeoutMs: z.number().int().min(1).default(2000),
+        /** After its rollback, how long `watch` keeps evaluating the query rules until each is back within its bound, and records what it saw in the incident (0: it does not wait). */
+        recoveryTimeoutMs: z.number().int().min(0).max(3_600_000).default(0),
         rules: z.array(triggerRuleSchema).min(1),
       })
       .strict()

@@ -21,7 +21,9 @@ const switchScript = path.join(__dirname, "..", "..", "..", "programs", "local",
  * - a traffic switch (our proxy) that clients go through; it flips only after the slot taking traffic
  *   passed its health gate;
  * - generated secrets (`secrets:` in the version file) as files the services read, rotated forward only;
- * - the settings and token files of the stack's target version.
+ * - the settings and token files of the stack's target version;
+ * - a Prometheus `file_sd_configs` file listing the slots' `/metrics` (the services' request counts by
+ *   status, latency histogram and process memory, labelled with version and slot), the live one marked.
  *
  * Config (project namespace): `message` (required), `artifact`, `replicas`, `features`, `banner`,
  * `region`, `dataDir`, `publicPort` (0 = any free port), `drainMs`, `rolloutDelayMs`, `rolloutHoldFile`, `apiToken` (secret),
@@ -65,6 +67,7 @@ export const localProgram: ProgramFactory = (context) => async () => {
         script: path.join(artifactsDir, `${artifact}.js`),
         env: {
           STACKPIN_VERSION: release.version,
+          STACKPIN_SLOT: slot,
           STACKPIN_SETTINGS: JSON.stringify(release.config),
           STACKPIN_SECRET_FILES: secretFiles,
           ...(database ? { STACKPIN_DATABASE_URL: database.url } : {}),
@@ -95,6 +98,22 @@ export const localProgram: ProgramFactory = (context) => async () => {
   const trafficSwitch = new ManagedProcess(
     "traffic-switch",
     { script: switchScript, env: { ROUTE_FILE: route.path }, runDir, port: config.getNumber("publicPort") ?? 0, drainMs },
+    { dependsOn: [route] },
+  );
+
+  // Prometheus file-based service discovery: every running slot, the live one marked, rewritten (by an
+  // atomic rename) after each switch, so a Prometheus scraping this file follows the switch without a reload.
+  const metricsTargets = new LocalFile(
+    "metrics-targets",
+    {
+      path: path.join(runDir, "prometheus", "targets.json"),
+      content: pulumi.jsonStringify(
+        Object.entries(slots).map(([slot, proc]) => ({
+          targets: [pulumi.interpolate`127.0.0.1:${proc.listenPort}`],
+          labels: { stack: context.stackName, role: slot === rollout.active ? "live" : "idle" },
+        })),
+      ),
+    },
     { dependsOn: [route] },
   );
 
@@ -134,6 +153,7 @@ export const localProgram: ProgramFactory = (context) => async () => {
       ]),
     ),
     switchPid: trafficSwitch.pid,
+    metricsTargets: metricsTargets.path,
     secretGenerations: generations,
     ...(database ? database.outputs : {}),
     secretFingerprints: Object.fromEntries(Object.entries(secrets).map(([n, s]) => [n, s.fingerprint])),
