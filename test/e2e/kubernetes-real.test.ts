@@ -149,6 +149,10 @@ describe("kubernetes target against a real API server: deploy v41, v42, preview 
       const r = await timed("deploy v42 refused (snapshot not ready in 15 s)", () => cli(["deploy", "--version", "v42", "--yes"]));
       assert.equal(r.code, ExitCode.applyFailed, r.stderr);
       assert.match(r.stderr, /shop-pre-v42|snapshot-pre-v42/, r.stderr);
+      // While the engine waits, the progress names what it waits on and why (the provider's status line),
+      // and the error ends on the provider's own errors, not on a dangling "N errors occurred:".
+      assert.match(r.stderr, /… waiting on snapshot-pre-v42 \(kubernetes:snapshot\.storage\.k8s\.io\/v1:VolumeSnapshot\): \{\.status\.readyToUse\} selected nothing/, r.stderr);
+      assert.match(r.stderr.trimEnd(), /timed out waiting for the condition$/, r.stderr);
     });
     const snap = await api().get(`/apis/snapshot.storage.k8s.io/v1/namespaces/${NS}/volumesnapshots/shop-pre-v42`);
     assert.notEqual(snap.status?.readyToUse, true);
@@ -226,6 +230,8 @@ describe("kubernetes target against a real API server: deploy v41, v42, preview 
     assert.notEqual(check.exitCode, 0, check.output);
     assert.equal(check.env.EXPECT_SCHEMA, "1", "the schema recorded when pre-v42 was taken");
     assert.match(check.env.RESTORE, /^restore-pre-v42-\d+$/);
+    // While the check runs, the progress says the engine waits on its Job, and why.
+    assert.match(r.stderr, /… waiting on check-restore-pre-v42-\d+ \(kubernetes:batch\/v1:Job\): Waiting for Job "shop\/shop-check-[0-9a-f]+" to succeed/, r.stderr);
     const error = json(r).error;
     assert.equal(error.code, "database-apply-failed", JSON.stringify(error));
     assert.match(
