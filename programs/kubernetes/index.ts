@@ -217,7 +217,8 @@ export const kubernetesProgram: ProgramFactory = () => async () => {
         `migrate-${db.schema}`,
         {
           metadata: {
-            ...meta(`${s.app}-migrate-${db.schema}`),
+            // One Job per schema and database instance: a restore's database gets its own run.
+            ...meta(`${s.app}-migrate-${db.schema}${db.live === PRIMARY ? "" : `-${createHash("sha256").update(db.live).digest("hex").slice(0, 10)}`}`),
             annotations: { "stackpin.dev/after-snapshot": taken ? taken.metadata.name : "", "stackpin.dev/policy": db.policy },
           },
           spec: {
@@ -236,7 +237,10 @@ export const kubernetesProgram: ProgramFactory = () => async () => {
             },
           },
         },
-        { dependsOn: [database] },
+        // The image is the active colour's and the snapshot the last one taken: both change with colours
+        // and versions at the same schema. A Job's template cannot change (a change replaces the Job, and
+        // it runs again), so they are left as the first run had them: a migration runs once.
+        { dependsOn: [database], ignoreChanges: ["spec.template", "metadata.annotations"] },
       )
     : undefined;
 

@@ -285,10 +285,16 @@ describe("kubernetes target against a real API server: deploy v41, v42, preview 
 
   it("deploy --auto-rollback of v43, whose pods never get ready: exit 11, the Service never moves, back on v41", async () => {
     let r: Awaited<ReturnType<typeof cli>> | undefined;
+    const migrations = async () =>
+      (await api().get(`/apis/batch/v1/namespaces/${NS}/jobs?labelSelector=app%3Dshop`)).items.filter((j: any) => j.metadata.name.startsWith("shop-migrate-")).map((j: any) => [j.metadata.name, j.metadata.uid]);
+    const migrationsBefore = await migrations();
+    assert.equal(migrationsBefore.length, 1, JSON.stringify(migrationsBefore));
     const seen = await endpointsDuring("deploy --auto-rollback v43", async () => {
       r = await timed("deploy --auto-rollback v43 (fails, rolls back)", () => cli(["deploy", "--version", "v43", "--yes", "--auto-rollback", "--approve-data-loss", "--json"]));
     });
     assert.equal(r!.code, ExitCode.verificationFailed, r!.stderr);
+    // Two colour changes at schema 1: the restored database's migration Job is the same one, never re-run.
+    assert.deepEqual(await migrations(), migrationsBefore);
     assert.deepEqual(await selector(), { app: "shop", slot: "blue" });
     assert.equal(await image("blue"), "registry.example.com/shop:v41");
     assert.equal(seen.zeroReady, 0, `the Service had no ready endpoint in ${seen.zeroReady} of ${seen.samples} samples`);
