@@ -33,6 +33,11 @@ export interface SnapshotRecord {
   version: string;
   /** `primary` or the name of the restored instance that was live when it was taken. */
   source: string;
+  /**
+   * The schema the database was at when it was taken: what a restore from it must hold (a target that
+   * checks restores compares it). Absent in records written before it was kept.
+   */
+  schema?: number;
 }
 
 /** A restored instance the stack keeps (or kept: `removed`), named by its base backup and time. */
@@ -303,7 +308,7 @@ export function planDatabase(
     let takeSnapshot: string | undefined;
     if (incompatible.length) {
       takeSnapshot = freshName(snapshotNameFor(target.version), snapshots);
-      snapshots.push({ name: takeSnapshot, version: target.version, source: current.live });
+      snapshots.push({ name: takeSnapshot, version: target.version, source: current.live, schema: liveSchema });
       notes.push(`snapshot ${takeSnapshot} is taken from ${current.live} before migrating (${incompatible.map((v) => v.spec.migration!.name).join(", ")} is not backward compatible)`);
     }
     if (want > liveSchema) notes.push(`schema ${liveSchema} -> ${want}: ${crossing.map((v) => v.spec.migration!.name).join(", ")}`);
@@ -328,7 +333,7 @@ export function planDatabase(
     return {
       plan: {
         ...base,
-        snapshots: [...snapshots, { name: takeSnapshot, version: target.version, source: current.live }],
+        snapshots: [...snapshots, { name: takeSnapshot, version: target.version, source: current.live, schema: liveSchema }],
         schema: want,
         migrations: ups(want),
         downs,

@@ -35,7 +35,9 @@ export type ProgressEvent =
   | { type: "phase"; phase: "validate" | "preview" | "apply" | "verify" | "record" | "rollback" | "recover" | "watch"; message: string }
   | { type: "check"; name: string; passed: boolean; detail: string; attempts: number }
   | { type: "resource"; op: string; name: string; resourceType: string; status: "started" | "done" | "failed" }
-  | { type: "diagnostic"; severity: string; message: string };
+  | { type: "diagnostic"; severity: string; message: string }
+  /** The engine is waiting on a resource it started and has no outcome for yet; `reason` is its provider's status line. */
+  | { type: "waiting"; name: string; resourceType: string; reason: string };
 
 /** Options every operation that runs the engine accepts. */
 export interface ProgressOptions {
@@ -83,6 +85,10 @@ export interface PlanEngine {
 
 /** Turns engine events into {@link ProgressEvent}s for a caller's handler. */
 export function progressBridge(options: ProgressOptions): (e: EngineEvent) => void {
+  // Resources started and not finished, with the last status line said for each: while the engine waits
+  // on one (a claim that cannot bind, a snapshot never ready, a Job), its provider's ephemeral status
+  // lines say why, and a long wait is no longer silence.
+  const open = new Map<string, { name: string; type: string; said?: string }>();
   return (e) => {
     options.onEngineEvent?.(e);
     const say = options.onProgress;
@@ -96,10 +102,19 @@ export function progressBridge(options: ProgressOptions): (e: EngineEvent) => vo
       [failed, "failed"],
     ] as const) {
       if (md && md.op !== "same" && isProgramResource(md.type)) {
-        say({ type: "resource", op: md.op, name: md.urn.split("::").pop() ?? md.urn, resourceType: md.type, status });
+        const name = md.urn.split("::").pop() ?? md.urn;
+        say({ type: "resource", op: md.op, name, resourceType: md.type, status });
+        if (status === "started") open.set(md.urn, { name, type: md.type });
+        else open.delete(md.urn);
       }
     }
     const diag = e.diagnosticEvent;
+    const waiting = diag?.urn && diag.ephemeral && diag.severity === "info" ? open.get(diag.urn) : undefined;
+    const reason = diag?.message.trim().split("\n")[0];
+    if (waiting && reason && reason !== waiting.said) {
+      waiting.said = reason;
+      say({ type: "waiting", name: waiting.name, resourceType: waiting.type, reason });
+    }
     // The engine warns each time it runs our dynamic provider plugin from PATH; that is by design here.
     if (diag && /using pulumi-resource-pulumi-nodejs from \$PATH/.test(diag.message)) return;
     if (diag && (diag.severity === "error" || diag.severity === "warning") && !diag.ephemeral) {

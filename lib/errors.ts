@@ -219,11 +219,17 @@ export class EngineFailedError extends StackpinError {
 
 /** The engine's own error lines from a CLI report, without the CLI's boilerplate and progress lines. */
 export function engineErrorLines(message: string): string {
-  const errors = message
-    .split("\n")
-    .map((l) => l.trim())
-    .filter((l) => l.startsWith("error: ") && l !== "error: update failed" && l !== "error: preview failed")
-    .map((l) => l.slice("error: ".length));
+  const lines = message.split("\n").map((l) => l.trim());
+  const errors: string[] = [];
+  lines.forEach((l, i) => {
+    if (!l.startsWith("error: ") || l === "error: update failed" || l === "error: preview failed") return;
+    const text = l.slice("error: ".length);
+    // A provider's "N errors occurred:" is followed by the errors themselves as "* …" lines: they are
+    // the message (alone it left a report ending on a dangling "1 error occurred:").
+    const items: string[] = [];
+    if (/^\d+ errors? occurred:$/.test(text)) for (let j = i + 1; j < lines.length && lines[j].startsWith("* "); j++) items.push(lines[j].slice(2));
+    errors.push(items.length ? items.join("\n") : text);
+  });
   return [...new Set(errors)].slice(0, 4).join("\n") || message.trim().split("\n").slice(-3).join("\n");
 }
 

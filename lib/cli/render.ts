@@ -180,6 +180,8 @@ export function renderProgress(e: ProgressEvent): string | undefined {
       return `  ${e.passed ? pc.green("✓") : pc.red("✗")} ${e.name}: ${e.detail}`;
     case "diagnostic":
       return e.severity === "error" ? pc.red(`  error: ${e.message}`) : pc.yellow(`  warning: ${e.message}`);
+    case "waiting":
+      return pc.dim(`  … waiting on ${e.name} (${e.resourceType}): ${e.reason}`);
   }
 }
 

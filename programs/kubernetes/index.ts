@@ -1,9 +1,11 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
+import { createHash } from "node:crypto";
 import { normalizePlan, PRIMARY } from "../../lib/database";
 import { GeneratedSecret } from "../generated-secret";
 import type { ProgramFactory } from "../types";
 import { imageFor, readStackpinConfig, runningSlots } from "../stackpin-config";
+import { restoreCheckScript } from "./restore-check";
 import { kubernetesSecretName, kubernetesTargetSchema } from "./schema";
 
 /** The Kubernetes target's settings: the `target` config key (project namespace). */
@@ -86,7 +88,9 @@ export const kubernetesProgram: ProgramFactory = () => async () => {
             metadata: { ...meta(`${s.app}-${slot}-${kubernetesSecretName.parse(name)}`, { slot }), annotations: { "stackpin.dev/generation": String(generation) } },
             stringData: { value: value.value, generation: String(generation) },
           },
-          { dependsOn: preflight, ...(kept ? { ignoreChanges: ["stringData", "data", "metadata.annotations"] } : {}) },
+          // After a restore's check too: replacing a colour's Secret replaces its Deployment, and nothing
+          // of the app changes before the restored database is known to hold what the snapshot held.
+          { dependsOn: [...preflight, ...(restoreCheck ? [restoreCheck] : [])], ...(kept ? { ignoreChanges: ["stringData", "data", "metadata.annotations"] } : {}) },
         ),
       };
     });
@@ -139,22 +143,73 @@ export const kubernetesProgram: ProgramFactory = () => async () => {
       { ...keep, dependsOn: snapshots[r.snapshot] ? [snapshots[r.snapshot]] : [] },
     );
   }
+  // The restore made in this apply is checked before the database moves to it (a claim restored from a
+  // snapshot no CSI driver filled binds just the same, empty): a Job starts PostgreSQL on the restored
+  // volume and compares the schema it holds with the snapshot's. A failed check fails the update with
+  // the database still on the instance it was on; the next attempt replaces the failed Job.
+  const made = db?.restore && claims[db.restore.name] ? db.restore : undefined;
+  const databaseImage = s.databaseImage ?? "postgres:15";
+  const restoreCheck = made
+    ? new k8s.batch.v1.Job(
+        `check-${made.name}`,
+        {
+          metadata: {
+            // Job names become pod labels (63 characters at most): the restore's name is in the annotations.
+            ...meta(`${s.app}-check-${createHash("sha256").update(made.name).digest("hex").slice(0, 10)}`, { "stackpin.dev/check": "restore" }),
+            annotations: { "stackpin.dev/restore": made.name, "stackpin.dev/snapshot": made.snapshot, "pulumi.com/replaceUnready": "true" },
+          },
+          spec: {
+            backoffLimit: 0,
+            template: {
+              metadata: { labels: { app: s.app, "stackpin.dev/check": "restore" } },
+              spec: {
+                restartPolicy: "Never",
+                containers: [
+                  {
+                    name: "check",
+                    image: databaseImage,
+                    command: ["sh", "-c", restoreCheckScript],
+                    // The refusal the script prints reaches the provider's error through the termination message.
+                    terminationMessagePolicy: "FallbackToLogsOnError",
+                    env: [
+                      { name: "PGDATA", value: "/var/lib/postgresql/data" },
+                      { name: "RESTORE", value: made.name },
+                      { name: "SNAPSHOT", value: made.snapshot },
+                      { name: "EXPECT_SCHEMA", value: String(db!.snapshots.find((x) => x.name === made.snapshot)?.schema ?? "") },
+                      { name: "DATABASE", value: "postgres" },
+                    ],
+                    volumeMounts: [{ name: "data", mountPath: "/var/lib/postgresql/data" }],
+                  },
+                ],
+                volumes: [{ name: "data", persistentVolumeClaim: { claimName: claims[made.name].metadata.name } }],
+              },
+            },
+          },
+        },
+        { dependsOn: [claims[made.name]] },
+      )
+    : undefined;
   const dataClaim = (claims[db?.live ?? PRIMARY] ?? volume).metadata.name;
-  const database = new k8s.apps.v1.Deployment("database", {
-    metadata: meta(`${s.app}-database`),
-    spec: {
-      replicas: 1,
-      strategy: { type: "Recreate" },
-      selector: { matchLabels: { app: s.app, role: "database" } },
-      template: {
-        metadata: { labels: { app: s.app, role: "database" } },
-        spec: {
-          containers: [{ name: "postgres", image: s.databaseImage ?? "postgres:15", volumeMounts: [{ name: "data", mountPath: "/var/lib/postgresql/data" }] }],
-          volumes: [{ name: "data", persistentVolumeClaim: { claimName: dataClaim } }],
+  const database = new k8s.apps.v1.Deployment(
+    "database",
+    {
+      metadata: meta(`${s.app}-database`),
+      spec: {
+        replicas: 1,
+        strategy: { type: "Recreate" },
+        selector: { matchLabels: { app: s.app, role: "database" } },
+        template: {
+          metadata: { labels: { app: s.app, role: "database" } },
+          spec: {
+            containers: [{ name: "postgres", image: databaseImage, volumeMounts: [{ name: "data", mountPath: "/var/lib/postgresql/data" }] }],
+            volumes: [{ name: "data", persistentVolumeClaim: { claimName: dataClaim } }],
+          },
         },
       },
     },
-  });
+    // It moves to a restored volume only once that volume passed its check.
+    { dependsOn: restoreCheck ? [restoreCheck] : [] },
+  );
   // The migration runs after the snapshot before it: the Job names the snapshot, so it cannot start earlier.
   const taken = db?.takeSnapshot ? snapshots[db.takeSnapshot] : undefined;
   const migration = db
@@ -162,7 +217,8 @@ export const kubernetesProgram: ProgramFactory = () => async () => {
         `migrate-${db.schema}`,
         {
           metadata: {
-            ...meta(`${s.app}-migrate-${db.schema}`),
+            // One Job per schema and database instance: a restore's database gets its own run.
+            ...meta(`${s.app}-migrate-${db.schema}${db.live === PRIMARY ? "" : `-${createHash("sha256").update(db.live).digest("hex").slice(0, 10)}`}`),
             annotations: { "stackpin.dev/after-snapshot": taken ? taken.metadata.name : "", "stackpin.dev/policy": db.policy },
           },
           spec: {
@@ -181,7 +237,10 @@ export const kubernetesProgram: ProgramFactory = () => async () => {
             },
           },
         },
-        { dependsOn: [database] },
+        // The image is the active colour's and the snapshot the last one taken: both change with colours
+        // and versions at the same schema. A Job's template cannot change (a change replaces the Job, and
+        // it runs again), so they are left as the first run had them: a migration runs once.
+        { dependsOn: [database], ignoreChanges: ["spec.template", "metadata.annotations"] },
       )
     : undefined;
 

@@ -7,8 +7,10 @@ import { promisify } from "node:util";
 import { packageRoot, PulumiCli } from "../../lib/engine/pulumi-cli";
 import { ExitCode } from "../../lib/errors";
 import { k8sBinDir, kubernetesProviderVersion } from "../../scripts/k8s-tools";
+import { findPgBin } from "../../scripts/local-postgres";
 import { filesUnder, json, pulumiOrSkip, tempProject, TempProject } from "./harness";
 import { EndpointSamples, K8sCluster, k8sToolsOrSkip, startCluster, watchEndpoints } from "./k8s-cluster";
+import { CheckRun, playCheckPod, restoredVolumeStandIn } from "./restore-check-kubelet";
 
 const exec = promisify(execFile);
 const NS = "shop";
@@ -32,6 +34,22 @@ describe("kubernetes target against a real API server: deploy v41, v42, preview 
   const selector = async () => (await api().get(`/api/v1/namespaces/${NS}/services/shop`)).spec.selector;
   const secret = (slot: string) => api().get(`/api/v1/namespaces/${NS}/secrets/shop-${slot}-api-key`);
   const image = async (slot: string) => (await deployment(slot)).spec.template.spec.containers[0].image;
+  const databaseClaim = async () => (await api().get(`/apis/apps/v1/namespaces/${NS}/deployments/shop-database`)).spec.template.spec.volumes[0].persistentVolumeClaim.claimName;
+  /** Runs `operation` while playing the kubelet for the restore check it starts, on a stand-in volume holding `schema` (undefined: empty). */
+  const withRestoreCheck = async <T>(schema: number | undefined, operation: () => Promise<T>): Promise<{ result: T; check: CheckRun | undefined }> => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "stackpin-restored-"));
+    try {
+      const volume = await restoredVolumeStandIn(dir, schema);
+      let over = false;
+      const [result, check] = await Promise.all([
+        operation().finally(() => (over = true)),
+        playCheckPod(cluster!, NS, volume, () => over),
+      ]);
+      return { result, check };
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  };
   const timed = async <T>(label: string, f: () => Promise<T>): Promise<T> => {
     const started = Date.now();
     const r = await f();
@@ -54,6 +72,12 @@ describe("kubernetes target against a real API server: deploy v41, v42, preview 
   before(async function () {
     pulumi = await pulumiOrSkip(this);
     k8sToolsOrSkip(this);
+    // The restore check's pods run here, on PostgreSQL's binaries (test/e2e/restore-check-kubelet.ts).
+    if (!findPgBin()) {
+      if (process.env.STACKPIN_REQUIRE_E2E === "1") throw new Error("PostgreSQL server binaries are missing (apt-get install postgresql)");
+      process.stderr.write("\n  KUBERNETES TESTS SKIPPED: no PostgreSQL server binaries under /usr/lib/postgresql\n");
+      this.skip();
+    }
     cluster = await startCluster({ snapshotCrds: true });
     await api().create("/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: NS } });
     // No provisioner here: a StorageClass and volumes made beforehand let the data claim and a restore bind.
@@ -125,6 +149,10 @@ describe("kubernetes target against a real API server: deploy v41, v42, preview 
       const r = await timed("deploy v42 refused (snapshot not ready in 15 s)", () => cli(["deploy", "--version", "v42", "--yes"]));
       assert.equal(r.code, ExitCode.applyFailed, r.stderr);
       assert.match(r.stderr, /shop-pre-v42|snapshot-pre-v42/, r.stderr);
+      // While the engine waits, the progress names what it waits on and why (the provider's status line),
+      // and the error ends on the provider's own errors, not on a dangling "N errors occurred:".
+      assert.match(r.stderr, /… waiting on snapshot-pre-v42 \(kubernetes:snapshot\.storage\.k8s\.io\/v1:VolumeSnapshot\): \{\.status\.readyToUse\} selected nothing/, r.stderr);
+      assert.match(r.stderr.trimEnd(), /timed out waiting for the condition$/, r.stderr);
     });
     const snap = await api().get(`/apis/snapshot.storage.k8s.io/v1/namespaces/${NS}/volumesnapshots/shop-pre-v42`);
     assert.notEqual(snap.status?.readyToUse, true);
@@ -189,11 +217,55 @@ describe("kubernetes target against a real API server: deploy v41, v42, preview 
     assert.deepEqual(await selector(), { app: "shop", slot: "green" }, "a preview changed the cluster");
   });
 
-  it("rollback --to v41: the Service selects blue again (read from the API), blue runs v41, the generation stays 2, history records it", async () => {
-    const seen = await endpointsDuring("rollback --to v41", async () => {
-      const r = await timed("rollback --to v41", () => cli(["rollback", "--to", "v41", "--yes", "--approve-data-loss", "--reason", "v42 broke checkout", "--json"]));
-      assert.equal(r.code, ExitCode.ok, r.stderr);
+  it("rollback --to v41 whose restored volume holds nothing (no CSI driver filled it): the check fails, exit 8, the database and the Service stay where they were", async () => {
+    let run: { result: Awaited<ReturnType<typeof cli>>; check: CheckRun | undefined } | undefined;
+    const seen = await endpointsDuring("rollback --to v41, restore check fails", async () => {
+      run = await timed("rollback --to v41 refused by the restore check", () =>
+        withRestoreCheck(undefined, () => cli(["rollback", "--to", "v41", "--yes", "--approve-data-loss", "--reason", "v42 broke checkout", "--json"])),
+      );
     });
+    const { result: r, check } = run!;
+    assert.equal(r.code, ExitCode.applyFailed, r.stderr);
+    assert.ok(check, "no restore-check pod ran");
+    assert.notEqual(check.exitCode, 0, check.output);
+    assert.equal(check.env.EXPECT_SCHEMA, "1", "the schema recorded when pre-v42 was taken");
+    assert.match(check.env.RESTORE, /^restore-pre-v42-\d+$/);
+    // While the check runs, the progress says the engine waits on its Job, and why.
+    assert.match(r.stderr, /… waiting on check-restore-pre-v42-\d+ \(kubernetes:batch\/v1:Job\): Waiting for Job "shop\/shop-check-[0-9a-f]+" to succeed/, r.stderr);
+    const error = json(r).error;
+    assert.equal(error.code, "database-apply-failed", JSON.stringify(error));
+    assert.match(
+      error.message,
+      /restore restore-pre-v42-\d+ from snapshot pre-v42 failed its check: the restored volume holds no PostgreSQL data directory .*; the database and the app stay on the volume they were on/,
+      error.message,
+    );
+    // The restore claim was made from the snapshot; nothing moved to it.
+    const claim = await api().get(`/api/v1/namespaces/${NS}/persistentvolumeclaims/shop-${check.env.RESTORE}`);
+    assert.deepEqual(claim.spec.dataSource, { apiGroup: "snapshot.storage.k8s.io", kind: "VolumeSnapshot", name: "shop-pre-v42" });
+    assert.equal(claim.spec.storageClassName, "standard");
+    assert.equal(claim.metadata.annotations["stackpin.dev/source"], "primary");
+    assert.equal(await databaseClaim(), "shop-data", "the database moved to a volume that failed its check");
+    assert.deepEqual(await selector(), { app: "shop", slot: "green" });
+    assert.equal(await image("green"), "registry.example.com/shop:v42");
+    assert.equal(seen.zeroReady, 0, `the Service had no ready endpoint in ${seen.zeroReady} of ${seen.samples} samples`);
+    const history = json(await cli(["history", "--json"]));
+    assert.deepEqual(history.slice(0, 2).map((h: any) => [h.op, h.to, h.result]), [["rollback", "v41", "failed"], ["deploy", "v42", "succeeded"]]);
+  });
+
+  it("rollback --to v41: the Service selects blue again (read from the API), blue runs v41, the generation stays 2, history records it", async () => {
+    let check: CheckRun | undefined;
+    const seen = await endpointsDuring("rollback --to v41", async () => {
+      const run = await timed("rollback --to v41", () =>
+        withRestoreCheck(1, () => cli(["rollback", "--to", "v41", "--yes", "--approve-data-loss", "--reason", "v42 broke checkout", "--json"])),
+      );
+      assert.equal(run.result.code, ExitCode.ok, run.result.stderr);
+      check = run.check;
+    });
+    // The failed check's Job was replaced and ran again, on a volume holding what pre-v42 held; then the database moved.
+    assert.ok(check, "no restore-check pod ran");
+    assert.equal(check.exitCode, 0, check.output);
+    assert.match(check.output, /the database answers at schema 1/);
+    assert.equal(await databaseClaim(), `shop-${check.env.RESTORE}`);
     assert.deepEqual(await selector(), { app: "shop", slot: "blue" });
     assert.equal(await image("blue"), "registry.example.com/shop:v41");
     assert.equal((await api().request("GET", `/apis/apps/v1/namespaces/${NS}/deployments/shop-green`)).status, 404, "green is drained");
@@ -204,19 +276,25 @@ describe("kubernetes target against a real API server: deploy v41, v42, preview 
       history.slice(0, 4).map((h: any) => [h.op, h.to, h.result]),
       [
         ["rollback", "v41", "succeeded"],
+        ["rollback", "v41", "failed"],
         ["deploy", "v42", "succeeded"],
         ["deploy", "v42", "failed"],
-        ["deploy", "v41", "succeeded"],
       ],
     );
   });
 
   it("deploy --auto-rollback of v43, whose pods never get ready: exit 11, the Service never moves, back on v41", async () => {
     let r: Awaited<ReturnType<typeof cli>> | undefined;
+    const migrations = async () =>
+      (await api().get(`/apis/batch/v1/namespaces/${NS}/jobs?labelSelector=app%3Dshop`)).items.filter((j: any) => j.metadata.name.startsWith("shop-migrate-")).map((j: any) => [j.metadata.name, j.metadata.uid]);
+    const migrationsBefore = await migrations();
+    assert.equal(migrationsBefore.length, 1, JSON.stringify(migrationsBefore));
     const seen = await endpointsDuring("deploy --auto-rollback v43", async () => {
       r = await timed("deploy --auto-rollback v43 (fails, rolls back)", () => cli(["deploy", "--version", "v43", "--yes", "--auto-rollback", "--approve-data-loss", "--json"]));
     });
     assert.equal(r!.code, ExitCode.verificationFailed, r!.stderr);
+    // Two colour changes at schema 1: the restored database's migration Job is the same one, never re-run.
+    assert.deepEqual(await migrations(), migrationsBefore);
     assert.deepEqual(await selector(), { app: "shop", slot: "blue" });
     assert.equal(await image("blue"), "registry.example.com/shop:v41");
     assert.equal(seen.zeroReady, 0, `the Service had no ready endpoint in ${seen.zeroReady} of ${seen.samples} samples`);

@@ -55,7 +55,8 @@ describe("database plan: the stack's record, restores that chain, approved reten
 
   it("a deploy of an incompatible version takes a fresh snapshot from the live instance; the rollback restores from it", () => {
     const d = planDatabase("s", "deploy", v2, [v1, v2], live, { now });
-    assert.deepEqual(d.plan.snapshots.at(-1), { name: "pre-v2-3", version: "v2", source: "r1" });
+    // It records the schema r1 is at when it is taken: what a restore from it must hold.
+    assert.deepEqual(d.plan.snapshots.at(-1), { name: "pre-v2-3", version: "v2", source: "r1", schema: 1 });
     const after = { ...live, plan: d.plan, snapshotTimes: { ...live.snapshotTimes, "pre-v2-3": "2026-11-24T11:00:00.000Z" } };
     const back = planDatabase("s", "rollback", v1, [v1, v2], after, { now, approveDataLoss: true });
     assert.equal(back.plan.restore!.snapshot, "pre-v2-3");

@@ -1,0 +1,25 @@
+import { strict as assert } from "node:assert";
+import { engineErrorLines } from "../../lib/errors";
+
+describe("engineErrorLines: the engine's own error lines from a CLI report", () => {
+  it("keeps a provider's errors listed under \"N errors occurred:\" instead of the dangling header", () => {
+    const report = [
+      "Updating (prod):",
+      "  kubernetes:batch/v1:Job check-restore (update):",
+      "    error: 2 errors occurred:",
+      "    \t* resource \"urn:…:Job::check\" was successfully created, but the Kubernetes API server reported that it failed to fully initialize or become live",
+      "    \t* [Pod shop/check-x]: [Error] [stackpin:restore-impossible] the restored volume holds no PostgreSQL data directory",
+      "error: update failed",
+    ].join("\n");
+    assert.equal(
+      engineErrorLines(report),
+      'resource "urn:…:Job::check" was successfully created, but the Kubernetes API server reported that it failed to fully initialize or become live\n' +
+        "[Pod shop/check-x]: [Error] [stackpin:restore-impossible] the restored volume holds no PostgreSQL data directory",
+    );
+  });
+
+  it("leaves single error lines as they were", () => {
+    assert.equal(engineErrorLines("error: Preview failed: resource 'fast-ssd' does not exist\nerror: preview failed"), "Preview failed: resource 'fast-ssd' does not exist");
+    assert.equal(engineErrorLines("error: 1 error occurred:\nnothing listed"), "1 error occurred:");
+  });
+});
