@@ -135,7 +135,7 @@ export async function openEnvironment(options: OpenEnvironmentOptions): Promise<
   const stateDir = path.join(localDir, "local", stack.name);
   const program = factory({ stackName: stack.name, stateDir });
   const open = async (url: string, create: boolean) => {
-    pulumi ??= await locatePulumi({ searchPath: process.env.PATH });
+    pulumi ??= await locatePulumi({ searchPath: process.env.PATH, versionCacheDir: path.join(localDir, "engine") });
     return EngineStack.open({
       stackName: stack.name,
       projectName: stack.project,

@@ -87,8 +87,10 @@ const err = (line: string) => io().stderr.write(`${line}\n`);
 // Locating runs `pulumi version`; a process (or a test running many commands in one) does it once.
 const located = new Map<string, Promise<PulumiCli>>();
 
-async function findPulumi(env: Env, quiet: boolean): Promise<PulumiCli> {
-  const options = { explicit: env.STACKPIN_PULUMI, searchPath: env.PATH, pulumiHome: env.PULUMI_HOME };
+async function findPulumi(env: Env, quiet: boolean, projectDir?: string): Promise<PulumiCli> {
+  // The project's engine directory remembers the CLI's version: `pulumi version` runs once, not per command.
+  const versionCacheDir = `${projectDir ?? process.cwd()}/.stackpin/engine`;
+  const options = { explicit: env.STACKPIN_PULUMI, searchPath: env.PATH, pulumiHome: env.PULUMI_HOME, versionCacheDir };
   const key = JSON.stringify(options);
   if (!located.has(key)) located.set(key, locatePulumi(options).catch((e) => (located.delete(key), Promise.reject(e))));
   const cli = await located.get(key)!;
@@ -107,7 +109,7 @@ async function context(flags: CommonFlags, env: Env) {
         : undefined,
     pulumiHome: env.PULUMI_HOME,
     actor: env.STACKPIN_ACTOR,
-    pulumi: await findPulumi(env, !!flags.json),
+    pulumi: await findPulumi(env, !!flags.json, flags.projectDir),
   });
 }
 

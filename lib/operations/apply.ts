@@ -23,6 +23,7 @@ import {
   liveState,
   newUpdateId,
   toHistoryEntries,
+  updateKey,
 } from "../history-record";
 import { readRecords, recordStoreOf, StackRecords } from "../ledger";
 import { describeMove, nextLayout, RolloutLayout, RolloutMove } from "../rollout";
@@ -187,7 +188,8 @@ export async function prepareApply(
   history: HistoryEntry[],
   dbOptions: DatabaseOptions = {},
 ): Promise<DesiredState> {
-  return desiredState(ctx, op, target, history, await engine.outputs(), dbOptions);
+  // The outputs read when the stack was opened: the stale-plan check before the update catches a change since.
+  return desiredState(ctx, op, target, history, await engine.outputs({ reuse: true }), dbOptions);
 }
 
 /** True when applying touches the database, so a preview must pass first. */
@@ -208,8 +210,11 @@ export function programFailure(stackName: string, message: string): StackpinErro
  * tags and records (freeze, baselines) too.
  */
 export async function readHistoryAndTags(engine: EngineStack): Promise<{ history: HistoryEntry[]; tags: Record<string, string>; records: StackRecords }> {
-  const [updates, tags] = await Promise.all([engine.history(), engine.tags()]);
-  const records = await readRecords(engine, tags);
+  // One engine read (history) and the records document beside it, at once.
+  const [updates, stored] = await Promise.all([engine.history(), recordStoreOf(engine).read()]);
+  // The stack tags hold records only for an older stackpin whose tags were never moved into the document.
+  const tags = stored.migratedFromTags ? {} : await engine.tags();
+  const records = await readRecords(engine, tags, stored);
   return { history: toHistoryEntries(updates, records), tags, records };
 }
 
@@ -357,7 +362,14 @@ export async function applyWith(
     if (err instanceof StackpinError && !(err instanceof EngineFailedError)) throw err;
     throw await updateFailure(ctx, engine, target, history, id, err);
   }
-  const revision = await newestRevision(engine);
+  // The update's own summary (the Automation API reads it after `up`) names its revision; the file backend
+  // numbers none, and then ours is the one after the entry the stale check just saw on top.
+  const summary = run.summary;
+  const revision = summary && summary.version > 0
+    ? summary.version
+    : summary && updateKey(summary) === id
+      ? (history[0]?.revision ?? 0) + 1
+      : await newestRevision(engine);
   let verification: VerificationResult | undefined;
   const endpoint = run.outputs.endpoint?.value;
   if (typeof endpoint === "string") {
@@ -371,10 +383,19 @@ export async function applyWith(
     );
   }
   progress.onProgress?.({ type: "phase", phase: "record", message: `recording ${target.version} as live` });
-  const tags: Record<string, string> = { "stackpin:version": target.version, "stackpin:applied-by": record.who.slice(0, 256) };
-  if (verification?.passed) tags["stackpin:verified-version"] = target.version;
-  if (verification) await recordVerification(engine, id, target.version, verification.passed ? "passed" : `failed: ${verification.reason}`);
-  await engine.setTags(tags);
+  // One records write: the verification outcome and the bookkeeping an older stackpin set as a stack tag each.
+  const at = new Date().toISOString();
+  await recordStoreOf(engine).update((r) => {
+    if (verification) r.verifications[id] = { outcome: (verification.passed ? "passed" : `failed: ${verification.reason}`).slice(0, 1000), at, version: target.version };
+    r.live = {
+      version: target.version,
+      appliedBy: record.who.slice(0, 256),
+      verifiedVersion: verification?.passed ? target.version : r.live?.verifiedVersion,
+      updateId: id,
+      outputs: run.outputs,
+      at,
+    };
+  });
   return {
     stack: ctx.stack.name,
     op: record.op,
