@@ -9,6 +9,9 @@ import { ConcurrentOperationError } from "./errors";
 import { updateKey, toHistoryEntries } from "./history-record";
 import { getObject, S3Location, s3LocationOf, updateObject } from "./s3-backend";
 
+/** What the records need of an open stack: which it is, and its tags and history (a reader or an engine stack). */
+export type RecordsEngine = Pick<EngineStack, "target" | "tags" | "history" | "setTags" | "removeTag">;
+
 /** A deploy freeze, as stored in the backend. */
 export interface Freeze {
   reason: string;
@@ -327,7 +330,7 @@ function recordsFromTags(tags: Record<string, string>): { freeze?: Freeze; basel
  * record: a documented limitation of these backends.
  */
 export class TagRecordStore implements RecordStore {
-  constructor(private readonly engine: EngineStack) {}
+  constructor(private readonly engine: RecordsEngine) {}
 
   get where(): string {
     return "stack tags";
@@ -395,7 +398,7 @@ function migrateTags(records: StackRecords, tags: Record<string, string>, update
  * The store of an open stack: a document beside the state on `file://` and `s3://` backends, stack tags
  * elsewhere (`gs://`, `azblob://`, Pulumi Cloud).
  */
-export function recordStoreOf(engine: EngineStack): RecordStore {
+export function recordStoreOf(engine: RecordsEngine): RecordStore {
   const { backendUrl, projectName, stackName } = engine.target;
   const s3 = s3LocationOf(backendUrl);
   if (!backendUrl.startsWith("file://") && !s3) return new TagRecordStore(engine);
@@ -424,7 +427,7 @@ export function recordStoreOf(engine: EngineStack): RecordStore {
  * older stackpin), the tags are read as a fallback: `legacyVerifications` holds their outcomes by revision.
  */
 export async function readRecords(
-  engine: EngineStack,
+  engine: RecordsEngine,
   tags: Record<string, string>,
   /** The document as the caller already read it. */
   stored?: StackRecords,

@@ -235,11 +235,13 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
     .option("-r, --reason <text>", "why, recorded in history")
     .option("-y, --yes", "apply without previewing and asking")
     .option("--approve-data-loss", "approve the point-in-time restore a rollback past an irreversible migration needs")
+    .option("--force", "re-apply even when the version is already live and verified (else: skipped, exit 0)")
     .action(async (flags) => {
       const ctx = await context(flags, env);
       const result = await rollback(ctx, {
         to: flags.to,
         reason: flags.reason,
+        force: !!flags.force,
         confirm: confirmer(flags),
         approveDataLoss: !!flags.approveDataLoss,
         approvals: approvalsOf(flags),

@@ -25,7 +25,7 @@ import {
   toHistoryEntries,
   updateKey,
 } from "../history-record";
-import { readRecords, recordStoreOf, StackRecords } from "../ledger";
+import { readRecords, RecordsEngine, recordStoreOf, StackRecords } from "../ledger";
 import { describeMove, nextLayout, RolloutLayout, RolloutMove } from "../rollout";
 import { planDigestFor } from "../plan-digest";
 import { forwardOnly, Generations } from "../secret-generations";
@@ -209,7 +209,7 @@ export function programFailure(stackName: string, message: string): StackpinErro
  * Reads history, newest first, with verification outcomes from stackpin's records; returns the stack's
  * tags and records (freeze, baselines) too.
  */
-export async function readHistoryAndTags(engine: EngineStack): Promise<{ history: HistoryEntry[]; tags: Record<string, string>; records: StackRecords }> {
+export async function readHistoryAndTags(engine: RecordsEngine): Promise<{ history: HistoryEntry[]; tags: Record<string, string>; records: StackRecords }> {
   // One engine read (history) and the records document beside it, at once.
   const [updates, stored] = await Promise.all([engine.history(), recordStoreOf(engine).read()]);
   // The stack tags hold records only for an older stackpin whose tags were never moved into the document.
@@ -219,7 +219,7 @@ export async function readHistoryAndTags(engine: EngineStack): Promise<{ history
 }
 
 /** Reads history (with verification outcomes from stackpin's records), newest first. */
-export async function readHistory(engine: EngineStack): Promise<HistoryEntry[]> {
+export async function readHistory(engine: RecordsEngine): Promise<HistoryEntry[]> {
   return (await readHistoryAndTags(engine)).history;
 }
 

@@ -1,12 +1,15 @@
 import { ApprovalInput, approvedBy, checkApprovals, recordOf } from "../approvals";
 import type { EnvironmentContext, ProgressOptions } from "../environment";
 import { NotConfirmedError, VerificationFailedError } from "../errors";
-import { liveState } from "../history-record";
+import type { StackReader } from "../engine/stack-reader";
+import { readBackendLocks } from "../engine/interruption";
+import { HistoryEntry, liveState } from "../history-record";
+import type { StackRecords } from "../ledger";
 import { IncidentRecord, IncidentRecorder } from "../incident";
 import { notify, NotificationResult, RollbackEvent } from "../notify";
 import { audit, auditFailure, incidentsDir } from "../trail";
 import { diffConfig } from "../versions/config-diff";
-import { ApplyResult, applyWith, planWith, prepareApply, readHistory } from "./apply";
+import { ApplyResult, applyWith, planWith, prepareApply, readHistory, readHistoryAndTags } from "./apply";
 import type { Plan } from "./plan";
 import { recoverInterrupted, RecoveryReport } from "./recover";
 import { resolveTarget, validateTargetEarly } from "./resolve";
@@ -28,6 +31,11 @@ export interface RollbackOptions extends ProgressOptions {
   approvals?: ApprovalInput;
   /** The trigger that started this rollback, when `watch` did. */
   trigger?: IncidentRecord["trigger"];
+  /**
+   * Re-apply even when the target is already live and verified (after drift, say). Without it such a
+   * rollback is answered without an update, and recorded nowhere.
+   */
+  force?: boolean;
 }
 
 /** A rollback's outcome: the apply, and what was recorded and told around it. */
@@ -35,8 +43,10 @@ export interface RollbackResult extends ApplyResult {
   plan?: Plan;
   approvals: string[];
   notifications: NotificationResult[];
-  /** The incident record, as JSON and as the start of a post-mortem. */
-  incident: { json: string; markdown: string };
+  /** The incident record, as JSON and as the start of a post-mortem; absent when the rollback was skipped. */
+  incident?: { json: string; markdown: string };
+  /** Set when nothing was applied because the target is already live and verified: the sentence that says so. */
+  skipped?: string;
   /** From the breach to the start of the rollback, when a trigger started it. */
   breachToRollbackMs?: number;
   /** What was cleaned up first, when an earlier operation had been interrupted. */
@@ -77,6 +87,18 @@ export async function rollback(ctx: EnvironmentContext, options: RollbackOptions
     }
   };
 
+  // The world read once, through the CLI directly (no Automation API yet): enough to answer a rollback to
+  // the version already live without loading the engine at all.
+  const reader = await ctx.openReader();
+  let seen: Awaited<ReturnType<typeof readOnce>>;
+  try {
+    seen = await readOnce(ctx, reader);
+    const skipped = seen && !options.force ? await skipIfLive(ctx, options.to, seen, reader, Date.parse(incident.record.startedAt)) : undefined;
+    if (skipped) return skipped;
+  } finally {
+    reader.close();
+  }
+
   const engine = await ctx.openEngine({ create: false });
   let started = false;
   try {
@@ -85,7 +107,8 @@ export async function rollback(ctx: EnvironmentContext, options: RollbackOptions
       const i = recovery.interrupted;
       incident.step(`${i.op} interrupted`, `${i.what ?? `an ${i.op}`}${i.since ? `, started ${i.since},` : ""} was interrupted and never ended; ${recovery.summary}: ${recovery.actions.join("; ")}`);
     }
-    const history = await readHistory(engine);
+    // Read again only when recovery changed the stack; the stale-plan check before the update reads it anyway.
+    const history = seen && !recovery.recovered ? seen.history : await readHistory(engine);
     const target = resolveTarget(ctx, options.to, history);
     // After a failed apply the stack may be partly at that version: that is what we roll back from.
     const live = liveState(history);
@@ -149,6 +172,68 @@ export async function rollback(ctx: EnvironmentContext, options: RollbackOptions
   } finally {
     engine.close();
   }
+}
+
+/** History and records as one CLI call reads them, with Pulumi's locks; undefined when that read fails (the engine path then says why). */
+async function readOnce(ctx: EnvironmentContext, reader: StackReader): Promise<{ history: HistoryEntry[]; records: StackRecords; locks: number } | undefined> {
+  try {
+    const { history, records } = await readHistoryAndTags(reader);
+    return { history, records, locks: readBackendLocks(ctx.backendUrl, ctx.stack.project, ctx.stack.name).length };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The answer to a rollback whose target is already live and verified, when nothing was interrupted (no
+ * lock, no in-flight mark): no update, no history or audit entry, no records write, no webhook, no incident
+ * (idempotent, and says so, like `kubectl argo rollouts undo`). Undefined when the rollback must apply.
+ */
+async function skipIfLive(
+  ctx: EnvironmentContext,
+  to: string,
+  seen: { history: HistoryEntry[]; records: StackRecords; locks: number },
+  reader: StackReader,
+  startedAt: number,
+): Promise<RollbackResult | undefined> {
+  if (seen.locks || seen.records.inFlight) return undefined;
+  let target;
+  try {
+    target = resolveTarget(ctx, to, seen.history);
+  } catch {
+    return undefined;
+  }
+  const live = alreadyLive(seen.history, target.version);
+  if (!live) return undefined;
+  // The outputs the apply recorded when it is the newest update (it is, here); asked of the CLI otherwise.
+  const recorded = seen.records.live?.updateId === live.updateId ? seen.records.live?.outputs : undefined;
+  return {
+    stack: ctx.stack.name,
+    op: "rollback",
+    from: target.version,
+    to: target.version,
+    revision: live.revision,
+    resourceChanges: [],
+    changeSummary: {},
+    outputs: recorded ?? (await reader.outputs()),
+    durationMs: Date.now() - startedAt,
+    approvals: [],
+    notifications: [],
+    skipped: `skipped rollback: ${target.version} is already live (revision ${live.revision}, verified)`,
+  };
+}
+
+/**
+ * The newest history entry, when it is a stackpin deploy or rollback of `version` that succeeded and passed
+ * verification: a rollback to `version` has nothing to do. Anything after it (a failed apply, a refresh,
+ * an update outside stackpin) or a verification that failed or never ran means it is re-applied.
+ */
+export function alreadyLive(history: HistoryEntry[], version: string): HistoryEntry | undefined {
+  const newest = history[0];
+  const live = liveState(history);
+  if (!newest || live.failed || live.version !== version || live.revision !== newest.revision) return undefined;
+  if (!["deploy", "rollback"].includes(newest.op) || newest.result !== "succeeded" || newest.to !== version) return undefined;
+  return newest.verification === "passed" ? newest : undefined;
 }
 
 function safeConfig(ctx: EnvironmentContext, version: string) {

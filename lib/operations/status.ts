@@ -30,7 +30,9 @@ export interface Status {
 
 /** Reads the live version, the last operation and the outputs of a stack. Changes nothing. */
 export async function status(ctx: EnvironmentContext): Promise<Status> {
-  const engine = await ctx.openEngine({ create: false });
+  // One CLI call (`stack history`) and the records document; a second (`stack output`) only when the newest
+  // update is not an apply whose outputs stackpin recorded. The Automation API is not loaded.
+  const engine = await ctx.openReader();
   try {
     const { history, tags: allTags, records } = await readHistoryAndTags(engine);
     const live = liveState(history);
@@ -52,7 +54,7 @@ export async function status(ctx: EnvironmentContext): Promise<Status> {
       verifiedVersion: lastVerifiedVersion(history),
       tags,
       baselines: records.baselines,
-      outputs: recorded ?? (await engine.outputs({ reuse: true })),
+      outputs: recorded ?? (await engine.outputs()),
       versions: ctx.stack.versions,
     };
   } finally {
