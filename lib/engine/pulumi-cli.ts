@@ -126,8 +126,9 @@ async function tryRoot(root: string, source: PulumiSource, cacheDir?: string): P
   let command = await automation().PulumiCommand.get({ root });
   // `get` runs `pulumi version`: part of an operation's cost, so it is counted.
   if (timingEnabled()) recordCall("version", performance.now() - started);
-  // Written only inside a project stackpin already uses: a command run in the wrong directory leaves nothing there.
-  if (cache.file && command.version && fs.existsSync(path.dirname(path.dirname(cache.file)))) {
+  // Written only inside a project (its `.stackpin` or `stacks` is there): a command run in the wrong directory leaves nothing.
+  const project = cache.file ? path.dirname(path.dirname(path.dirname(cache.file))) : undefined;
+  if (cache.file && command.version && project && [".stackpin", "stacks"].some((d) => fs.existsSync(path.join(project, d)))) {
     try {
       fs.mkdirSync(path.dirname(cache.file), { recursive: true });
       fs.writeFileSync(cache.file, JSON.stringify({ key: cache.key, version: command.version.toString() }));
