@@ -1,15 +1,17 @@
 import { ApprovalInput, approvedBy, checkApprovals, recordOf } from "../approvals";
 import type { EnvironmentContext, ProgressOptions } from "../environment";
 import { NotConfirmedError, VerificationFailedError } from "../errors";
+import type { StackOutput } from "../engine/stack";
 import type { StackReader } from "../engine/stack-reader";
 import { readBackendLocks } from "../engine/interruption";
-import { HistoryEntry, liveState } from "../history-record";
+import type { HistoryEntry } from "../history-record";
 import type { StackRecords } from "../ledger";
 import { IncidentRecord, IncidentRecorder } from "../incident";
 import { notify, NotificationResult, RollbackEvent } from "../notify";
 import { audit, auditFailure, incidentsDir } from "../trail";
 import { diffConfig } from "../versions/config-diff";
-import { ApplyResult, applyWith, planWith, prepareApply, readHistory, readHistoryAndTags } from "./apply";
+import { ApplyResult, applyWith, planWith, readHistory, readHistoryAndTags } from "./apply";
+import { planRollback, RollbackPlan, skipOf } from "./rollback-plan";
 import type { Plan } from "./plan";
 import { recoverInterrupted, RecoveryReport } from "./recover";
 import { resolveTarget, validateTargetEarly } from "./resolve";
@@ -93,8 +95,13 @@ export async function rollback(ctx: EnvironmentContext, options: RollbackOptions
   let seen: Awaited<ReturnType<typeof readOnce>>;
   try {
     seen = await readOnce(ctx, reader);
-    const skipped = seen && !options.force ? await skipIfLive(ctx, options.to, seen, reader, Date.parse(incident.record.startedAt)) : undefined;
-    if (skipped) return skipped;
+    // No lock and no in-flight mark: nothing was interrupted, so the history read is the whole story.
+    const skip = seen && !seen.locks && !seen.records.inFlight ? attempt(() => skipOf(ctx, seen!.history, options, false)) : undefined;
+    if (skip) {
+      // The outputs the apply recorded when it is the newest update (it is, here); asked of the CLI otherwise.
+      const recorded = seen!.records.live?.updateId === seen!.history[0]?.updateId ? seen!.records.live?.outputs : undefined;
+      return skipped(ctx, skip, recorded ?? (await reader.outputs()), Date.parse(incident.record.startedAt));
+    }
   } finally {
     reader.close();
   }
@@ -109,14 +116,15 @@ export async function rollback(ctx: EnvironmentContext, options: RollbackOptions
     }
     // Read again only when recovery changed the stack; the stale-plan check before the update reads it anyway.
     const history = seen && !recovery.recovered ? seen.history : await readHistory(engine);
-    const target = resolveTarget(ctx, options.to, history);
-    // After a failed apply the stack may be partly at that version: that is what we roll back from.
-    const live = liveState(history);
-    const from = live.failed?.to ?? live.version;
+    // One plan value from one read of the world (the outputs come with the checkpoint read at open), then
+    // one execution of exactly that plan.
+    const outputs = await engine.outputs({ reuse: true });
+    const decided = planRollback(ctx, { history, outputs, interrupted: !!recovery.interrupted }, options);
+    if (decided.kind === "skip") return skipped(ctx, decided, outputs, Date.parse(incident.record.startedAt));
+    const { target, from, desired } = decided;
     Object.assign(incident.record, { from, to: target.version });
     incident.step("target resolved", `${from ?? "(nothing)"} -> ${target.version}`);
 
-    const desired = await prepareApply(ctx, engine, "rollback", target, history, { approveDataLoss: options.approveDataLoss });
     const granted = await checkApprovals(ctx, { op: "rollback", to: target.version, history, desired }, options.approvals ?? {});
     incident.record.approvals = granted.map((g) => g.summary);
     if (incident.record.approvals.length) incident.step("approved", incident.record.approvals.join("; "));
@@ -175,6 +183,15 @@ export async function rollback(ctx: EnvironmentContext, options: RollbackOptions
 }
 
 /** History and records as one CLI call reads them, with Pulumi's locks; undefined when that read fails (the engine path then says why). */
+/** `fn`'s value, or undefined when it raises: a fast path that cannot decide leaves it to the full one. */
+function attempt<T>(fn: () => T): T | undefined {
+  try {
+    return fn();
+  } catch {
+    return undefined;
+  }
+}
+
 async function readOnce(ctx: EnvironmentContext, reader: StackReader): Promise<{ history: HistoryEntry[]; records: StackRecords; locks: number } | undefined> {
   try {
     const { history, records } = await readHistoryAndTags(reader);
@@ -184,56 +201,22 @@ async function readOnce(ctx: EnvironmentContext, reader: StackReader): Promise<{
   }
 }
 
-/**
- * The answer to a rollback whose target is already live and verified, when nothing was interrupted (no
- * lock, no in-flight mark): no update, no history or audit entry, no records write, no webhook, no incident
- * (idempotent, and says so, like `kubectl argo rollouts undo`). Undefined when the rollback must apply.
- */
-async function skipIfLive(
-  ctx: EnvironmentContext,
-  to: string,
-  seen: { history: HistoryEntry[]; records: StackRecords; locks: number },
-  reader: StackReader,
-  startedAt: number,
-): Promise<RollbackResult | undefined> {
-  if (seen.locks || seen.records.inFlight) return undefined;
-  let target;
-  try {
-    target = resolveTarget(ctx, to, seen.history);
-  } catch {
-    return undefined;
-  }
-  const live = alreadyLive(seen.history, target.version);
-  if (!live) return undefined;
-  // The outputs the apply recorded when it is the newest update (it is, here); asked of the CLI otherwise.
-  const recorded = seen.records.live?.updateId === live.updateId ? seen.records.live?.outputs : undefined;
+/** A rollback's answer when its plan is to skip: nothing applied, nothing recorded. */
+function skipped(ctx: EnvironmentContext, plan: Extract<RollbackPlan, { kind: "skip" }>, outputs: Record<string, StackOutput>, startedAt: number): RollbackResult {
   return {
     stack: ctx.stack.name,
     op: "rollback",
-    from: target.version,
-    to: target.version,
-    revision: live.revision,
+    from: plan.target.version,
+    to: plan.target.version,
+    revision: plan.revision,
     resourceChanges: [],
     changeSummary: {},
-    outputs: recorded ?? (await reader.outputs()),
+    outputs,
     durationMs: Date.now() - startedAt,
     approvals: [],
     notifications: [],
-    skipped: `skipped rollback: ${target.version} is already live (revision ${live.revision}, verified)`,
+    skipped: plan.message,
   };
-}
-
-/**
- * The newest history entry, when it is a stackpin deploy or rollback of `version` that succeeded and passed
- * verification: a rollback to `version` has nothing to do. Anything after it (a failed apply, a refresh,
- * an update outside stackpin) or a verification that failed or never ran means it is re-applied.
- */
-export function alreadyLive(history: HistoryEntry[], version: string): HistoryEntry | undefined {
-  const newest = history[0];
-  const live = liveState(history);
-  if (!newest || live.failed || live.version !== version || live.revision !== newest.revision) return undefined;
-  if (!["deploy", "rollback"].includes(newest.op) || newest.result !== "succeeded" || newest.to !== version) return undefined;
-  return newest.verification === "passed" ? newest : undefined;
 }
 
 function safeConfig(ctx: EnvironmentContext, version: string) {
