@@ -412,11 +412,10 @@ export class EngineStack {
 
   /** Removes the in-flight mark (after recovering from the operation it names). */
   async clearInFlightMark(): Promise<void> {
+    // The write first moves an older stackpin's tags (its `stackpin:in-flight` among them) into the records.
     await recordStoreOf(this).update((r) => {
       delete r.inFlight;
     });
-    // An older stackpin's mark, when its tags were never moved into the records.
-    if ((await this.tags().catch(() => ({}) as Record<string, string>))[inFlightTag]) await this.removeTag(inFlightTag).catch(() => undefined);
   }
 
   /**
