@@ -339,14 +339,23 @@ export class EngineStack {
     message: string,
     onEvent?: (e: EngineEvent) => void,
     options: { plan?: string } = {},
-  ): Promise<EngineRun & { outputs: Record<string, StackOutput>; summary: UpdateSummary }> {
+  ): Promise<EngineRun & { outputs: Record<string, StackOutput> }> {
     const steps: ResourceStep[] = [];
+    let summary: OpMap | undefined;
     this.opened = undefined;
+    // After an update `Stack.up` reads the outputs twice (masked, then in plain text) and the newest history
+    // entry: three CLI calls. stackpin keeps outputs masked and takes the change counts from the engine's
+    // own summary event, so this one update reads the masked outputs once, and no history.
+    const lean = Object.assign(Object.create(this.stack) as Stack, {
+      outputs: async () => this.maskedOutputs(),
+      info: async () => undefined,
+    });
     const result = await this.inFlight(message, () =>
-      this.stack.up({
+      lean.up({
         ...(options.plan ? { plan: options.plan } : {}),
         message,
         onEvent: (e) => {
+          if (e.summaryEvent) summary = e.summaryEvent.resourceChanges;
           const step = stepFromEvent(e);
           if (step) steps.push(step);
           onEvent?.(e);
@@ -356,12 +365,14 @@ export class EngineStack {
     const outputs = maskOutputs(result.outputs);
     // What the update left is known; the resources and pending operations are not: read again if asked.
     this.opened = undefined;
-    return {
-      steps,
-      changeSummary: result.summary.resourceChanges ?? {},
-      outputs,
-      summary: result.summary,
-    };
+    return { steps, changeSummary: summary ?? result.summary?.resourceChanges ?? {}, outputs };
+  }
+
+  /** The stack's outputs as `pulumi stack output --json` prints them (secrets, at any depth, `"[secret]"`): one CLI call. */
+  private async maskedOutputs(): Promise<Record<string, { value: unknown; secret: boolean }>> {
+    const ws = this.workspace as unknown as { runPulumiCmd(args: string[]): Promise<{ stdout: string }> };
+    const masked = JSON.parse((await ws.runPulumiCmd(["stack", "output", "--json", "--stack", this.options.stackName])).stdout) as Record<string, unknown>;
+    return Object.fromEntries(Object.entries(masked).map(([k, v]) => [k, { value: v, secret: v === "[secret]" }]));
   }
 
   /** Removes every resource of the stack (its history stays). */

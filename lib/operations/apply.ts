@@ -23,7 +23,6 @@ import {
   liveState,
   newUpdateId,
   toHistoryEntries,
-  updateKey,
 } from "../history-record";
 import { readRecords, RecordsEngine, recordStoreOf, StackRecords } from "../ledger";
 import { describeMove, nextLayout, RolloutLayout, RolloutMove } from "../rollout";
@@ -362,14 +361,9 @@ export async function applyWith(
     if (err instanceof StackpinError && !(err instanceof EngineFailedError)) throw err;
     throw await updateFailure(ctx, engine, target, history, id, err);
   }
-  // The update's own summary (the Automation API reads it after `up`) names its revision; the file backend
-  // numbers none, and then ours is the one after the entry the stale check just saw on top.
-  const summary = run.summary;
-  const revision = summary && summary.version > 0
-    ? summary.version
-    : summary && updateKey(summary) === id
-      ? (history[0]?.revision ?? 0) + 1
-      : await newestRevision(engine);
+  // The update is the one after the entry the stale-plan check just saw on top (the engine's lock orders
+  // updates; no history read after it).
+  const revision = (history[0]?.revision ?? 0) + 1;
   let verification: VerificationResult | undefined;
   const endpoint = run.outputs.endpoint?.value;
   if (typeof endpoint === "string") {
