@@ -416,7 +416,14 @@ export function recordStoreOf(engine: RecordsEngine): RecordStore {
     async update(change) {
       const records = await store.update(change);
       // Once moved, an older stackpin's tags are only clutter (and would outgrow Pulumi Cloud's limits).
-      for (const tag of moved.splice(0)) await engine.removeTag(tag).catch(() => undefined);
+      const gone = moved.splice(0);
+      if (gone.length) {
+        // Pulumi 3.248's file backend keeps a stack's last tag when `stack tag rm` would leave none (the
+        // removal is silently lost). A tag naming where the records went keeps the set non-empty, so that
+        // every moved tag can go; stackpin's bookkeeping tags used to do that by accident.
+        await engine.setTags({ "stackpin:records": store.where.slice(-tagValueLimit) }).catch(() => undefined);
+      }
+      for (const tag of gone) await engine.removeTag(tag).catch(() => undefined);
       return records;
     },
   };
