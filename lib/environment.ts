@@ -4,6 +4,7 @@ import * as path from "node:path";
 import type { EngineEvent } from "@pulumi/pulumi/automation";
 import { builtinPrograms, ProgramFactory } from "../programs";
 import { EngineStack, isProgramResource } from "./engine/stack";
+import { StackReader } from "./engine/stack-reader";
 import { locatePulumi, PulumiCli } from "./engine/pulumi-cli";
 import { InvalidVersionFileError, MissingPassphraseError, StackNotDeployedError } from "./errors";
 import { readPulumiProject, StackDefinition, VersionStore } from "./versions/store";
@@ -72,6 +73,12 @@ export interface EnvironmentContext {
    * the backend nor `stack.yaml` is written.
    */
   openForPlan(): Promise<PlanEngine>;
+  /**
+   * Opens the stack for reading only, through the Pulumi CLI directly (no Automation API, no workspace
+   * selection): what `status` and `history` use. Raises {@link StackNotDeployedError} on its first read
+   * when the backend has no such stack.
+   */
+  openReader(): Promise<StackReader>;
 }
 
 /** An engine stack to preview against, and whether the real stack exists yet (see {@link EnvironmentContext.openForPlan}). */
@@ -149,9 +156,11 @@ export async function openEnvironment(options: OpenEnvironmentOptions): Promise<
     options.backendUrl ?? stack.settings.backend ?? pulumiProject.backendUrl ?? `file://${path.join(localDir, "state")}`;
   let pulumi = options.pulumi;
   const stateDir = path.join(localDir, "local", stack.name);
-  const program = factory({ stackName: stack.name, stateDir });
+  // Made when the engine is first opened: a program's module loads `@pulumi/pulumi`, which commands that
+  // only read (`status`, `history`) never need.
+  let program: ReturnType<ProgramFactory> | undefined;
   const open = async (url: string, create: boolean) => {
-    pulumi ??= await locatePulumi({ searchPath: process.env.PATH });
+    pulumi ??= await locatePulumi({ searchPath: process.env.PATH, versionCacheDir: path.join(localDir, "engine") });
     return EngineStack.open({
       stackName: stack.name,
       projectName: stack.project,
@@ -160,7 +169,7 @@ export async function openEnvironment(options: OpenEnvironmentOptions): Promise<
       encryptionSalt: stack.settings.encryptionsalt,
       encryptedKey: stack.settings.encryptedkey,
       passphrase,
-      program,
+      program: (program ??= factory({ stackName: stack.name, stateDir })),
       pulumi,
       workRoot: path.join(localDir, "engine"),
       pulumiHome: options.pulumiHome,
@@ -198,6 +207,21 @@ export async function openEnvironment(options: OpenEnvironmentOptions): Promise<
       }
       fs.mkdirSync(stateDir, { recursive: true });
       return engine;
+    },
+    async openReader() {
+      pulumi ??= await locatePulumi({ searchPath: process.env.PATH, versionCacheDir: path.join(localDir, "engine") });
+      return StackReader.open({
+        binary: path.join(pulumi.root, "pulumi"),
+        stackName: stack.name,
+        projectName: stack.project,
+        backendUrl,
+        secretsProvider: stack.settings.secretsProvider,
+        encryptionSalt: stack.settings.encryptionsalt,
+        encryptedKey: stack.settings.encryptedkey,
+        passphrase,
+        workRoot: path.join(localDir, "engine"),
+        pulumiHome: options.pulumiHome,
+      });
     },
     async openForPlan() {
       // Selecting a stack in a file:// backend nobody used yet initialises it (.pulumi/meta.yaml): a

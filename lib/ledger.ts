@@ -3,11 +3,14 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import type { UpdateSummary } from "@pulumi/pulumi/automation";
-import type { EngineStack } from "./engine/stack";
+import type { EngineStack, InFlightMark, StackOutput } from "./engine/stack";
 import { Holder, livenessOf, nodeCommand } from "./engine/interruption";
 import { ConcurrentOperationError } from "./errors";
 import { updateKey, toHistoryEntries } from "./history-record";
 import { getObject, S3Location, s3LocationOf, updateObject } from "./s3-backend";
+
+/** What the records need of an open stack: which it is, and its tags and history (a reader or an engine stack). */
+export type RecordsEngine = Pick<EngineStack, "target" | "tags" | "history" | "setTags" | "removeTag">;
 
 /** A deploy freeze, as stored in the backend. */
 export interface Freeze {
@@ -38,6 +41,38 @@ export interface StackRecords {
   baselines: Record<string, number>;
   /** True once the stack tags of an older stackpin (`stackpin:verify:N`, freeze, baselines) were moved in. */
   migratedFromTags?: boolean;
+  /**
+   * The mark an update or destroy leaves while it runs (who, what, since): an update killed before it
+   * ended is recognised by it even when it left no lock and no pending operation behind.
+   */
+  inFlight?: InFlightMark;
+  /** What stackpin applied last, written once after each apply (an older stackpin kept it in stack tags). */
+  live?: LiveRecord;
+}
+
+/** stackpin's bookkeeping of the last apply: one records write, instead of a stack tag each. */
+export interface LiveRecord {
+  /** The version applied last (`stackpin:version`); `(destroyed)` after a destroy. */
+  version: string;
+  /** Who applied it (`stackpin:applied-by`). */
+  appliedBy?: string;
+  /** The newest version that passed verification (`stackpin:verified-version`). */
+  verifiedVersion?: string;
+  /** The id of the update that applied it (the key of its history entry). */
+  updateId?: string;
+  /** The stack outputs that update left, secrets masked: `status` reads them instead of asking the engine while that update is the newest. */
+  outputs?: Record<string, StackOutput>;
+  at: string;
+}
+
+/** The `stackpin:*` names the bookkeeping had as stack tags, for `status` and backends whose records are tags. */
+export function liveTags(live: LiveRecord | undefined): Record<string, string> {
+  if (!live) return {};
+  return {
+    "stackpin:version": live.version,
+    ...(live.appliedBy ? { "stackpin:applied-by": live.appliedBy.slice(0, tagValueLimit) } : {}),
+    ...(live.verifiedVersion ? { "stackpin:verified-version": live.verifiedVersion } : {}),
+  };
 }
 
 /** How many verification outcomes a stack keeps: older ones are pruned on write. */
@@ -236,6 +271,7 @@ export class S3RecordStore implements RecordStore {
 const verifyPrefix = "stackpin:verify:";
 const baselinePrefix = "stackpin:baseline:";
 const freezeTag = "stackpin:freeze";
+const inFlightTag = "stackpin:in-flight";
 /** Pulumi Cloud's limits on stack tags; the diy backends have none, but a stack may move. */
 export const tagNameLimit = 40;
 export const tagValueLimit = 256;
@@ -254,7 +290,7 @@ function fitFreeze(f: Freeze): string {
 }
 
 /** Parses the records an older stackpin kept in stack tags. Verification tags are keyed by revision. */
-function recordsFromTags(tags: Record<string, string>): { freeze?: Freeze; baselines: Record<string, number>; byRevision: Record<number, string>; byKey: Record<string, string> } {
+function recordsFromTags(tags: Record<string, string>): { freeze?: Freeze; baselines: Record<string, number>; byRevision: Record<number, string>; byKey: Record<string, string>; inFlight?: InFlightMark; live?: LiveRecord } {
   const baselines: Record<string, number> = {};
   const byRevision: Record<number, string> = {};
   const byKey: Record<string, string> = {};
@@ -273,7 +309,18 @@ function recordsFromTags(tags: Record<string, string>): { freeze?: Freeze; basel
       }
     }
   }
-  return { freeze, baselines, byRevision, byKey };
+  let inFlight: InFlightMark | undefined;
+  if (tags[inFlightTag]) {
+    try {
+      inFlight = JSON.parse(tags[inFlightTag]) as InFlightMark;
+    } catch {
+      inFlight = { what: tags[inFlightTag], pid: 0, hostname: "?", since: "" };
+    }
+  }
+  const live: LiveRecord | undefined = tags["stackpin:version"]
+    ? { version: tags["stackpin:version"], appliedBy: tags["stackpin:applied-by"], verifiedVersion: tags["stackpin:verified-version"], at: "" }
+    : undefined;
+  return { freeze, baselines, byRevision, byKey, inFlight, live };
 }
 
 /**
@@ -283,7 +330,7 @@ function recordsFromTags(tags: Record<string, string>): { freeze?: Freeze; basel
  * record: a documented limitation of these backends.
  */
 export class TagRecordStore implements RecordStore {
-  constructor(private readonly engine: EngineStack) {}
+  constructor(private readonly engine: RecordsEngine) {}
 
   get where(): string {
     return "stack tags";
@@ -298,6 +345,8 @@ export class TagRecordStore implements RecordStore {
       freeze: legacy.freeze,
       baselines: legacy.baselines,
       migratedFromTags: true,
+      inFlight: legacy.inFlight,
+      live: legacy.live,
     };
   }
 
@@ -313,8 +362,12 @@ export class TagRecordStore implements RecordStore {
       if (before.baselines[k] !== v) set[shortTagName(baselinePrefix, k)] = String(v);
     }
     if (after.freeze && JSON.stringify(after.freeze) !== JSON.stringify(before.freeze)) set[freezeTag] = fitFreeze(after.freeze);
+    if (after.inFlight && JSON.stringify(after.inFlight) !== JSON.stringify(before.inFlight)) set[inFlightTag] = JSON.stringify(after.inFlight);
+    const beforeLive = liveTags(before.live);
+    for (const [k, v] of Object.entries(liveTags(after.live))) if (beforeLive[k] !== v) set[k] = v;
     await this.engine.setTags(set);
     if (before.freeze && !after.freeze) await this.engine.removeTag(freezeTag);
+    if (before.inFlight && !after.inFlight) await this.engine.removeTag(inFlightTag);
     return after;
   }
 }
@@ -336,14 +389,16 @@ function migrateTags(records: StackRecords, tags: Record<string, string>, update
   for (const [k, v] of Object.entries(legacy.byKey)) records.verifications[k] ??= { outcome: v, at: new Date(0).toISOString() };
   for (const [k, v] of Object.entries(legacy.baselines)) if (!(k in records.baselines)) records.baselines[k] = v;
   if (records.freeze === undefined && legacy.freeze) records.freeze = legacy.freeze;
-  return Object.keys(tags).filter((k) => k.startsWith(verifyPrefix) || k.startsWith(baselinePrefix) || k === freezeTag);
+  if (records.inFlight === undefined && legacy.inFlight) records.inFlight = legacy.inFlight;
+  if (records.live === undefined && legacy.live) records.live = legacy.live;
+  return Object.keys(tags).filter((k) => k.startsWith(verifyPrefix) || k.startsWith(baselinePrefix) || k === freezeTag || k === inFlightTag);
 }
 
 /**
  * The store of an open stack: a document beside the state on `file://` and `s3://` backends, stack tags
  * elsewhere (`gs://`, `azblob://`, Pulumi Cloud).
  */
-export function recordStoreOf(engine: EngineStack): RecordStore {
+export function recordStoreOf(engine: RecordsEngine): RecordStore {
   const { backendUrl, projectName, stackName } = engine.target;
   const s3 = s3LocationOf(backendUrl);
   if (!backendUrl.startsWith("file://") && !s3) return new TagRecordStore(engine);
@@ -361,7 +416,14 @@ export function recordStoreOf(engine: EngineStack): RecordStore {
     async update(change) {
       const records = await store.update(change);
       // Once moved, an older stackpin's tags are only clutter (and would outgrow Pulumi Cloud's limits).
-      for (const tag of moved.splice(0)) await engine.removeTag(tag).catch(() => undefined);
+      const gone = moved.splice(0);
+      if (gone.length) {
+        // Pulumi 3.248's file backend keeps a stack's last tag when `stack tag rm` would leave none (the
+        // removal is silently lost). A tag naming where the records went keeps the set non-empty, so that
+        // every moved tag can go; stackpin's bookkeeping tags used to do that by accident.
+        await engine.setTags({ "stackpin:records": store.where.slice(-tagValueLimit) }).catch(() => undefined);
+      }
+      for (const tag of gone) await engine.removeTag(tag).catch(() => undefined);
       return records;
     },
   };
@@ -371,13 +433,20 @@ export function recordStoreOf(engine: EngineStack): RecordStore {
  * The stack's records as they read now. On a `file://` backend whose tags were never moved (written by an
  * older stackpin), the tags are read as a fallback: `legacyVerifications` holds their outcomes by revision.
  */
-export async function readRecords(engine: EngineStack, tags: Record<string, string>): Promise<StackRecords & { legacyVerifications: Record<number, string> }> {
-  const records = await recordStoreOf(engine).read();
+export async function readRecords(
+  engine: RecordsEngine,
+  tags: Record<string, string>,
+  /** The document as the caller already read it. */
+  stored?: StackRecords,
+): Promise<StackRecords & { legacyVerifications: Record<number, string> }> {
+  const records = stored ?? (await recordStoreOf(engine).read());
   if (records.migratedFromTags && (engine.target.backendUrl.startsWith("file://") || engine.target.backendUrl.startsWith("s3://"))) return { ...records, legacyVerifications: {} };
   const legacy = recordsFromTags(tags);
   return {
     ...records,
     freeze: records.freeze ?? legacy.freeze,
+    inFlight: records.inFlight ?? legacy.inFlight,
+    live: records.live ?? legacy.live,
     baselines: { ...legacy.baselines, ...records.baselines },
     verifications: { ...Object.fromEntries(Object.entries(legacy.byKey).map(([k, v]) => [k, { outcome: v, at: "" }])), ...records.verifications },
     legacyVerifications: legacy.byRevision,

@@ -218,6 +218,8 @@ async function mainTable(pulumi: PulumiCli): Promise<void> {
       keep("switch-back", await stackpin(project, ["rollback", ...s, "--to", "previous", "--yes"], { endpoint, version: "v1" }));
       const cfgBack = await floor.appliedConfig();
       keep("noop", await stackpin(project, ["rollback", ...s, "--to", "v1", "--yes"]));
+      // Skipped since issue 12 (v1 is live and verified); `--force` measures the re-apply beside the floor.
+      keep("force", await stackpin(project, ["rollback", ...s, "--to", "v1", "--yes", "--force"]));
       const cfgNoop = await floor.appliedConfig();
       // The floor: the same transitions from the same state, with the configs stackpin applied.
       await floor.use(cfgDeploy);
@@ -232,7 +234,8 @@ async function mainTable(pulumi: PulumiCli): Promise<void> {
     }
     console.log(`\n## Main table: medians of ${rounds} rounds (min-max), local target, stacks/dev\n`);
     table([
-      ["(a) rollback to the live version (v1 -> v1)", "noop", "floor noop"],
+      ["(a) rollback to the live version (v1 -> v1): skipped", "noop", "floor noop"],
+      ["(a') the same with --force (re-applied and verified)", "force", "floor noop"],
       ["(b) switch-back rollback (v2 -> v1, idle blue slot)", "switch-back", "floor switch-back"],
       ["(c) deploy of a new version (v1 -> v2)", "deploy", "floor deploy"],
       ["(d) status (floor: stack outputs)", "status", "floor outputs"],
@@ -240,7 +243,7 @@ async function mainTable(pulumi: PulumiCli): Promise<void> {
       ["(d) preview --to previous (floor: preview)", "preview", "floor preview"],
     ]);
     console.log(`\nWhere the time goes (Pulumi CLI calls per run, mean over rounds, biggest first):`);
-    for (const op of ["noop", "switch-back", "deploy", "status", "history", "preview"]) {
+    for (const op of ["noop", "force", "switch-back", "deploy", "status", "history", "preview"]) {
       console.log(`- ${op}: ${breakdown(results.get(op)!)}`);
     }
 
@@ -254,11 +257,11 @@ async function mainTable(pulumi: PulumiCli): Promise<void> {
       const features = Object.fromEntries(Array.from({ length: n }, (_, i) => [`flag${String(i).padStart(4, "0")}`, i % 2 === 0]));
       project.writeVersion(name, stringify({ ...v1, version: name, description: `${n} feature flags`, config: { ...v1.config, features } }));
       keep(`deploy ${n}`, await stackpin(project, ["deploy", ...s, "--version", name, "--yes"]));
-      keep(`noop ${n}`, await stackpin(project, ["rollback", ...s, "--to", name, "--yes"]));
+      keep(`noop ${n}`, await stackpin(project, ["rollback", ...s, "--to", name, "--yes", "--force"]));
       keep(`status ${n}`, await stackpin(project, ["status", ...s]));
       await floor.use(await floor.appliedConfig());
       keep(`floor noop ${n}`, await floor.up());
-      rows.push([`deploy ${name} (${n} entries)`, `deploy ${n}`, undefined], [`rollback to the live ${name}`, `noop ${n}`, `floor noop ${n}`], [`status at ${name}`, `status ${n}`, undefined]);
+      rows.push([`deploy ${name} (${n} entries)`, `deploy ${n}`, undefined], [`rollback --force to the live ${name}`, `noop ${n}`, `floor noop ${n}`], [`status at ${name}`, `status ${n}`, undefined]);
     }
     table(rows);
   } finally {
@@ -288,7 +291,8 @@ async function historyScaling(pulumi: PulumiCli): Promise<void> {
         keep(`h status ${n}`, await stackpin(project, ["status", ...s]));
         keep(`h history ${n}`, await stackpin(project, ["history", ...s]));
         keep(`h preview ${n}`, await stackpin(project, ["preview", ...s, "--version", "v2"]));
-        keep(`h noop ${n}`, await stackpin(project, ["rollback", ...s, "--to", "v1", "--yes"]));
+        // --force: a skipped rollback reads history once; the re-apply shows what grows with history.
+        keep(`h noop ${n}`, await stackpin(project, ["rollback", ...s, "--to", "v1", "--yes", "--force"]));
         entries += 1;
         keep(`h floor history ${n}`, await floor.history());
         keep(`h floor noop ${n}`, await floor.up());
@@ -298,7 +302,7 @@ async function historyScaling(pulumi: PulumiCli): Promise<void> {
         [`status, ${n} entries`, `h status ${n}`, undefined],
         [`history, ${n} entries (floor: stack history)`, `h history ${n}`, `h floor history ${n}`],
         [`preview --version v2, ${n} entries`, `h preview ${n}`, undefined],
-        [`rollback to the live v1, ${n} entries`, `h noop ${n}`, `h floor noop ${n}`],
+        [`rollback --force to the live v1, ${n} entries`, `h noop ${n}`, `h floor noop ${n}`],
       );
     }
     console.log(`\n## History length (medians of ${rounds} rounds, BENCH_SCALE=${scale})\n`);

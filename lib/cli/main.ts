@@ -96,8 +96,10 @@ const err = (line: string) => io().stderr.write(`${line}\n`);
 // Locating runs `pulumi version`; a process (or a test running many commands in one) does it once.
 const located = new Map<string, Promise<PulumiCli>>();
 
-async function findPulumi(env: Env, quiet: boolean): Promise<PulumiCli> {
-  const options = { explicit: env.STACKPIN_PULUMI, searchPath: env.PATH, pulumiHome: env.PULUMI_HOME };
+async function findPulumi(env: Env, quiet: boolean, projectDir?: string): Promise<PulumiCli> {
+  // The project's engine directory remembers the CLI's version: `pulumi version` runs once, not per command.
+  const versionCacheDir = `${projectDir ?? process.cwd()}/.stackpin/engine`;
+  const options = { explicit: env.STACKPIN_PULUMI, searchPath: env.PATH, pulumiHome: env.PULUMI_HOME, versionCacheDir };
   const key = JSON.stringify(options);
   if (!located.has(key)) located.set(key, locatePulumi(options).catch((e) => (located.delete(key), Promise.reject(e))));
   const cli = await located.get(key)!;
@@ -116,7 +118,7 @@ async function context(flags: CommonFlags, env: Env) {
         : undefined,
     pulumiHome: env.PULUMI_HOME,
     actor: env.STACKPIN_ACTOR,
-    pulumi: await findPulumi(env, !!flags.json),
+    pulumi: await findPulumi(env, !!flags.json, flags.projectDir),
   });
 }
 
@@ -247,6 +249,7 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
     .option("--canary <stack>", "fleet with --stacks: the stack that goes first, alone (default: the first name)")
     .option("--concurrency <n>", "fleet: stacks rolled back at once after the canary (default 4)", numberFlag("--concurrency", "a whole number from 1 to 64", z.number().int().min(1).max(64)))
     .option("--continue-on-error", "fleet: go on with the next waves when a stack fails (default: halt)")
+    .option("--force", "re-apply even when the version is already live and verified (else: skipped, exit 0)")
     .action(async (flags) => {
       if (flags.stacks || flags.fleet) return fleetAction(flags);
       if (!flags.stack) throw new CommanderError(ExitCode.usage, "usage", "rollback needs --stack (or --stacks / --fleet for a fleet)");
@@ -255,6 +258,7 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
       const result = await rollback(ctx, {
         to: flags.to,
         reason: flags.reason,
+        force: !!flags.force,
         // A caller holding a previewed plan (a fleet) applies that plan or nothing.
         confirm: expected
           ? async (plan) => {

@@ -101,10 +101,11 @@ export function renderApply(result: ApplyResult): string {
 
 /** A rollback's outcome, with what was recorded and told around it. */
 export function renderRollback(r: RollbackResult): string {
+  if (r.skipped) return `${r.skipped}; nothing was applied or recorded (--force re-applies it)`;
   const lines = [renderApply(r)];
   if (r.approvals.length) lines.push(`  approved by: ${r.approvals.join("; ")}`);
   for (const n of r.notifications) lines.push(`  webhook ${n.event} -> ${n.url}: ${n.ok ? "delivered" : pc.yellow(`FAILED (${n.error})`)}`);
-  lines.push(`  incident record: ${r.incident.markdown}`);
+  if (r.incident) lines.push(`  incident record: ${r.incident.markdown}`);
   return lines.join("\n");
 }
 

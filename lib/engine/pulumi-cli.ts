@@ -3,7 +3,8 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { promisify } from "node:util";
-import { PulumiCommand } from "@pulumi/pulumi/automation";
+import type { PulumiCommand } from "@pulumi/pulumi/automation";
+import { automation } from "./automation";
 import { PulumiUnavailableError } from "../errors";
 import { recordCall, timeCommand, timingEnabled } from "./cli-timing";
 
@@ -38,6 +39,8 @@ export interface LocatePulumiOptions {
   pulumiHome?: string;
   /** The project-local cache the Go build writes to. Defaults to `tools/pulumi-cli` in this package. */
   cacheDir?: string;
+  /** A directory to remember the CLI's version in, so that `pulumi version` runs once, not in every process. */
+  versionCacheDir?: string;
 }
 
 /** Options for {@link ensurePulumi}: where to look, and what it may do when nothing is found. */
@@ -78,15 +81,62 @@ function defaultCacheDir(): string {
   return path.join(packageRoot(), "tools", "pulumi-cli");
 }
 
-async function tryRoot(root: string, source: PulumiSource): Promise<PulumiCli | undefined> {
-  if (!fs.existsSync(path.join(root, "bin", "pulumi"))) return undefined;
-  const started = performance.now();
-  let command = await PulumiCommand.get({ root });
-  if (timingEnabled()) {
-    // `get` runs `pulumi version` once per process: part of every operation's cost, so it is counted.
-    recordCall("version", performance.now() - started);
-    command = timeCommand(command);
+/**
+ * The version `pulumi version` printed for this very binary (same path, size and modification time), from
+ * `<cacheDir>/pulumi-version.json`: `PulumiCommand.get` runs `pulumi version` in every process, a CLI call
+ * of 0.2-0.3 s that says the same thing each time.
+ */
+function cachedVersion(cacheDir: string | undefined, binary: string): { key: string; file?: string; version?: string } {
+  const st = fs.statSync(binary);
+  const key = `${path.resolve(binary)}:${st.size}:${Math.round(st.mtimeMs)}`;
+  if (!cacheDir) return { key };
+  const file = path.join(cacheDir, "pulumi-version.json");
+  try {
+    const cached = JSON.parse(fs.readFileSync(file, "utf8")) as { key?: string; version?: string };
+    return { key, file, version: cached.key === key ? cached.version : undefined };
+  } catch {
+    return { key, file };
   }
+}
+
+async function tryRoot(root: string, source: PulumiSource, cacheDir?: string): Promise<PulumiCli | undefined> {
+  const binary = path.join(root, "bin", "pulumi");
+  if (!fs.existsSync(binary)) return undefined;
+  const cache = cachedVersion(cacheDir, binary);
+  if (cache.version) {
+    const version = cache.version;
+    let command: PulumiCommand | undefined;
+    return {
+      // Made when first used: a command that never runs the Automation API never loads it.
+      get command() {
+        if (!command) {
+          // What `get` would have made from the same output (its constructor is private to the type only).
+          const semver = require(require.resolve("semver", { paths: [require.resolve("@pulumi/pulumi/package.json")] })) as { parse(v: string): unknown };
+          command = Reflect.construct(automation().PulumiCommand, [path.resolve(binary), semver.parse(version)]) as PulumiCommand;
+          if (timingEnabled()) command = timeCommand(command);
+        }
+        return command;
+      },
+      root: path.join(root, "bin"),
+      version,
+      source,
+    };
+  }
+  const started = performance.now();
+  let command = await automation().PulumiCommand.get({ root });
+  // `get` runs `pulumi version`: part of an operation's cost, so it is counted.
+  if (timingEnabled()) recordCall("version", performance.now() - started);
+  // Written only inside a project (its `.stackpin` or `stacks` is there): a command run in the wrong directory leaves nothing.
+  const project = cache.file ? path.dirname(path.dirname(path.dirname(cache.file))) : undefined;
+  if (cache.file && command.version && project && [".stackpin", "stacks"].some((d) => fs.existsSync(path.join(project, d)))) {
+    try {
+      fs.mkdirSync(path.dirname(cache.file), { recursive: true });
+      fs.writeFileSync(cache.file, JSON.stringify({ key: cache.key, version: command.version.toString() }));
+    } catch {
+      // A cache that cannot be written costs a `pulumi version` next time, nothing more.
+    }
+  }
+  if (timingEnabled()) command = timeCommand(command);
   return { command, root: path.join(root, "bin"), version: command.version?.toString() ?? "unknown", source };
 }
 
@@ -110,7 +160,7 @@ export async function locatePulumi(options: LocatePulumiOptions = {}): Promise<P
   }
   for (const [root, source] of candidates) {
     try {
-      const cli = await tryRoot(root, source);
+      const cli = await tryRoot(root, source, options.versionCacheDir);
       if (cli) return cli;
       tried.push(`${path.join(root, "bin", "pulumi")} (${source}): not there`);
     } catch (err) {
@@ -180,7 +230,7 @@ export async function ensurePulumi(options: EnsurePulumiOptions = {}): Promise<P
   if (options.install !== false) {
     try {
       say(`installing the Pulumi CLI v${sdkVersion()} with PulumiCommand.install into ${cacheDir}`);
-      const command = await PulumiCommand.install({ root: cacheDir });
+      const command = await automation().PulumiCommand.install({ root: cacheDir });
       return { command, root: path.join(cacheDir, "bin"), version: command.version?.toString() ?? "unknown", source: "PulumiCommand.install" };
     } catch (err) {
       reasons.push(`PulumiCommand.install failed: ${(err as Error).message.split("\n")[0]}`);

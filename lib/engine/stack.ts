@@ -1,18 +1,17 @@
 import { spawn } from "node:child_process";
+import { automation } from "./automation";
 import { recordCall, subcommandOf, timingEnabled } from "./cli-timing";
 import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import {
-  CommandError,
-  ConcurrentUpdateError,
+import type {
+  Deployment,
   EngineEvent,
   LocalWorkspace,
   OpMap,
   PulumiFn,
   Stack,
-  StackNotFoundError,
   StackSettingsConfigValue,
   UpdateSummary,
 } from "@pulumi/pulumi/automation";
@@ -37,7 +36,7 @@ import {
   repairInterruptedWrites,
 } from "./interruption";
 import { stopProcesses } from "../processes";
-import { tagNameLimit, tagValueLimit } from "../ledger";
+import { recordStoreOf, StackRecords, tagNameLimit, tagValueLimit } from "../ledger";
 import type { PulumiCli } from "./pulumi-cli";
 import { writeDynamicProviderPlugin } from "./pulumi-cli";
 
@@ -162,8 +161,8 @@ export interface StaleWorkspace {
 const inFlightTag = "stackpin:in-flight";
 const ownerFile = ".stackpin-owner.json";
 
-/** A Pulumi CLI run of our own (one that needs stdin) that failed; carries what it printed. */
-class CliRunError extends Error {}
+/** A Pulumi CLI run of our own (not through the Automation API) that failed; carries what it printed. */
+export class CliRunError extends Error {}
 
 // What gocloud's keepers and Pulumi say when a KMS key cannot be opened or used: before the fix, such a
 // stack silently fell back to passphrase encryption; now the KMS's own words reach the user.
@@ -172,10 +171,14 @@ const kmsFailure = /open keeper|secrets manager of type|getting secrets manager|
 
 /** Maps the CLI's failures to the errors a user can act on. */
 export function translateEngineError(stackName: string, backendUrl: string, err: unknown, secretsProvider?: string): unknown {
-  if (err instanceof StackNotFoundError) return new StackNotDeployedError(stackName, backendUrl);
-  if (err instanceof ConcurrentUpdateError) return new ConcurrentOperationError(stackName, { cause: err });
-  if (err instanceof CommandError || err instanceof CliRunError) {
-    const text = err.message;
+  // Errors of our own CLI runs are typed by their text alone: no need to load the Automation API for them.
+  const a = err instanceof CliRunError ? undefined : automation();
+  if (a && err instanceof a.StackNotFoundError) return new StackNotDeployedError(stackName, backendUrl);
+  if (a && err instanceof a.ConcurrentUpdateError) return new ConcurrentOperationError(stackName, { cause: err });
+  if (err instanceof CliRunError && /no stack named .* found/.test(err.message)) return new StackNotDeployedError(stackName, backendUrl);
+  if (err instanceof CliRunError && /\[409\] Conflict|currently being updated|the stack is currently locked/i.test(err.message)) return new ConcurrentOperationError(stackName, { cause: err });
+  if ((a && err instanceof a.CommandError) || err instanceof CliRunError) {
+    const text = (err as Error).message;
     if (secretsProvider && secretsProvider !== "passphrase" && kmsFailure.test(text)) {
       // The CLI's own error and the KMS's answer under it, without the Automation API's wrapping.
       const lines = text.split("\n").map((l) => l.trim()).filter((l) => l && !/^(\d+ errors occurred:|\d+\) Unknown)$/i.test(l));
@@ -201,6 +204,12 @@ export function translateEngineError(stackName: string, backendUrl: string, err:
 export class EngineStack {
   /** What opening repaired in the backend's files after a write that was killed (one line each). */
   repairedWrites: string[] = [];
+
+  /**
+   * The checkpoint as it was read when the stack was opened (its outputs and pending operations), until
+   * this process changes the stack: planning and recovery read it instead of asking the CLI again.
+   */
+  private opened?: { outputs: Record<string, StackOutput>; resources: StateResource[]; pending: PendingOperation[] };
 
   private constructor(
     private readonly options: OpenEngineStackOptions,
@@ -229,6 +238,7 @@ export class EngineStack {
     if (options.passphrase?.file !== undefined) envVars.PULUMI_CONFIG_PASSPHRASE_FILE = options.passphrase.file;
     const repaired = repairInterruptedWrites(backend, options.projectName, options.stackName);
     const select = async () => {
+      const { LocalWorkspace, Stack } = automation();
       const workspace = await LocalWorkspace.create({
         workDir,
         program: options.program,
@@ -240,10 +250,14 @@ export class EngineStack {
         projectSettings: { name: options.projectName, runtime: "nodejs", backend: { url: backend } },
         stackSettings: secretsSettings(options),
       });
-      const stack = options.create
-        ? await Stack.createOrSelect(options.stackName, workspace)
-        : await Stack.select(options.stackName, workspace);
-      return new EngineStack(options, workspace, stack, workDir);
+      if (options.create) return new EngineStack(options, workspace, await Stack.createOrSelect(options.stackName, workspace), workDir);
+      // No `pulumi stack select`: every Automation API call names its stack (`--stack`), and reading the
+      // checkpoint proves the stack exists (or fails as selecting would: no such stack, a checkpoint a
+      // killed write left unreadable) while giving planning and recovery what they read first anyway.
+      const stack = Object.assign(Object.create(Stack.prototype) as object, { name: options.stackName, workspace, ready: Promise.resolve() }) as unknown as Stack;
+      const engine = new EngineStack(options, workspace, stack, workDir);
+      engine.opened = parseCheckpoint(await stack.exportStack());
+      return engine;
     };
     try {
       let engine: EngineStack;
@@ -332,28 +346,49 @@ export class EngineStack {
    * it runs, the stack carries an in-flight mark naming this process, so that an update killed before
    * it ended is recognised even when it left no lock and no pending operation behind.
    */
-  async up(message: string, onEvent?: (e: EngineEvent) => void, options: { plan?: string } = {}): Promise<EngineRun & { outputs: Record<string, StackOutput> }> {
+  async up(
+    message: string,
+    onEvent?: (e: EngineEvent) => void,
+    options: { plan?: string } = {},
+  ): Promise<EngineRun & { outputs: Record<string, StackOutput> }> {
     const steps: ResourceStep[] = [];
+    let summary: OpMap | undefined;
+    this.opened = undefined;
+    // After an update `Stack.up` reads the outputs twice (masked, then in plain text) and the newest history
+    // entry: three CLI calls. stackpin keeps outputs masked and takes the change counts from the engine's
+    // own summary event, so this one update reads the masked outputs once, and no history.
+    const lean = Object.assign(Object.create(this.stack) as Stack, {
+      outputs: async () => this.maskedOutputs(),
+      info: async () => undefined,
+    });
     const result = await this.inFlight(message, () =>
-      this.stack.up({
+      lean.up({
         ...(options.plan ? { plan: options.plan } : {}),
         message,
         onEvent: (e) => {
+          if (e.summaryEvent) summary = e.summaryEvent.resourceChanges;
           const step = stepFromEvent(e);
           if (step) steps.push(step);
           onEvent?.(e);
         },
       }),
     );
-    return {
-      steps,
-      changeSummary: result.summary.resourceChanges ?? {},
-      outputs: maskOutputs(result.outputs),
-    };
+    const outputs = maskOutputs(result.outputs);
+    // What the update left is known; the resources and pending operations are not: read again if asked.
+    this.opened = undefined;
+    return { steps, changeSummary: summary ?? result.summary?.resourceChanges ?? {}, outputs };
+  }
+
+  /** The stack's outputs as `pulumi stack output --json` prints them (secrets, at any depth, `"[secret]"`): one CLI call. */
+  private async maskedOutputs(): Promise<Record<string, { value: unknown; secret: boolean }>> {
+    const ws = this.workspace as unknown as { runPulumiCmd(args: string[]): Promise<{ stdout: string }> };
+    const masked = JSON.parse((await ws.runPulumiCmd(["stack", "output", "--json", "--stack", this.options.stackName])).stdout) as Record<string, unknown>;
+    return Object.fromEntries(Object.entries(masked).map(([k, v]) => [k, { value: v, secret: v === "[secret]" }]));
   }
 
   /** Removes every resource of the stack (its history stays). */
   async destroy(message: string, onEvent?: (e: EngineEvent) => void): Promise<void> {
+    this.opened = undefined;
     await this.inFlight(message, () => this.stack.destroy({ message, onEvent }));
   }
 
@@ -362,6 +397,7 @@ export class EngineStack {
    * creates (Pulumi's own recovery after an interrupted update). Recorded in history with `message`.
    */
   async refreshClearingPendingCreates(message: string, onEvent?: (e: EngineEvent) => void): Promise<void> {
+    this.opened = undefined;
     await this.guard(() => this.stack.refresh({ message, clearPendingCreates: true, onEvent }));
   }
 
@@ -375,35 +411,33 @@ export class EngineStack {
     removeBackendLock(lock);
   }
 
-  /** The checkpoint's resources and the operations an interrupted update left pending. */
-  async checkpoint(): Promise<{ resources: StateResource[]; pending: PendingOperation[] }> {
-    const deployment = await this.guard(() => this.stack.exportStack());
-    const d = (deployment.deployment ?? {}) as {
-      resources?: Array<{ urn: string; type: string; outputs?: Record<string, unknown> }>;
-      pending_operations?: Array<{ type: string; resource: { urn: string } }>;
-    };
-    return {
-      resources: (d.resources ?? []).map((r) => ({ urn: r.urn, type: r.type, outputs: r.outputs ?? {} })),
-      pending: (d.pending_operations ?? []).map((p) => ({ type: p.type, urn: p.resource.urn })),
-    };
+  /**
+   * The checkpoint's resources and the operations an interrupted update left pending. `reuse`: the
+   * checkpoint read when the stack was opened, while this process has not changed the stack since.
+   */
+  async checkpoint(options: { reuse?: boolean } = {}): Promise<{ resources: StateResource[]; pending: PendingOperation[] }> {
+    if (options.reuse && this.opened) return this.opened;
+    return parseCheckpoint(await this.guard(() => this.stack.exportStack()));
   }
 
-  /** The in-flight mark an update or destroy left in the stack's tags, with whether its process runs. */
-  async inFlightMark(): Promise<(InFlightMark & { liveness: Liveness }) | undefined> {
-    const raw = (await this.tags())[inFlightTag];
-    if (!raw) return undefined;
-    let mark: InFlightMark;
-    try {
-      mark = JSON.parse(raw) as InFlightMark;
-    } catch {
-      mark = { what: raw, pid: 0, hostname: "?", since: "" };
-    }
+  /**
+   * The in-flight mark an update or destroy left in stackpin's records (or, from an older stackpin, in the
+   * stack's tags), with whether its process runs. `records`: the records already read by the caller.
+   */
+  async inFlightMark(records?: StackRecords): Promise<(InFlightMark & { liveness: Liveness }) | undefined> {
+    const r = records ?? (await recordStoreOf(this).read());
+    let mark = r.inFlight;
+    if (!mark && !r.migratedFromTags) mark = parseMark((await this.tags())[inFlightTag]);
+    if (!mark) return undefined;
     return { ...mark, liveness: livenessOf(mark, nodeCommand) };
   }
 
   /** Removes the in-flight mark (after recovering from the operation it names). */
   async clearInFlightMark(): Promise<void> {
-    await this.removeTag(inFlightTag);
+    // The write first moves an older stackpin's tags (its `stackpin:in-flight` among them) into the records.
+    await recordStoreOf(this).update((r) => {
+      delete r.inFlight;
+    });
   }
 
   /**
@@ -441,8 +475,12 @@ export class EngineStack {
     return swept;
   }
 
-  /** The stack's outputs, secrets masked. */
-  async outputs(): Promise<Record<string, StackOutput>> {
+  /**
+   * The stack's outputs, secrets masked. `reuse`: the outputs read when the stack was opened (or left by
+   * this process's last update), while this process has not changed the stack otherwise.
+   */
+  async outputs(options: { reuse?: boolean } = {}): Promise<Record<string, StackOutput>> {
+    if (options.reuse && this.opened) return this.opened.outputs;
     return maskOutputs(await this.guard(() => this.stack.outputs()));
   }
 
@@ -497,28 +535,40 @@ export class EngineStack {
   private async inFlight<T>(message: string, fn: () => Promise<T>): Promise<T> {
     const mark: InFlightMark = { what: message.split("\n")[0].slice(0, 140), pid: process.pid, hostname: os.hostname(), since: new Date().toISOString() };
     let text = JSON.stringify(mark);
-    // A long hostname or message would pass the tag value limit: the description gives way.
+    // A long hostname or message would pass the tag value limit (where the records are stack tags): the
+    // description gives way.
     while (text.length > tagValueLimit && mark.what.length > 0) {
       mark.what = mark.what.slice(0, Math.max(0, mark.what.length - (text.length - tagValueLimit)));
       text = JSON.stringify(mark);
     }
+    const store = recordStoreOf(this);
+    const legacy = async () => ((await store.read()).migratedFromTags ? undefined : parseMark((await this.tags())[inFlightTag]));
+    const legacyMark = await legacy();
     // Another stackpin operation's mark while its process runs: that operation holds (or is about to take)
     // the engine's lock. Writing ours would overwrite its mark and clearing ours would remove it, so that a
-    // kill of that process could no longer be recognised.
-    const current = await this.inFlightMark();
-    if (current && !(current.pid === process.pid && current.hostname === mark.hostname) && current.liveness.state !== "dead") {
-      throw new ConcurrentOperationError(this.options.stackName, { holder: `${current.what}: ${current.liveness.detail}` });
-    }
-    await this.setTags({ [inFlightTag]: text });
+    // kill of that process could no longer be recognised. Checked and written in one records write, so two
+    // operations starting at once cannot both pass.
+    await store.update((r) => {
+      const current = r.inFlight ?? legacyMark;
+      if (!current || (current.pid === process.pid && current.hostname === mark.hostname)) {
+        r.inFlight = mark;
+        return;
+      }
+      const liveness = livenessOf(current, nodeCommand);
+      if (liveness.state !== "dead") throw new ConcurrentOperationError(this.options.stackName, { holder: `${current.what}: ${liveness.detail}` });
+      r.inFlight = mark;
+    });
     try {
       return await this.guard(fn);
     } finally {
       // A failed update ended too (the engine released its lock); only a killed one leaves the mark. Only
       // ours is removed: a mark written meanwhile by another process stays with that process.
-      const after = await this.inFlightMark().catch(() => undefined);
-      if (after && after.pid === mark.pid && after.hostname === mark.hostname && after.since === mark.since) {
-        await this.clearInFlightMark().catch(() => undefined);
-      }
+      await store
+        .update((r) => {
+          const after = r.inFlight;
+          if (after && after.pid === mark.pid && after.hostname === mark.hostname && after.since === mark.since) delete r.inFlight;
+        })
+        .catch(() => undefined);
     }
   }
 
@@ -566,4 +616,43 @@ function maskOutputs(outputs: Record<string, { value: unknown; secret: boolean }
   return Object.fromEntries(
     Object.entries(outputs).map(([k, o]) => [k, { value: o.secret ? "[secret]" : o.value, secret: o.secret }]),
   );
+}
+
+/** A mark as an older stackpin kept it in the `stackpin:in-flight` stack tag. */
+export function parseMark(raw: string | undefined): InFlightMark | undefined {
+  if (!raw) return undefined;
+  try {
+    return JSON.parse(raw) as InFlightMark;
+  } catch {
+    return { what: raw, pid: 0, hostname: "?", since: "" };
+  }
+}
+
+// How `stack export --show-secrets` writes a secret: the signature key, and the value in `plaintext`.
+const secretSig = "4dabf18193072939515e22adb298388d";
+
+function isSecretValue(v: unknown): boolean {
+  return typeof v === "object" && v !== null && secretSig in (v as Record<string, unknown>);
+}
+
+/** A value with every secret in it (at any depth) replaced by `"[secret]"`. */
+function maskSecrets(v: unknown): unknown {
+  if (isSecretValue(v)) return "[secret]";
+  if (Array.isArray(v)) return v.map(maskSecrets);
+  if (typeof v === "object" && v !== null) return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, maskSecrets(x)]));
+  return v;
+}
+
+/** The checkpoint's resources, pending operations and stack outputs (the root stack resource's outputs, masked). */
+function parseCheckpoint(deployment: Deployment): { outputs: Record<string, StackOutput>; resources: StateResource[]; pending: PendingOperation[] } {
+  const d = (deployment.deployment ?? {}) as {
+    resources?: Array<{ urn: string; type: string; outputs?: Record<string, unknown> }>;
+    pending_operations?: Array<{ type: string; resource: { urn: string } }>;
+  };
+  const resources = (d.resources ?? []).map((r) => ({ urn: r.urn, type: r.type, outputs: r.outputs ?? {} }));
+  const root = resources.find((r) => r.type === "pulumi:pulumi:Stack");
+  const outputs = Object.fromEntries(
+    Object.entries(root?.outputs ?? {}).map(([k, v]) => [k, { value: maskSecrets(v), secret: isSecretValue(v) }]),
+  );
+  return { outputs, resources, pending: (d.pending_operations ?? []).map((p) => ({ type: p.type, urn: p.resource.urn })) };
 }

@@ -24,7 +24,7 @@ import {
   newUpdateId,
   toHistoryEntries,
 } from "../history-record";
-import { readRecords, recordStoreOf, StackRecords } from "../ledger";
+import { readRecords, RecordsEngine, recordStoreOf, StackRecords } from "../ledger";
 import { describeMove, nextLayout, RolloutLayout, RolloutMove } from "../rollout";
 import { planDigestFor } from "../plan-digest";
 import { forwardOnly, Generations } from "../secret-generations";
@@ -187,7 +187,8 @@ export async function prepareApply(
   history: HistoryEntry[],
   dbOptions: DatabaseOptions = {},
 ): Promise<DesiredState> {
-  return desiredState(ctx, op, target, history, await engine.outputs(), dbOptions);
+  // The outputs read when the stack was opened: the stale-plan check before the update catches a change since.
+  return desiredState(ctx, op, target, history, await engine.outputs({ reuse: true }), dbOptions);
 }
 
 /** True when applying touches the database, so a preview must pass first. */
@@ -207,14 +208,17 @@ export function programFailure(stackName: string, message: string): StackpinErro
  * Reads history, newest first, with verification outcomes from stackpin's records; returns the stack's
  * tags and records (freeze, baselines) too.
  */
-export async function readHistoryAndTags(engine: EngineStack): Promise<{ history: HistoryEntry[]; tags: Record<string, string>; records: StackRecords }> {
-  const [updates, tags] = await Promise.all([engine.history(), engine.tags()]);
-  const records = await readRecords(engine, tags);
+export async function readHistoryAndTags(engine: RecordsEngine): Promise<{ history: HistoryEntry[]; tags: Record<string, string>; records: StackRecords }> {
+  // One engine read (history) and the records document beside it, at once.
+  const [updates, stored] = await Promise.all([engine.history(), recordStoreOf(engine).read()]);
+  // The stack tags hold records only for an older stackpin whose tags were never moved into the document.
+  const tags = stored.migratedFromTags ? {} : await engine.tags();
+  const records = await readRecords(engine, tags, stored);
   return { history: toHistoryEntries(updates, records), tags, records };
 }
 
 /** Reads history (with verification outcomes from stackpin's records), newest first. */
-export async function readHistory(engine: EngineStack): Promise<HistoryEntry[]> {
+export async function readHistory(engine: RecordsEngine): Promise<HistoryEntry[]> {
   return (await readHistoryAndTags(engine)).history;
 }
 
@@ -357,7 +361,9 @@ export async function applyWith(
     if (err instanceof StackpinError && !(err instanceof EngineFailedError)) throw err;
     throw await updateFailure(ctx, engine, target, history, id, err);
   }
-  const revision = await newestRevision(engine);
+  // The update is the one after the entry the stale-plan check just saw on top (the engine's lock orders
+  // updates; no history read after it).
+  const revision = (history[0]?.revision ?? 0) + 1;
   let verification: VerificationResult | undefined;
   const endpoint = run.outputs.endpoint?.value;
   if (typeof endpoint === "string") {
@@ -371,10 +377,19 @@ export async function applyWith(
     );
   }
   progress.onProgress?.({ type: "phase", phase: "record", message: `recording ${target.version} as live` });
-  const tags: Record<string, string> = { "stackpin:version": target.version, "stackpin:applied-by": record.who.slice(0, 256) };
-  if (verification?.passed) tags["stackpin:verified-version"] = target.version;
-  if (verification) await recordVerification(engine, id, target.version, verification.passed ? "passed" : `failed: ${verification.reason}`);
-  await engine.setTags(tags);
+  // One records write: the verification outcome and the bookkeeping an older stackpin set as a stack tag each.
+  const at = new Date().toISOString();
+  await recordStoreOf(engine).update((r) => {
+    if (verification) r.verifications[id] = { outcome: (verification.passed ? "passed" : `failed: ${verification.reason}`).slice(0, 1000), at, version: target.version };
+    r.live = {
+      version: target.version,
+      appliedBy: record.who.slice(0, 256),
+      verifiedVersion: verification?.passed ? target.version : r.live?.verifiedVersion,
+      updateId: id,
+      outputs: run.outputs,
+      at,
+    };
+  });
   return {
     stack: ctx.stack.name,
     op: record.op,

@@ -3,6 +3,7 @@ import { progressBridge } from "../environment";
 import type { EngineStack } from "../engine/stack";
 import { ApplyFailedError, ApprovalRequiredError, EngineFailedError, engineErrorLines, NotConfirmedError } from "../errors";
 import { encodeRecord } from "../history-record";
+import { recordStoreOf } from "../ledger";
 import { audit, auditFailure } from "../trail";
 import { recoverInterrupted } from "./recover";
 
@@ -17,7 +18,7 @@ export interface DestroyOptions extends ProgressOptions {
 
 /** The snapshots and restored databases the stack holds, from its outputs (every program exports them). */
 async function heldData(engine: EngineStack): Promise<string[]> {
-  const outputs = await engine.outputs();
+  const outputs = await engine.outputs({ reuse: true });
   const snapshots = Object.keys((outputs.databaseSnapshots?.value ?? {}) as Record<string, unknown>).map((n) => `snapshot ${n}`);
   const instances = (outputs.databaseInstances?.value ?? {}) as Record<string, { source?: string }>;
   const restores = Object.entries(instances).filter(([, i]) => i.source).map(([n]) => `restored database ${n}`);
@@ -53,7 +54,9 @@ export async function destroy(ctx: EnvironmentContext, options: DestroyOptions):
       await auditFailure(ctx, engine, { op: "destroy" }, err, options);
       throw err;
     }
-    await engine.setTags({ "stackpin:version": "(destroyed)" });
+    await recordStoreOf(engine).update((r) => {
+      r.live = { version: "(destroyed)", appliedBy: ctx.actor.slice(0, 256), verifiedVersion: r.live?.verifiedVersion, at: new Date().toISOString() };
+    });
     await audit(ctx, engine, { op: "destroy", result: "succeeded", detail: options.reason }, options);
     return { stack: ctx.stack.name, durationMs: Date.now() - started };
   } finally {

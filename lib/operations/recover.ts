@@ -64,7 +64,8 @@ export async function recoverInterrupted(ctx: EnvironmentContext, engine: Engine
     actions.push(`stopped the engine plugins left running in ${w.dir} and removed it`);
   }
 
-  const [mark, checkpoint] = await Promise.all([engine.inFlightMark(), engine.checkpoint()]);
+  // The checkpoint read when the stack was opened, and the mark from the records document: no CLI call.
+  const [mark, checkpoint] = await Promise.all([engine.inFlightMark(), engine.checkpoint({ reuse: true })]);
   const locks = engine.locks();
   const refuse = (what: string, detail: string, canForce: boolean) => {
     throw new ConcurrentOperationError(stack, {

@@ -1,12 +1,17 @@
 import { ApprovalInput, approvedBy, checkApprovals, recordOf } from "../approvals";
 import type { EnvironmentContext, ProgressOptions } from "../environment";
 import { NotConfirmedError, VerificationFailedError } from "../errors";
-import { liveState } from "../history-record";
+import type { StackOutput } from "../engine/stack";
+import type { StackReader } from "../engine/stack-reader";
+import { readBackendLocks } from "../engine/interruption";
+import type { HistoryEntry } from "../history-record";
+import type { StackRecords } from "../ledger";
 import { IncidentRecord, IncidentRecorder } from "../incident";
 import { notify, NotificationResult, RollbackEvent } from "../notify";
 import { audit, auditFailure, incidentsDir } from "../trail";
 import { diffConfig } from "../versions/config-diff";
-import { ApplyResult, applyWith, planWith, prepareApply, readHistory } from "./apply";
+import { ApplyResult, applyWith, planWith, readHistory, readHistoryAndTags } from "./apply";
+import { planRollback, RollbackPlan, skipOf } from "./rollback-plan";
 import type { Plan } from "./plan";
 import { recoverInterrupted, RecoveryReport } from "./recover";
 import { resolveTarget, validateTargetEarly } from "./resolve";
@@ -28,6 +33,11 @@ export interface RollbackOptions extends ProgressOptions {
   approvals?: ApprovalInput;
   /** The trigger that started this rollback, when `watch` did. */
   trigger?: IncidentRecord["trigger"];
+  /**
+   * Re-apply even when the target is already live and verified (after drift, say). Without it such a
+   * rollback is answered without an update, and recorded nowhere.
+   */
+  force?: boolean;
 }
 
 /** A rollback's outcome: the apply, and what was recorded and told around it. */
@@ -35,8 +45,10 @@ export interface RollbackResult extends ApplyResult {
   plan?: Plan;
   approvals: string[];
   notifications: NotificationResult[];
-  /** The incident record, as JSON and as the start of a post-mortem. */
-  incident: { json: string; markdown: string };
+  /** The incident record, as JSON and as the start of a post-mortem; absent when the rollback was skipped. */
+  incident?: { json: string; markdown: string };
+  /** Set when nothing was applied because the target is already live and verified: the sentence that says so. */
+  skipped?: string;
   /** From the breach to the start of the rollback, when a trigger started it. */
   breachToRollbackMs?: number;
   /** What was cleaned up first, when an earlier operation had been interrupted. */
@@ -77,6 +89,23 @@ export async function rollback(ctx: EnvironmentContext, options: RollbackOptions
     }
   };
 
+  // The world read once, through the CLI directly (no Automation API yet): enough to answer a rollback to
+  // the version already live without loading the engine at all.
+  const reader = await ctx.openReader();
+  let seen: Awaited<ReturnType<typeof readOnce>>;
+  try {
+    seen = await readOnce(ctx, reader);
+    // No lock and no in-flight mark: nothing was interrupted, so the history read is the whole story.
+    const skip = seen && !seen.locks && !seen.records.inFlight ? attempt(() => skipOf(ctx, seen!.history, options, false)) : undefined;
+    if (skip) {
+      // The outputs the apply recorded when it is the newest update (it is, here); asked of the CLI otherwise.
+      const recorded = seen!.records.live?.updateId === seen!.history[0]?.updateId ? seen!.records.live?.outputs : undefined;
+      return skipped(ctx, skip, recorded ?? (await reader.outputs()), Date.parse(incident.record.startedAt));
+    }
+  } finally {
+    reader.close();
+  }
+
   const engine = await ctx.openEngine({ create: false });
   let started = false;
   try {
@@ -85,15 +114,17 @@ export async function rollback(ctx: EnvironmentContext, options: RollbackOptions
       const i = recovery.interrupted;
       incident.step(`${i.op} interrupted`, `${i.what ?? `an ${i.op}`}${i.since ? `, started ${i.since},` : ""} was interrupted and never ended; ${recovery.summary}: ${recovery.actions.join("; ")}`);
     }
-    const history = await readHistory(engine);
-    const target = resolveTarget(ctx, options.to, history);
-    // After a failed apply the stack may be partly at that version: that is what we roll back from.
-    const live = liveState(history);
-    const from = live.failed?.to ?? live.version;
+    // Read again only when recovery changed the stack; the stale-plan check before the update reads it anyway.
+    const history = seen && !recovery.recovered ? seen.history : await readHistory(engine);
+    // One plan value from one read of the world (the outputs come with the checkpoint read at open), then
+    // one execution of exactly that plan.
+    const outputs = await engine.outputs({ reuse: true });
+    const decided = planRollback(ctx, { history, outputs, interrupted: !!recovery.interrupted }, options);
+    if (decided.kind === "skip") return skipped(ctx, decided, outputs, Date.parse(incident.record.startedAt));
+    const { target, from, desired } = decided;
     Object.assign(incident.record, { from, to: target.version });
     incident.step("target resolved", `${from ?? "(nothing)"} -> ${target.version}`);
 
-    const desired = await prepareApply(ctx, engine, "rollback", target, history, { approveDataLoss: options.approveDataLoss });
     const granted = await checkApprovals(ctx, { op: "rollback", to: target.version, history, desired }, options.approvals ?? {});
     incident.record.approvals = granted.map((g) => g.summary);
     if (incident.record.approvals.length) incident.step("approved", incident.record.approvals.join("; "));
@@ -149,6 +180,43 @@ export async function rollback(ctx: EnvironmentContext, options: RollbackOptions
   } finally {
     engine.close();
   }
+}
+
+/** History and records as one CLI call reads them, with Pulumi's locks; undefined when that read fails (the engine path then says why). */
+/** `fn`'s value, or undefined when it raises: a fast path that cannot decide leaves it to the full one. */
+function attempt<T>(fn: () => T): T | undefined {
+  try {
+    return fn();
+  } catch {
+    return undefined;
+  }
+}
+
+async function readOnce(ctx: EnvironmentContext, reader: StackReader): Promise<{ history: HistoryEntry[]; records: StackRecords; locks: number } | undefined> {
+  try {
+    const { history, records } = await readHistoryAndTags(reader);
+    return { history, records, locks: readBackendLocks(ctx.backendUrl, ctx.stack.project, ctx.stack.name).length };
+  } catch {
+    return undefined;
+  }
+}
+
+/** A rollback's answer when its plan is to skip: nothing applied, nothing recorded. */
+function skipped(ctx: EnvironmentContext, plan: Extract<RollbackPlan, { kind: "skip" }>, outputs: Record<string, StackOutput>, startedAt: number): RollbackResult {
+  return {
+    stack: ctx.stack.name,
+    op: "rollback",
+    from: plan.target.version,
+    to: plan.target.version,
+    revision: plan.revision,
+    resourceChanges: [],
+    changeSummary: {},
+    outputs,
+    durationMs: Date.now() - startedAt,
+    approvals: [],
+    notifications: [],
+    skipped: plan.message,
+  };
 }
 
 function safeConfig(ctx: EnvironmentContext, version: string) {

@@ -1,7 +1,7 @@
 import type { StackOutput } from "../engine/stack";
 import type { EnvironmentContext } from "../environment";
 import { HistoryEntry, lastVerifiedVersion, liveState } from "../history-record";
-import type { Freeze } from "../ledger";
+import { Freeze, liveTags } from "../ledger";
 import { readHistoryAndTags } from "./apply";
 
 /** Which version is live on a stack now, according to the backend. */
@@ -30,11 +30,20 @@ export interface Status {
 
 /** Reads the live version, the last operation and the outputs of a stack. Changes nothing. */
 export async function status(ctx: EnvironmentContext): Promise<Status> {
-  const engine = await ctx.openEngine({ create: false });
+  // One CLI call (`stack history`) and the records document; a second (`stack output`) only when the newest
+  // update is not an apply whose outputs stackpin recorded. The Automation API is not loaded.
+  const engine = await ctx.openReader();
   try {
     const { history, tags: allTags, records } = await readHistoryAndTags(engine);
     const live = liveState(history);
-    const tags = Object.fromEntries(Object.entries(allTags).filter(([k]) => k.startsWith("stackpin:") && !k.startsWith("stackpin:verify:")));
+    // stackpin's bookkeeping (version, applied-by, verified-version) is in its records now; an older
+    // stackpin's stack tags are read (and shown) only while they were never moved there.
+    const tags = {
+      ...Object.fromEntries(Object.entries(allTags).filter(([k]) => k.startsWith("stackpin:") && !k.startsWith("stackpin:verify:"))),
+      ...liveTags(records.live),
+    };
+    // The outputs the newest update left, as its apply recorded them; asked of the engine otherwise.
+    const recorded = records.live?.outputs && history[0] && records.live.updateId === history[0].updateId ? records.live.outputs : undefined;
     return {
       stack: ctx.stack.name,
       liveVersion: live.version,
@@ -45,7 +54,7 @@ export async function status(ctx: EnvironmentContext): Promise<Status> {
       verifiedVersion: lastVerifiedVersion(history),
       tags,
       baselines: records.baselines,
-      outputs: await engine.outputs(),
+      outputs: recorded ?? (await engine.outputs()),
       versions: ctx.stack.versions,
     };
   } finally {

@@ -157,7 +157,7 @@ async function evaluateUntilFired(
         onEngineEvent: options.onEngineEvent,
       });
       const recovery = policy.recoveryTimeoutMs > 0 ? await awaitRecovery(policy, watched!.baselines, interval, options) : undefined;
-      if (recovery) {
+      if (recovery && back.incident) {
         updateIncident(back.incident.json, (r) => {
           r.recovery = recovery;
           r.timeline.push({ at: recovery.at, step: recovery.recovered ? "signals recovered" : "signals still breached", detail: recovery.rules.map((x) => `${x.name}: ${x.detail}`).join("; ") });

@@ -22,6 +22,26 @@ describe("STACKPIN_DEBUG=timing: the Pulumi CLI calls of one operation (real eng
     assert.equal(Number(total[1]), calls.length);
   });
 
+  it("status and history each make one engine read (`pulumi stack history`), nothing else", async () => {
+    for (const verb of ["status", "history"]) {
+      const r = await project.cli([verb, "--stack", "dev"], { env: { STACKPIN_DEBUG: "timing" } });
+      assert.equal(r.code, 0, r.stderr);
+      const calls = [...r.stderr.matchAll(/^\[timing\] pulumi (.+): \d+ ms$/gm)].map((m) => m[1]);
+      assert.deepEqual(calls, ["stack history"], `${verb} made ${calls.length} Pulumi CLI calls`);
+      assert.match(r.stderr, /^\[timing\] total: 1 pulumi calls, /m);
+    }
+  });
+
+  it("a rollback makes five Pulumi CLI calls: read, stale-plan check, update, outputs", async () => {
+    const deploy = await project.cli(["deploy", "--stack", "dev", "--version", "v2", "--yes"]);
+    assert.equal(deploy.code, 0, deploy.stderr);
+    const r = await project.cli(["rollback", "--stack", "dev", "--to", "v1", "--yes"], { env: { STACKPIN_DEBUG: "timing" } });
+    assert.equal(r.code, 0, r.stderr);
+    const calls = [...r.stderr.matchAll(/^\[timing\] pulumi (.+): \d+ ms$/gm)].map((m) => m[1]);
+    // The read (history, checkpoint), the stale-plan check, the update, and its outputs (masked, once).
+    assert.deepEqual([...calls].sort(), ["stack export", "stack history", "stack history", "stack output", "up"], calls.join(", "));
+  });
+
   it("names a secret's config call without its value", async () => {
     const value = "plainwordsecret";
     const r = await project.cli(["secret", "set", "--stack", "dev", "--version", "v2", "--key", "plainkey"], {

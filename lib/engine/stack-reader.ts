@@ -1,0 +1,121 @@
+import { spawn } from "node:child_process";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import type { UpdateSummary } from "@pulumi/pulumi/automation";
+import { recordCall, subcommandOf, timingEnabled } from "./cli-timing";
+import { repairInterruptedWrites } from "./interruption";
+import { CliRunError, OpenEngineStackOptions, StackOutput, translateEngineError } from "./stack";
+import { StackNotDeployedError } from "../errors";
+import { tagNameLimit, tagValueLimit } from "../ledger";
+
+/** What a read-only look at a stack needs: where it is and how its secrets open, and the `pulumi` binary. */
+export type StackReaderOptions = Omit<OpenEngineStackOptions, "program" | "pulumi"> & {
+  /** The `pulumi` binary. */
+  binary: string;
+};
+
+/**
+ * A stack read through the Pulumi CLI directly, for commands that only read (`status`, `history`): no
+ * Automation API (loading it is about half a second of such a command), no `stack select`, no workspace
+ * beyond the two files the CLI needs to find the project and the stack's secrets settings. Each method is
+ * one CLI call; STACKPIN_DEBUG=timing counts them like the Automation API's.
+ */
+export class StackReader {
+  /** What opening repaired in the backend's files after a write that was killed (one line each). */
+  readonly repairedWrites: string[];
+
+  private constructor(
+    private readonly options: StackReaderOptions,
+    private readonly workDir: string,
+  ) {
+    this.repairedWrites = options.backendUrl.startsWith("file://") ? repairInterruptedWrites(options.backendUrl, options.projectName, options.stackName) : [];
+  }
+
+  static open(options: StackReaderOptions): StackReader {
+    fs.mkdirSync(options.workRoot, { recursive: true });
+    const workDir = fs.mkdtempSync(path.join(options.workRoot, `read-${options.stackName}-`));
+    // JSON is YAML: the project (and its backend) and the stack's secrets settings, as a workspace writes them.
+    fs.writeFileSync(path.join(workDir, "Pulumi.yaml"), JSON.stringify({ name: options.projectName, runtime: "nodejs", backend: { url: options.backendUrl } }));
+    const { secretsProvider, encryptionSalt, encryptedKey } = options;
+    const settings = secretsProvider === "passphrase"
+      ? encryptionSalt ? { encryptionsalt: encryptionSalt } : {}
+      : { secretsprovider: secretsProvider, ...(encryptedKey ? { encryptedkey: encryptedKey } : {}) };
+    fs.writeFileSync(path.join(workDir, `Pulumi.${options.stackName}.yaml`), JSON.stringify(settings));
+    return new StackReader(options, workDir);
+  }
+
+  /** Which stack this is: the backend, project and stack name. */
+  get target(): { backendUrl: string; projectName: string; stackName: string } {
+    const { backendUrl, projectName, stackName } = this.options;
+    return { backendUrl, projectName, stackName };
+  }
+
+  /** The backend's update history, newest first, with config secrets left encrypted. */
+  async history(): Promise<UpdateSummary[]> {
+    const out = await this.run(["stack", "history", "--json"]);
+    return JSON.parse(out, (key, value) => (key === "startTime" || key === "endTime" ? new Date(value as string) : value)) as UpdateSummary[];
+  }
+
+  /** The stack's outputs, secrets (at any depth) as `"[secret]"`: the CLI is never asked to show them. */
+  async outputs(): Promise<Record<string, StackOutput>> {
+    const masked = JSON.parse(await this.run(["stack", "output", "--json"])) as Record<string, unknown>;
+    return Object.fromEntries(Object.entries(masked).map(([k, v]) => [k, { value: v, secret: v === "[secret]" }]));
+  }
+
+  /** Stack tags, as stored in the backend. */
+  async tags(): Promise<Record<string, string>> {
+    return JSON.parse(await this.run(["stack", "tag", "ls", "--json"])) as Record<string, string>;
+  }
+
+  /** Sets stack tags, one CLI call each (a backend whose records are stack tags; a reader rarely writes). */
+  async setTags(tags: Record<string, string>): Promise<void> {
+    for (const [k, v] of Object.entries(tags)) {
+      if (k.length > tagNameLimit || v.length > tagValueLimit) throw new Error(`stack tag ${k} exceeds Pulumi Cloud's limits of ${tagNameLimit} and ${tagValueLimit}`);
+      await this.run(["stack", "tag", "set", k, v]);
+    }
+  }
+
+  /** Removes a stack tag. */
+  async removeTag(key: string): Promise<void> {
+    await this.run(["stack", "tag", "rm", key]);
+  }
+
+  /** Removes the scratch directory. */
+  close(): void {
+    fs.rmSync(this.workDir, { recursive: true, force: true });
+  }
+
+  private run(args: string[]): Promise<string> {
+    const o = this.options;
+    // A file:// backend nobody used yet holds no stack (and reading must not make one).
+    if (o.backendUrl.startsWith("file://") && !fs.existsSync(path.join(o.backendUrl.slice("file://".length), ".pulumi"))) {
+      return Promise.reject(new StackNotDeployedError(o.stackName, o.backendUrl));
+    }
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      ...(o.pulumiHome ? { PULUMI_HOME: o.pulumiHome } : {}),
+      PULUMI_SKIP_UPDATE_CHECK: "true",
+      PULUMI_SKIP_CONFIRMATIONS: "true",
+      ...o.env,
+      ...(o.passphrase?.value !== undefined ? { PULUMI_CONFIG_PASSPHRASE: o.passphrase.value } : {}),
+      ...(o.passphrase?.file !== undefined ? { PULUMI_CONFIG_PASSPHRASE_FILE: o.passphrase.file } : {}),
+    };
+    const full = [...args, "--stack", o.stackName, "--non-interactive"];
+    const started = performance.now();
+    const result = new Promise<string>((resolve, reject) => {
+      const child = spawn(o.binary, full, { cwd: this.workDir, env, stdio: ["ignore", "pipe", "pipe"] });
+      let stdout = "";
+      let stderr = "";
+      child.stdout.on("data", (d) => (stdout += d));
+      child.stderr.on("data", (d) => (stderr += d));
+      child.on("error", reject);
+      child.on("close", (code) =>
+        code === 0 ? resolve(stdout) : reject(new CliRunError(`pulumi ${subcommandOf(args)} exited ${code}:\n${stderr.trim() || stdout.trim()}`)),
+      );
+    });
+    const timed = timingEnabled() ? result.finally(() => recordCall(subcommandOf(args), performance.now() - started)) : result;
+    return timed.catch((err) => {
+      throw translateEngineError(o.stackName, o.backendUrl, err, o.secretsProvider);
+    });
+  }
+}
