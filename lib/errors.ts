@@ -209,9 +209,9 @@ export class EngineFailedError extends StackpinError {
   readonly exitCode = ExitCode.applyFailed;
   readonly code = "engine-failed";
   /** `detail` is the CLI's whole report (kept for classification); the message shows its error lines. */
-  constructor(readonly stackName: string, readonly detail: string, options?: { cause?: unknown; during?: string }) {
+  constructor(readonly stackName: string, readonly detail: string, options?: { cause?: unknown; during?: string; hint?: string }) {
     super(
-      `the Pulumi engine failed on stack ${stackName}${options?.during ? ` in ${options.during}` : ""}:\n${engineErrorLines(detail)}`,
+      `the Pulumi engine failed on stack ${stackName}${options?.during ? ` in ${options.during}` : ""}:\n${engineErrorLines(detail)}${options?.hint ? `\n${options.hint}` : ""}`,
       options?.cause === undefined ? undefined : { cause: options.cause },
     );
   }

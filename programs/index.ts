@@ -1,9 +1,9 @@
 import type { ProgramConfigSpec, ProgramFactory, ProgramReconciler } from "./types";
 import { awsConfig } from "./aws/schema";
-import { kubernetesConfig } from "./kubernetes/schema";
+import { explainKubernetesFailure, kubernetesConfig } from "./kubernetes/schema";
 import { localConfig } from "./local/schema";
 
-export type { ProgramConfigSpec, ProgramContext, ProgramFactory, ProgramReconciler, StateResourceView } from "./types";
+export type { FailureExplainer, ProgramConfigSpec, ProgramContext, ProgramFactory, ProgramReconciler, StateResourceView } from "./types";
 
 // Cloud SDKs are large; a program's module loads only when a stack names it. Its config schema is
 // small and loads now, so a version file is checked without loading the program.
@@ -16,5 +16,5 @@ export const builtinPrograms: Record<string, ProgramFactory> = {
     reconcile: ((context, state) => require("./local").reconcileLocal(context, state)) as ProgramReconciler,
   }),
   aws: lazy(() => require("./aws").awsProgram, awsConfig),
-  kubernetes: lazy(() => require("./kubernetes").kubernetesProgram, kubernetesConfig),
+  kubernetes: Object.assign(lazy(() => require("./kubernetes").kubernetesProgram, kubernetesConfig), { explainFailure: explainKubernetesFailure }),
 };

@@ -455,7 +455,8 @@ async function previewOrExplain(ctx: EnvironmentContext, engine: EngineStack, pr
   } catch (err) {
     const message = err instanceof EngineFailedError ? err.detail : (err as Error).message;
     const engineFailed = !(err instanceof StackpinError) || err instanceof EngineFailedError;
-    throw programFailure(ctx.stack.name, message) ?? (engineFailed ? new EngineFailedError(ctx.stack.name, message, { cause: err, during: "the preview (nothing was applied)" }) : err);
+    const hint = ctx.program.explainFailure?.(message);
+    throw programFailure(ctx.stack.name, message) ?? (engineFailed ? new EngineFailedError(ctx.stack.name, message, { cause: err, during: "the preview (nothing was applied)", hint }) : err);
   }
 }
 

@@ -52,3 +52,20 @@ export const kubernetesConfig: ProgramConfigSpec = {
   providerNamespaces: ["kubernetes"],
   secretName: kubernetesSecretName,
 };
+
+/**
+ * The preflight reads of the program (the StorageClass, the VolumeSnapshotClass) fail in the engine with
+ * the provider's "resource 'x' does not exist"; this says which kind of object is missing and how to
+ * provide it.
+ */
+export function explainKubernetesFailure(report: string): string | undefined {
+  const missing = /resource '([^']+)' does not exist/.exec(report)?.[1];
+  if (!missing) return undefined;
+  if (/StorageClass \(storage-class\)/.test(report)) {
+    return `the cluster has no StorageClass "${missing}" (target.storageClass): create it, with a provisioner or pre-made PersistentVolumes, or name one that exists (\`kubectl get storageclass\`).`;
+  }
+  if (/VolumeSnapshotClass \(volume-snapshot-class\)/.test(report)) {
+    return `the cluster has no VolumeSnapshotClass "${missing}" (target.volumeSnapshotClass): snapshots need the snapshot.storage.k8s.io CRDs, the snapshot controller, a CSI driver that supports snapshots and the class (\`kubectl get volumesnapshotclass\`).`;
+  }
+  return undefined;
+}

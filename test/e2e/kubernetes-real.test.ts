@@ -329,6 +329,8 @@ describe("kubernetes target against a real API server: deploy v41, v42, preview 
       // update): an engine failure with nothing applied, exit 8 as the README's table says, naming the class.
       assert.equal(r.code, ExitCode.applyFailed, r.stderr);
       assert.match(r.stderr, /the Pulumi engine failed on stack cart in the preview \(nothing was applied\):\nPreview failed: resource 'fast-ssd' does not exist/, r.stderr);
+      // ...and says what kind of object is missing and how to provide it.
+      assert.match(r.stderr, /the cluster has no StorageClass "fast-ssd" \(target\.storageClass\): create it, with a provisioner or pre-made PersistentVolumes, or name one that exists/, r.stderr);
       assert.ok(seconds < 60, `took ${seconds} s`);
       // A first deploy is planned on a scratch stack: the refused one leaves no stack in the backend.
       assert.equal(cart.stateDigest(), before, "the refused deploy changed the backend");
