@@ -5,7 +5,7 @@
  * of the given concurrency (no canary, so only the concurrency shapes it), alternating the target
  * between v1 and v2 so every run changes every stack. The wall time includes the fleet's previews.
  *
- * BENCH_FLEET=quick|full (default quick): 1 and 8 stacks, or 1, 8 and 32.
+ * BENCH_FLEET=quick|full (default quick): 1 and 8 stacks, or 1, 8 and 32; BENCH_FLEET_SIZES=32 names the sizes.
  */
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -15,7 +15,8 @@ import { locatePulumi } from "../lib/engine/pulumi-cli";
 import { tempProject } from "../test/e2e/harness";
 
 const full = process.env.BENCH_FLEET === "full";
-const sizes = full ? [1, 8, 32] : [1, 8];
+// BENCH_FLEET_SIZES=32 measures only those sizes (a comma-separated list), e.g. to add a point later.
+const sizes = process.env.BENCH_FLEET_SIZES ? process.env.BENCH_FLEET_SIZES.split(",").map(Number) : full ? [1, 8, 32] : [1, 8];
 const concurrencies = [1, 4, 8];
 
 async function main(): Promise<void> {

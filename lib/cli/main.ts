@@ -139,16 +139,21 @@ function confirmer(
   if (flags.yes) return undefined;
   return async (plan) => {
     err(renderPlan(plan));
-    const stdin = io().stdin;
-    if (!stdin?.isTTY) {
-      err("not confirmed: no terminal to ask on; re-run with --yes to apply");
-      return false;
-    }
-    const rl = readline.createInterface({ input: stdin, output: process.stderr });
-    const answer = await rl.question(question(plan));
-    rl.close();
-    return /^y(es)?$/i.test(answer.trim());
+    return askYes(question(plan));
   };
+}
+
+/** Asks a yes/no question on the terminal; without one, says so and answers no (a script must say --yes). */
+async function askYes(question: string): Promise<boolean> {
+  const stdin = io().stdin;
+  if (!stdin?.isTTY) {
+    err("not confirmed: no terminal to ask on; re-run with --yes to apply");
+    return false;
+  }
+  const rl = readline.createInterface({ input: stdin, output: process.stderr });
+  const answer = await rl.question(question);
+  rl.close();
+  return /^y(es)?$/i.test(answer.trim());
 }
 
 function out(flags: { json?: boolean }, value: unknown, text: () => string): void {
@@ -289,18 +294,7 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
       env: rawEnv,
       confirm: flags.yes
         ? async (previews) => (err(renderFleetPreview(previews)), true)
-        : async (previews) => {
-            err(renderFleetPreview(previews));
-            const stdin = io().stdin;
-            if (!stdin?.isTTY) {
-              err("not confirmed: no terminal to ask on; re-run with --yes to apply");
-              return false;
-            }
-            const rl = readline.createInterface({ input: stdin, output: process.stderr });
-            const answer = await rl.question(`roll back ${previews.length} stack(s) as above? [y/N] `);
-            rl.close();
-            return /^y(es)?$/i.test(answer.trim());
-          },
+        : async (previews) => (err(renderFleetPreview(previews)), askYes(`roll back ${previews.length} stack(s) as above? [y/N] `)),
       onProgress: err,
     });
     out(flags, result, () => renderFleet(result));

@@ -79,6 +79,18 @@ export function portFree(port: number): Promise<boolean> {
   });
 }
 
+/** A loopback port nothing listens on right now (servers the tests start listen on it). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
 let located: PulumiCli | undefined;
 let reason: string | undefined;
 

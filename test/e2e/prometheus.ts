@@ -1,8 +1,8 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
-import * as net from "node:net";
 import * as path from "node:path";
 import { stringify } from "yaml";
+import { freePort } from "./harness";
 
 /** Debian's Prometheus (`apt-get install prometheus`); `STACKPIN_PROMETHEUS` names another binary. */
 export const prometheusBinary = process.env.STACKPIN_PROMETHEUS ?? "/usr/bin/prometheus";
@@ -36,17 +36,6 @@ export function prometheusOrSkip(ctx: Mocha.Context): void {
   const banner = "!".repeat(78);
   process.stderr.write(`\n${banner}\n  PROMETHEUS TESTS SKIPPED: ${reason}.\n${banner}\n`);
   ctx.skip();
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /**

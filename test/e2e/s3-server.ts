@@ -6,6 +6,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { CreateBucketCommand, S3Client } from "@aws-sdk/client-s3";
 import { packageRoot } from "../../lib/engine/pulumi-cli";
+import { freePort } from "./harness";
 
 /** The versitygw binary `scripts/s3-server.ts` builds into the project (gitignored). */
 export const versitygwBinary = path.join(packageRoot(), "tools", "s3", "bin", "versitygw");
@@ -34,17 +35,6 @@ export function versitygwOrSkip(ctx: Mocha.Context): string {
   const banner = "!".repeat(78);
   process.stderr.write(`\n${banner}\n  S3 BACKEND TESTS SKIPPED: no versitygw.\n  ${reason}\n  Run \`npm run setup:s3\`.\n${banner}\n`);
   ctx.skip();
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const port = (server.address() as net.AddressInfo).port;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 function connects(port: number): Promise<boolean> {

@@ -1,23 +1,10 @@
 import { strict as assert } from "node:assert";
 import * as fs from "node:fs";
-import * as net from "node:net";
 import * as path from "node:path";
 import { parse, stringify } from "yaml";
 import { ExitCode } from "../../lib/errors";
 import { fakePrometheus } from "./fake-prometheus";
-import { json, pulumiOrSkip, StartedCli, TempProject, tempProject } from "./harness";
-
-/** A loopback port nothing listens on right now. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
+import { freePort, json, pulumiOrSkip, StartedCli, TempProject, tempProject } from "./harness";
 
 describe("watch follows the stack: a deploy during a watch moves what it probes and where it rolls back to", function () {
   let project: TempProject;
