@@ -270,6 +270,7 @@ export async function fleetRollback(options: FleetRollbackOptions): Promise<Flee
   }
 
   // 2. The waves, in order; each stack applies exactly its previewed plan.
+  const previewOf = new Map(previews.map((p) => [p.stack, p]));
   const results = new Map<string, FleetStackResult>();
   let haltedBy: string | undefined;
   for (const wave of waves) {
@@ -280,7 +281,7 @@ export async function fleetRollback(options: FleetRollbackOptions): Promise<Flee
       wave.stacks.map((stack) =>
         limit(async () => {
           if (haltedBy && !continueOnError) return;
-          const preview = previews.find((p) => p.stack === stack)!;
+          const preview = previewOf.get(stack)!;
           const t0 = performance.now();
           const args = [
             "rollback", "--stack", stack, "--to", preview.to!, "--yes", "--json", "--expect-plan", preview.planDigest!, ...common,
@@ -306,7 +307,7 @@ export async function fleetRollback(options: FleetRollbackOptions): Promise<Flee
       ),
     );
   }
-  const ordered = all.map(({ stack, wave }) => results.get(stack) ?? { stack, wave, from: previews.find((p) => p.stack === stack)?.from, to: previews.find((p) => p.stack === stack)?.to, status: "halted" as const });
+  const ordered = all.map(({ stack, wave }) => results.get(stack) ?? { stack, wave, from: previewOf.get(stack)?.from, to: previewOf.get(stack)?.to, status: "halted" as const });
   const done = result(ordered, haltedBy);
   if (done.failed || done.halted) {
     const why = haltedBy && !continueOnError && done.halted ? `; halted after ${haltedBy} failed: ${done.halted} stack(s) not started` : "";
