@@ -200,11 +200,16 @@ describe("kill -9 at any moment of a deploy or rollback, then the same command a
       await new Promise((r) => setTimeout(r, 50));
     }
     const held = lockFiles(project);
-    for (const args of [["recover", "--stack", "dev", "--force"], ["destroy", "--stack", "dev", "--yes"]]) {
-      const r = await project.cli(args);
-      assert.equal(r.code, ExitCode.concurrentOperation, `${args.join(" ")}\n${r.stderr}`);
-      assert.match(r.stderr, /another operation is running on stack dev .*is running/s);
-      assert.deepEqual(lockFiles(project), held, "the live operation's lock was touched");
+    try {
+      for (const args of [["recover", "--stack", "dev", "--force"], ["destroy", "--stack", "dev", "--yes"]]) {
+        const r = await project.cli(args);
+        assert.equal(r.code, ExitCode.concurrentOperation, `${args.join(" ")}\n${r.stderr}`);
+        assert.match(r.stderr, /another operation is running on stack dev .*is running/s);
+        assert.deepEqual(lockFiles(project), held, "the live operation's lock was touched");
+      }
+    } finally {
+      // Even when an assertion fails, the live deploy ends before the suite's teardown destroys the stack.
+      await live.done;
     }
     const done = await live.done;
     assert.equal(done.code, ExitCode.ok, done.stderr);
