@@ -155,6 +155,15 @@ export class StalePlanError extends StackpinError {
   }
 }
 
+/** What a failed update's error carries besides its detail. */
+export interface ApplyFailureOptions {
+  cause?: unknown;
+  /** The failed update's revision, when the engine recorded it. */
+  revision?: number;
+  /** What the failed update left behind that the next command must know (the database schema moved), one sentence each. */
+  left?: string[];
+}
+
 /** The engine ran and the update failed; the stack may be partially updated. */
 export class ApplyFailedError extends StackpinError {
   // Widened so that a failure during the update can carry the code of what failed (a health gate: 11).
@@ -164,12 +173,13 @@ export class ApplyFailedError extends StackpinError {
     readonly stackName: string,
     readonly version: string,
     readonly detail: string,
-    options?: { cause?: unknown; revision?: number; what?: string },
+    options?: ApplyFailureOptions & { what?: string },
   ) {
     super(
       `${options?.what ?? `applying ${version} to stack ${stackName} failed`} during the update` +
         `${options?.revision ? ` (revision ${options.revision}, recorded in history as failed)` : ""}; ` +
-        `the stack may be partially updated. Run \`stackpin status --stack ${stackName}\`, then re-apply or roll back.\n${detail}`,
+        `the stack may be partially updated. Run \`stackpin status --stack ${stackName}\`, then re-apply or roll back.\n${detail}` +
+        (options?.left?.length ? `\n${options.left.join("\n")}` : ""),
       options?.cause === undefined ? undefined : { cause: options.cause },
     );
   }
@@ -181,7 +191,7 @@ export class ApplyFailedError extends StackpinError {
  */
 export class DatabaseApplyFailedError extends ApplyFailedError {
   override readonly code = "database-apply-failed";
-  constructor(stackName: string, version: string, readonly databaseCause: string, options?: { cause?: unknown; revision?: number }) {
+  constructor(stackName: string, version: string, readonly databaseCause: string, options?: ApplyFailureOptions) {
     super(stackName, version, `the database change failed: ${databaseCause}`, { ...options, what: `applying ${version} to stack ${stackName} failed in its database change` });
   }
 }
@@ -193,10 +203,10 @@ export class DatabaseApplyFailedError extends ApplyFailedError {
 export class HealthGateFailedError extends ApplyFailedError {
   override readonly exitCode = ExitCode.verificationFailed;
   override readonly code = "health-gate-failed";
-  constructor(stackName: string, version: string, readonly reason: string, options?: { cause?: unknown; revision?: number }) {
+  constructor(stackName: string, version: string, readonly reason: string, options?: ApplyFailureOptions) {
     super(stackName, version, `health gate: ${reason}`, {
       ...options,
-      what: `${version} failed its health gate on stack ${stackName}: traffic stayed on the previous release, and the update failed`,
+      what: `${version} failed its health gate on stack ${stackName}: traffic stayed on the previous release${options?.left?.length ? " (its database change did not: see below)" : ""}, and the update failed`,
     });
   }
 }

@@ -49,6 +49,12 @@ export function decodeRecord(message: string | undefined): ApplyRecord | undefin
   }
 }
 
+/**
+ * The config an update ran with, as the backend recorded it: values as text (structured ones as JSON),
+ * secrets never in plain text.
+ */
+export type RecordedConfig = Record<string, { value: string; secret?: boolean; objectValue?: unknown }>;
+
 /** One entry of a stack's history, newest first: every update in the backend, stackpin's or not. */
 export interface HistoryEntry {
   /** Pulumi's update number for the stack; grows by one per update, like a Helm revision. */
@@ -78,6 +84,17 @@ export interface HistoryEntry {
   updateId?: string;
   /** True when the engine held the update to a previewed update plan (the plan confirmed before it). */
   heldToPlan?: boolean;
+  /**
+   * The config the update ran with (what a rollback to its version re-applies). Planning reads it; what
+   * `history` and `status` show leaves it out ({@link withoutConfig}).
+   */
+  config?: RecordedConfig;
+}
+
+/** An entry as people and scripts see it: without the recorded config, which is for planning. */
+export function withoutConfig(entry: HistoryEntry): HistoryEntry {
+  const { config: _config, ...shown } = entry;
+  return shown;
 }
 
 function parseConfigJson<T>(value: string | undefined): T | undefined {
@@ -105,7 +122,7 @@ export interface VerificationLookup {
   legacyVerifications?: Record<number, string>;
 }
 
-/** Turns the backend's update list into history entries. Config values are not carried over. */
+/** Turns the backend's update list into history entries, each with the config it ran with. */
 export function toHistoryEntries(updates: UpdateSummary[], lookup: VerificationLookup = {}): HistoryEntry[] {
   return updates.map((u, i) => {
     const record = decodeRecord(u.message);
@@ -131,6 +148,7 @@ export function toHistoryEntries(updates: UpdateSummary[], lookup: VerificationL
       updateId,
       ...(u.environment?.updatePlan === "true" ? { heldToPlan: true } : {}),
       ...(record?.approvals ? { approvals: record.approvals } : {}),
+      ...(u.config ? { config: u.config as RecordedConfig } : {}),
     };
   });
 }

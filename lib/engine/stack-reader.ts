@@ -3,6 +3,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import type { UpdateSummary } from "@pulumi/pulumi/automation";
 import { recordCall, subcommandOf, timingEnabled } from "./cli-timing";
+import { readAllPages } from "./history-pages";
 import { repairInterruptedWrites } from "./interruption";
 import { CliRunError, OpenEngineStackOptions, StackOutput, translateEngineError } from "./stack";
 import { StackNotDeployedError } from "../errors";
@@ -50,10 +51,12 @@ export class StackReader {
     return { backendUrl, projectName, stackName };
   }
 
-  /** The backend's update history, newest first, with config secrets left encrypted. */
+  /** The backend's whole update history (every page), newest first, with config secrets left encrypted. */
   async history(): Promise<UpdateSummary[]> {
-    const out = await this.run(["stack", "history", "--json"]);
-    return JSON.parse(out, (key, value) => (key === "startTime" || key === "endTime" ? new Date(value as string) : value)) as UpdateSummary[];
+    return readAllPages(async (size, page) => {
+      const out = await this.run(["stack", "history", "--json", "--page-size", String(size), "--page", String(page)]);
+      return JSON.parse(out, (key, value) => (key === "startTime" || key === "endTime" ? new Date(value as string) : value)) as UpdateSummary[];
+    });
   }
 
   /** The stack's outputs, secrets (at any depth) as `"[secret]"`: the CLI is never asked to show them. */

@@ -1,6 +1,7 @@
 import { spawn } from "node:child_process";
 import { automation } from "./automation";
 import { recordCall, subcommandOf, timingEnabled } from "./cli-timing";
+import { readAllPages } from "./history-pages";
 import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -349,7 +350,15 @@ export class EngineStack {
   async up(
     message: string,
     onEvent?: (e: EngineEvent) => void,
-    options: { plan?: string } = {},
+    options: {
+      plan?: string;
+      /**
+       * Runs once this process holds the stack's in-flight mark and before the engine starts: a check of the
+       * world that no other stackpin operation can change between it and the update (the stale-plan check).
+       * What it raises ends the operation with nothing applied.
+       */
+      beforeUpdate?: () => Promise<void>;
+    } = {},
   ): Promise<EngineRun & { outputs: Record<string, StackOutput> }> {
     const steps: ResourceStep[] = [];
     let summary: OpMap | undefined;
@@ -361,8 +370,9 @@ export class EngineStack {
       outputs: async () => this.maskedOutputs(),
       info: async () => undefined,
     });
-    const result = await this.inFlight(message, () =>
-      lean.up({
+    const result = await this.inFlight(message, async () => {
+      await options.beforeUpdate?.();
+      return lean.up({
         ...(options.plan ? { plan: options.plan } : {}),
         message,
         onEvent: (e) => {
@@ -371,8 +381,8 @@ export class EngineStack {
           if (step) steps.push(step);
           onEvent?.(e);
         },
-      }),
-    );
+      });
+    });
     const outputs = maskOutputs(result.outputs);
     // What the update left is known; the resources and pending operations are not: read again if asked.
     this.opened = undefined;
@@ -484,9 +494,9 @@ export class EngineStack {
     return maskOutputs(await this.guard(() => this.stack.outputs()));
   }
 
-  /** The backend's update history, newest first, with config secrets left encrypted. */
+  /** The backend's whole update history (every page), newest first, with config secrets left encrypted. */
   async history(): Promise<UpdateSummary[]> {
-    return this.guard(() => this.stack.history(undefined, undefined, false));
+    return this.guard(() => readAllPages((size, page) => this.stack.history(size, page, false)));
   }
 
   /** Stack tags, as stored in the backend. */

@@ -32,6 +32,8 @@ import { verifyRelease, VerificationResult } from "../verification";
 import { diffConfig } from "../versions/config-diff";
 import type { VersionFile } from "../versions/schema";
 import type { Plan } from "./plan";
+import { ranVersion } from "../planning/ran-version";
+import { CheckpointResource, databaseAsLeft, DatabaseAsLeft, schemaInState, snapshotsInState } from "../planning/database-left";
 
 /** The result of a deploy or rollback that the engine completed. */
 export interface ApplyResult {
@@ -64,6 +66,8 @@ export interface DesiredState {
   notes: string[];
   /** The notes a reviewer must not miss (a secret kept back). */
   warnings: string[];
+  /** The database as the whole past left it (failed updates included), which the plan started from. */
+  databaseLeft?: DatabaseAsLeft;
 }
 
 function plainConfig(version: VersionFile): Record<string, unknown> {
@@ -138,6 +142,8 @@ export function desiredState(
   history: HistoryEntry[],
   outputs: Record<string, StackOutput>,
   dbOptions: DatabaseOptions = {},
+  /** The checkpoint's resources: what failed updates left (a snapshot taken, a migration run) is read from them. */
+  resources: CheckpointResource[] = [],
 ): DesiredState {
   const project = ctx.stack.project;
   const live = liveState(history);
@@ -156,15 +162,26 @@ export function desiredState(
   config["stackpin:secrets"] = JSON.stringify(secrets.generations);
   config["stackpin:verify"] = JSON.stringify(target.verify);
   let database: DatabaseDecision | undefined;
+  // The database as the whole past left it: a failed update's snapshot and migration count.
+  const left = databaseAsLeft(history, resources);
+  const notes: string[] = [];
+  if (left.moved) {
+    const m = left.moved;
+    notes.push(`revision ${m.revision}${m.version ? ` (${m.version})` : ""} failed after its migration ran: the database is at schema ${m.schemaTo}, not ${m.schemaFrom}${m.snapshot ? `; snapshot ${m.snapshot} holds it as it was before` : ""}`);
+  }
+  for (const name of left.keptFromFailed) notes.push(`snapshot ${name}, taken by an update that failed, is kept`);
   // Declared whenever the stack holds a database, whatever the target version says: snapshots and restored
   // instances leave only by an approved removal, never because a version lacks a `database:` section.
-  if (target.database || dbOptions.restore || dbOptions.remove || live.database) {
+  if (target.database || dbOptions.restore || dbOptions.remove || left.plan) {
     const versions = versionDatabases(ctx, target);
     const targetDb = target.database
       ? versions.find((v) => v.version === target.version)!
-      : { version: target.version, spec: { schema: live.database?.schema ?? 0, backwardCompatible: true } };
+      : { version: target.version, spec: { schema: left.plan?.schema ?? 0, backwardCompatible: true } };
     const request: DatabaseRequest = { ...dbOptions, now: new Date() };
-    database = planDatabase(ctx.stack.name, op === "rollback" ? "rollback" : "deploy", targetDb, versions, { plan: live.database, snapshotTimes: snapshotTimes(outputs), liveFrom: liveFromTimes(outputs) }, request);
+    const times = { ...snapshotTimes(outputs), ...left.snapshotTimes };
+    // A rollback is also what follows a failed deploy that moved the schema: back down from where it is.
+    const direction = op === "rollback" ? "rollback" : "deploy";
+    database = planDatabase(ctx.stack.name, direction, targetDb, versions, { plan: left.plan, snapshotTimes: times, liveFrom: liveFromTimes(outputs) }, request);
     config["stackpin:database"] = JSON.stringify(database.plan);
   }
   return {
@@ -173,8 +190,9 @@ export function desiredState(
     move,
     generations: secrets.generations,
     database,
+    databaseLeft: left,
     notes: [describeMove(move, live.rollout, layout), ...secrets.notes, ...(database?.notes ?? [])],
-    warnings: [...secrets.notes.filter((n) => /never roll back/.test(n)), ...(database?.warnings ?? [])],
+    warnings: [...notes, ...secrets.notes.filter((n) => /never roll back/.test(n)), ...(database?.warnings ?? [])],
   };
 }
 
@@ -187,8 +205,9 @@ export async function prepareApply(
   history: HistoryEntry[],
   dbOptions: DatabaseOptions = {},
 ): Promise<DesiredState> {
-  // The outputs read when the stack was opened: the stale-plan check before the update catches a change since.
-  return desiredState(ctx, op, target, history, await engine.outputs({ reuse: true }), dbOptions);
+  // The outputs and checkpoint read when the stack was opened: the stale-plan check before the update catches a change since.
+  const { resources } = await engine.checkpoint({ reuse: true });
+  return desiredState(ctx, op, target, history, await engine.outputs({ reuse: true }), dbOptions, resources);
 }
 
 /** True when applying touches the database, so a preview must pass first. */
@@ -236,13 +255,17 @@ export async function planWith(
   dbOptions: DatabaseOptions = {},
   /** The desired state already computed for the apply: the plan shows exactly what will be applied. */
   computed?: DesiredState,
+  /** Warnings the caller found while choosing the target (a version file that differs from what ran). */
+  extraWarnings: string[] = [],
 ): Promise<Plan> {
   const live = liveState(history);
-  const warnings: string[] = [];
+  const warnings: string[] = [...extraWarnings];
   let before: VersionFile["config"] = {};
   if (live.version) {
     try {
-      before = ctx.store.version(ctx.stack, live.version).config;
+      // The config diff is against what runs now, not against the live version's file as it may be now.
+      const file = ctx.store.version(ctx.stack, live.version);
+      before = ranVersion(history, file, ctx.stack.project, ctx.stack.settings.config)?.version.config ?? file.config;
     } catch (err) {
       if (!(err instanceof StackpinError)) throw err;
       warnings.push(`the live version ${live.version} has no readable file (${err.message.split("\n")[0]}); the config diff is against an empty config`);
@@ -284,7 +307,7 @@ export async function planWith(
     database: desired.database
       ? {
           policy: desired.database.plan.policy,
-          schemaBefore: live.database?.schema ?? 0,
+          schemaBefore: desired.databaseLeft?.plan?.schema ?? live.database?.schema ?? 0,
           schemaAfter: desired.database.plan.schema,
           snapshot: desired.database.plan.takeSnapshot,
           restore: desired.database.plan.restore,
@@ -344,22 +367,25 @@ export async function applyWith(
   progress.onProgress?.({ type: "phase", phase: "apply", message: `${record.op} ${arrow} on ${ctx.stack.name}: ${desired.notes.join("; ")}` });
   await checkDatabaseFirst(ctx, engine, desired, progress);
   // The plan (layout, secrets, database, approvals, from) was computed from `history`: if another
-  // operation applied since, it describes a stack that no longer exists. Checked last before the update;
+  // operation applied since, it describes a stack that no longer exists. Checked while this process holds
+  // the stack's in-flight mark, so no other stackpin operation can apply between the check and the update;
   // the engine's own lock covers the update itself.
   const planned = history[0];
-  const now = toHistoryEntries(await engine.history())[0];
-  if ((now?.updateId ?? "") !== (planned?.updateId ?? "") || (now?.revision ?? 0) !== (planned?.revision ?? 0)) {
-    throw new StalePlanError(ctx.stack.name, arrow, planned?.revision ?? 0, now?.revision ?? 0);
-  }
+  const stillCurrent = async () => {
+    const now = toHistoryEntries(await engine.history())[0];
+    if ((now?.updateId ?? "") !== (planned?.updateId ?? "") || (now?.revision ?? 0) !== (planned?.revision ?? 0)) {
+      throw new StalePlanError(ctx.stack.name, arrow, planned?.revision ?? 0, now?.revision ?? 0);
+    }
+  };
   const id = newUpdateId();
   let run;
   try {
     const plan = confirmed ? savedPlans.get(confirmed) : undefined;
-    run = await engine.up(encodeRecord({ ...record, id }), progressBridge(progress), { plan });
+    run = await engine.up(encodeRecord({ ...record, id }), progressBridge(progress), { plan, beforeUpdate: stillCurrent });
   } catch (err) {
     // Refused before the update started (another operation holds the lock, the passphrase is wrong).
     if (err instanceof StackpinError && !(err instanceof EngineFailedError)) throw err;
-    throw await updateFailure(ctx, engine, target, history, id, err);
+    throw await updateFailure(ctx, engine, target, history, desired, id, err);
   }
   // The update is the one after the entry the stale-plan check just saw on top (the engine's lock orders
   // updates; no history read after it).
@@ -430,19 +456,37 @@ export async function checkDatabaseFirst(ctx: EnvironmentContext, engine: Engine
  * typed by what failed — the database change, the health gate (exit 11), or anything else (exit 8).
  * Never a refusal: the update is in history, and the caller audits it as a failure.
  */
-async function updateFailure(ctx: EnvironmentContext, engine: EngineStack, target: VersionFile, history: HistoryEntry[], id: string, err: unknown): Promise<ApplyFailedError> {
+async function updateFailure(ctx: EnvironmentContext, engine: EngineStack, target: VersionFile, history: HistoryEntry[], desired: DesiredState, id: string, err: unknown): Promise<ApplyFailedError> {
   const message = err instanceof EngineFailedError ? err.detail : (err as Error).message;
   const detail = engineFailure(message);
   // Named only when the engine did record an update after the one the plan started from.
   const newest = await newestRevision(engine).catch(() => undefined);
   const revision = newest !== undefined && newest > (history[0]?.revision ?? 0) ? newest : undefined;
   if (revision) await recordVerification(engine, id, target.version, `failed: ${detail}`).catch(() => undefined);
+  const left = revision ? await databaseLeftBy(ctx, engine, desired).catch(() => []) : [];
   const cause = err instanceof EngineFailedError ? (err.cause ?? err) : err;
   const gate = /\[stackpin:health-gate\] ([^\n]*)/.exec(message);
-  if (gate) return new HealthGateFailedError(ctx.stack.name, target.version, gate[1].replace(/[";]+$/, ""), { cause, revision });
+  if (gate) return new HealthGateFailedError(ctx.stack.name, target.version, gate[1].replace(/[";]+$/, ""), { cause, revision, left });
   const db = programFailure(ctx.stack.name, message);
-  if (db) return new DatabaseApplyFailedError(ctx.stack.name, target.version, (db as RestoreImpossibleError | DatabaseUnavailableError).detail, { cause, revision });
-  return new ApplyFailedError(ctx.stack.name, target.version, detail, { cause, revision });
+  if (db) return new DatabaseApplyFailedError(ctx.stack.name, target.version, (db as RestoreImpossibleError | DatabaseUnavailableError).detail, { cause, revision, left });
+  return new ApplyFailedError(ctx.stack.name, target.version, detail, { cause, revision, left });
+}
+
+/** What a failed update did to the database, read from the checkpoint it left: sentences for its error. */
+async function databaseLeftBy(ctx: EnvironmentContext, engine: EngineStack, desired: DesiredState): Promise<string[]> {
+  const plan = desired.database?.plan;
+  const before = desired.databaseLeft?.plan?.schema ?? 0;
+  if (!plan) return [];
+  const { resources } = await engine.checkpoint();
+  const schema = schemaInState(resources);
+  const taken = plan.takeSnapshot && plan.takeSnapshot in snapshotsInState(resources) ? plan.takeSnapshot : undefined;
+  if (schema === undefined || schema === before) return taken ? [`snapshot ${taken} was taken and is kept; the database schema did not move (${before}).`] : [];
+  const live = liveState(await readHistory(engine)).version;
+  return [
+    `the database DID change: its schema moved from ${before} to ${schema}${taken ? ` (snapshot ${taken} was taken first and is kept)` : ""}, ` +
+      `so ${live ?? "the live release"} now runs on schema ${schema}. \`stackpin preview --stack ${ctx.stack.name} --to ${live ?? "<version>"}\` shows the way back` +
+      `${taken ? ` (a point-in-time restore to ${taken} when the migration has no down)` : ""}.`,
+  ];
 }
 
 /**

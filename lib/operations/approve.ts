@@ -3,12 +3,12 @@ import * as path from "node:path";
 import { stringify } from "yaml";
 import { allowedSignersOf, ApprovalStatement, categoriesOf, signApproval } from "../approvals";
 import type { EnvironmentContext, ProgressOptions } from "../environment";
-import { CannotApproveError, NotConfirmedError, StackNotDeployedError } from "../errors";
-import { liveState } from "../history-record";
+import { CannotApproveError, NotConfirmedError } from "../errors";
 import type { VersionFile } from "../versions/schema";
 import { planWith, readHistory } from "./apply";
 import type { Plan } from "./plan";
-import { resolveTarget, validateTargetEarly } from "./resolve";
+import { readRanSecrets, resolveLive, resolveRollbackTarget, validateTargetEarly } from "./resolve";
+import { liveState } from "../history-record";
 
 /** Options for {@link approve}. */
 export interface ApproveOptions extends ProgressOptions {
@@ -61,14 +61,12 @@ export async function approve(ctx: EnvironmentContext, options: ApproveOptions):
   let plan: Plan;
   try {
     const history = await readHistory(engine);
+    // Exactly the target the operation will apply: what ran for a rollback or a restore, the file for a deploy.
     let target: VersionFile;
-    if (options.op === "restore") {
-      const live = liveState(history).version;
-      if (!live) throw new StackNotDeployedError(ctx.stack.name, ctx.backendUrl);
-      target = ctx.store.version(ctx.stack, live);
-    } else {
-      target = options.op === "rollback" ? resolveTarget(ctx, options.to ?? "", history) : ctx.store.version(ctx.stack, options.to ?? "");
-    }
+    if (options.op !== "deploy") await readRanSecrets(ctx, history, options.op === "restore" ? (liveState(history).version ?? "") : (options.to ?? ""));
+    if (options.op === "restore") target = resolveLive(ctx, history).version;
+    else if (options.op === "rollback") target = resolveRollbackTarget(ctx, options.to ?? "", history).version;
+    else target = ctx.store.version(ctx.stack, options.to ?? "");
     plan = await planWith(ctx, engine, options.op, target, history, options, options.op === "restore" ? { restore: options.restore } : {});
   } finally {
     if (planning) planning.close();

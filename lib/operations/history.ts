@@ -1,5 +1,5 @@
 import type { EnvironmentContext } from "../environment";
-import type { HistoryEntry } from "../history-record";
+import { HistoryEntry, withoutConfig } from "../history-record";
 import { readHistory } from "./apply";
 
 /** The stack's history from the backend, newest first: every deploy and rollback, and other updates. */
@@ -7,7 +7,7 @@ export async function history(ctx: EnvironmentContext): Promise<HistoryEntry[]> 
   // One CLI call (`stack history`) and the records document; the Automation API is not loaded.
   const engine = await ctx.openReader();
   try {
-    return await readHistory(engine);
+    return (await readHistory(engine)).map(withoutConfig);
   } finally {
     engine.close();
   }

@@ -1,7 +1,7 @@
 import type { EnvironmentContext, ProgressOptions } from "../environment";
 import { readHistory, planWith } from "./apply";
 import type { Plan } from "./plan";
-import { resolveTarget, validateTargetEarly } from "./resolve";
+import { fileDiffersWarning, readRanSecrets, resolveRollbackTarget, resolveTarget, validateTargetEarly } from "./resolve";
 
 /** Options for {@link preview}. */
 export interface PreviewOptions extends ProgressOptions {
@@ -23,6 +23,12 @@ export async function preview(ctx: EnvironmentContext, options: PreviewOptions):
   const { engine, close } = await ctx.openForPlan();
   try {
     const history = await readHistory(engine);
+    if (op === "rollback") {
+      // A rollback re-applies what ran; the preview shows that, and says when the file differs.
+      await readRanSecrets(ctx, history, options.version);
+      const ran = resolveRollbackTarget(ctx, options.version, history);
+      return await planWith(ctx, engine, op, ran.version, history, options, {}, undefined, fileDiffersWarning(ran));
+    }
     const target = resolveTarget(ctx, options.version, history);
     return await planWith(ctx, engine, op, target, history, options);
   } finally {

@@ -1,11 +1,12 @@
 import { ApprovalInput, approvedBy, checkApprovals, recordOf } from "../approvals";
 import type { EnvironmentContext, ProgressOptions } from "../environment";
-import { NotConfirmedError, StackNotDeployedError } from "../errors";
-import { liveState } from "../history-record";
+import { NotConfirmedError } from "../errors";
 import { audit, auditFailure } from "../trail";
 import { ApplyResult, applyWith, planWith, prepareApply, readHistory } from "./apply";
 import type { Plan } from "./plan";
 import { recoverInterrupted } from "./recover";
+import { fileDiffersWarning, readRanSecrets, resolveLive } from "./resolve";
+import { liveState } from "../history-record";
 
 /** Options for {@link restore}. Give `time` or `snapshot`. */
 export interface RestoreOptions extends ProgressOptions {
@@ -33,15 +34,17 @@ export async function restore(ctx: EnvironmentContext, options: RestoreOptions):
   try {
     await recoverInterrupted(ctx, engine, options);
     const history = await readHistory(engine);
-    live = liveState(history).version;
-    if (!live) throw new StackNotDeployedError(ctx.stack.name, ctx.backendUrl);
-    const target = ctx.store.version(ctx.stack, live);
+    // The live version as it ran, never its file as it may have been edited since.
+    await readRanSecrets(ctx, history, liveState(history).version ?? "");
+    const ran = resolveLive(ctx, history);
+    const target = ran.version;
+    live = target.version;
     const desired = await prepareApply(ctx, engine, "restore", target, history, request);
     const granted = await checkApprovals(ctx, { op: "restore", to: target.version, history, desired }, options.approvals ?? {});
     const approvals = granted.map((g) => g.summary);
     let plan: Plan | undefined;
     if (options.confirm) {
-      plan = await planWith(ctx, engine, "restore", target, history, options, request, desired);
+      plan = await planWith(ctx, engine, "restore", target, history, options, request, desired, fileDiffersWarning(ran));
       if (!(await options.confirm(plan))) throw new NotConfirmedError(ctx.stack.name, `restore of ${live}`);
     }
     const result = await applyWith(ctx, engine, { op: "restore", from: live, to: live, who: ctx.actor, reason: options.reason, approvals: recordOf(granted) }, target, history, desired, options, plan);

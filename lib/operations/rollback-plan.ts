@@ -2,9 +2,10 @@ import type { StackOutput } from "../engine/stack";
 import type { EnvironmentContext } from "../environment";
 import { HistoryEntry, liveState } from "../history-record";
 import { planDigestFor } from "../plan-digest";
+import type { CheckpointResource } from "../planning/database-left";
 import type { VersionFile } from "../versions/schema";
 import { DatabaseOptions, DesiredState, desiredState } from "./apply";
-import { resolveTarget } from "./resolve";
+import { fileDiffersWarning, resolveRollbackTarget, resolveTarget } from "./resolve";
 
 /**
  * What a rollback is planned from, read once before anything changes (STYLE §9): the history with its
@@ -14,6 +15,8 @@ import { resolveTarget } from "./resolve";
 export interface RollbackWorld {
   history: HistoryEntry[];
   outputs: Record<string, StackOutput>;
+  /** The checkpoint's resources: what failed updates left behind. */
+  resources?: CheckpointResource[];
   interrupted: boolean;
 }
 
@@ -69,10 +72,13 @@ export function skipOf(ctx: EnvironmentContext, history: HistoryEntry[], request
 export function planRollback(ctx: EnvironmentContext, world: RollbackWorld, request: RollbackRequest): RollbackPlan {
   const skip = skipOf(ctx, world.history, request, world.interrupted);
   if (skip) return skip;
-  const target = resolveTarget(ctx, request.to, world.history);
+  // What ran, never the file as it is now: an edited file, or one that never ran, is a deploy.
+  const ran = resolveRollbackTarget(ctx, request.to, world.history);
+  const target = ran.version;
   // After a failed apply the stack may be partly at that version: that is what we roll back from.
   const live = liveState(world.history);
-  const desired = desiredState(ctx, "rollback", target, world.history, world.outputs, { approveDataLoss: request.approveDataLoss });
+  const computed = desiredState(ctx, "rollback", target, world.history, world.outputs, { approveDataLoss: request.approveDataLoss }, world.resources);
+  const desired = { ...computed, warnings: [...fileDiffersWarning(ran), ...computed.warnings] };
   return {
     kind: "apply",
     target,

@@ -14,7 +14,7 @@ import { ApplyResult, applyWith, planWith, readHistory, readHistoryAndTags } fro
 import { planRollback, RollbackPlan, skipOf } from "./rollback-plan";
 import type { Plan } from "./plan";
 import { recoverInterrupted, RecoveryReport } from "./recover";
-import { resolveTarget, validateTargetEarly } from "./resolve";
+import { fileDiffersWarning, readRanSecrets, resolveRollbackTarget, validateTargetEarly } from "./resolve";
 
 /** Options for {@link rollback}. */
 export interface RollbackOptions extends ProgressOptions {
@@ -119,7 +119,9 @@ export async function rollback(ctx: EnvironmentContext, options: RollbackOptions
     // One plan value from one read of the world (the outputs come with the checkpoint read at open), then
     // one execution of exactly that plan.
     const outputs = await engine.outputs({ reuse: true });
-    const decided = planRollback(ctx, { history, outputs, interrupted: !!recovery.interrupted }, options);
+    const { resources } = await engine.checkpoint({ reuse: true });
+    await readRanSecrets(ctx, history, options.to);
+    const decided = planRollback(ctx, { history, outputs, resources, interrupted: !!recovery.interrupted }, options);
     if (decided.kind === "skip") return skipped(ctx, decided, outputs, Date.parse(incident.record.startedAt));
     const { target, from, desired } = decided;
     Object.assign(incident.record, { from, to: target.version });
@@ -236,8 +238,9 @@ export async function previewRollback(
   const engine = await ctx.openEngine({ create: false });
   try {
     const history = await readHistory(engine);
-    const target = resolveTarget(ctx, options.to, history);
-    return await planWith(ctx, engine, "rollback", target, history, options, { approveDataLoss: options.approveDataLoss });
+    await readRanSecrets(ctx, history, options.to);
+    const ran = resolveRollbackTarget(ctx, options.to, history);
+    return await planWith(ctx, engine, "rollback", ran.version, history, options, { approveDataLoss: options.approveDataLoss }, undefined, fileDiffersWarning(ran));
   } finally {
     engine.close();
   }

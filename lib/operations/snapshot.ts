@@ -1,8 +1,10 @@
 import type { EnvironmentContext, ProgressOptions } from "../environment";
-import { NotConfirmedError, StackNotDeployedError } from "../errors";
-import { liveState } from "../history-record";
+import { FrozenError, NotConfirmedError } from "../errors";
 import { audit, auditFailure } from "../trail";
-import { ApplyResult, applyWith, planWith, prepareApply, readHistory } from "./apply";
+import { ApplyResult, applyWith, planWith, prepareApply, readHistoryAndTags } from "./apply";
+import { recoverInterrupted } from "./recover";
+import { fileDiffersWarning, readRanSecrets, resolveLive } from "./resolve";
+import { liveState } from "../history-record";
 import type { Plan } from "./plan";
 
 /** Options for {@link removeSnapshot}. */
@@ -26,18 +28,23 @@ export async function removeSnapshot(ctx: EnvironmentContext, options: RemoveSna
   const engine = await ctx.openEngine({ create: false });
   let live: string | undefined;
   try {
-    const history = await readHistory(engine);
-    live = liveState(history).version;
-    if (!live) throw new StackNotDeployedError(ctx.stack.name, ctx.backendUrl);
-    const target = ctx.store.version(ctx.stack, live);
+    // Like every apply: an interrupted operation is recovered first, and a freeze holds.
+    await recoverInterrupted(ctx, engine, options);
+    const { history, records } = await readHistoryAndTags(engine);
+    if (records.freeze) throw new FrozenError(ctx.stack.name, records.freeze.reason, records.freeze.by, records.freeze.at);
+    // What runs now is re-applied with the removal, never the live version's file as it may be now.
+    await readRanSecrets(ctx, history, liveState(history).version ?? "");
+    const ran = resolveLive(ctx, history);
+    const target = ran.version;
+    live = target.version;
     const desired = await prepareApply(ctx, engine, "deploy", target, history, request);
     let plan: Plan | undefined;
     if (options.confirm) {
-      plan = await planWith(ctx, engine, "deploy", target, history, options, request);
+      plan = await planWith(ctx, engine, "deploy", target, history, options, request, desired, fileDiffersWarning(ran));
       if (!(await options.confirm(plan))) throw new NotConfirmedError(ctx.stack.name, `removal of ${options.name}`);
     }
     const reason = `retention: remove ${options.name}${options.reason ? `: ${options.reason}` : ""}`;
-    const result = await applyWith(ctx, engine, { op: "deploy", from: live, to: live, who: ctx.actor, reason }, target, history, desired, options);
+    const result = await applyWith(ctx, engine, { op: "deploy", from: live, to: live, who: ctx.actor, reason }, target, history, desired, options, plan);
     await audit(ctx, engine, { op: "deploy", from: live, to: live, result: "succeeded", detail: reason }, options);
     return { ...result, plan, removed: options.name };
   } catch (err) {

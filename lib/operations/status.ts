@@ -1,6 +1,6 @@
 import type { StackOutput } from "../engine/stack";
 import type { EnvironmentContext } from "../environment";
-import { HistoryEntry, lastVerifiedVersion, liveState } from "../history-record";
+import { HistoryEntry, lastVerifiedVersion, liveState, withoutConfig } from "../history-record";
 import { Freeze, liveTags } from "../ledger";
 import { readHistoryAndTags } from "./apply";
 
@@ -48,8 +48,8 @@ export async function status(ctx: EnvironmentContext): Promise<Status> {
       stack: ctx.stack.name,
       liveVersion: live.version,
       revision: live.revision,
-      lastOperation: history[0],
-      failed: live.failed,
+      lastOperation: history[0] && withoutConfig(history[0]),
+      failed: live.failed && withoutConfig(live.failed),
       freeze: records.freeze,
       verifiedVersion: lastVerifiedVersion(history),
       tags,
