@@ -176,8 +176,18 @@ export interface RecordStore {
   /** A path or URL for messages. */
   readonly where: string;
   read(): Promise<StackRecords>;
-  /** Reads, applies `change`, and writes, as one step no other writer can interleave with. */
-  update(change: (records: StackRecords) => void): Promise<StackRecords>;
+  /**
+   * Reads, applies `change`, and writes, as one step no other writer can interleave with. `check` runs in
+   * that step before `change` (under the lock, or on each compare-and-swap attempt): what it raises ends
+   * the update with nothing written.
+   */
+  update(change: (records: StackRecords) => void, options?: RecordUpdateOptions): Promise<StackRecords>;
+}
+
+/** Options of {@link RecordStore.update}. */
+export interface RecordUpdateOptions {
+  /** A check of the world that must hold when the write happens (the stale-plan check before an in-flight mark). */
+  check?: () => Promise<void>;
 }
 
 function prune(records: StackRecords): void {
@@ -203,8 +213,9 @@ export class FileRecordStore implements RecordStore {
     return { ...emptyRecords(), ...(JSON.parse(raw) as StackRecords) };
   }
 
-  async update(change: (records: StackRecords) => void): Promise<StackRecords> {
+  async update(change: (records: StackRecords) => void, options: RecordUpdateOptions = {}): Promise<StackRecords> {
     return withFileLock(`${this.where}.lock`, this.stackName, async () => {
+      await options.check?.();
       const records = await this.read();
       const base = records.generation;
       if (!records.migratedFromTags) {
@@ -253,8 +264,9 @@ export class S3RecordStore implements RecordStore {
     return this.parse((await getObject(this.loc, this.key))?.text);
   }
 
-  async update(change: (records: StackRecords) => void): Promise<StackRecords> {
+  async update(change: (records: StackRecords) => void, options: RecordUpdateOptions = {}): Promise<StackRecords> {
     return updateObject(this.loc, this.key, this.stackName, async (current) => {
+      await options.check?.();
       const records = this.parse(current?.text);
       if (!records.migratedFromTags) {
         await this.migrate?.(records);
@@ -350,7 +362,9 @@ export class TagRecordStore implements RecordStore {
     };
   }
 
-  async update(change: (records: StackRecords) => void): Promise<StackRecords> {
+  async update(change: (records: StackRecords) => void, options: RecordUpdateOptions = {}): Promise<StackRecords> {
+    // Stack tags have no lock or compare-and-swap: the check runs just before the read.
+    await options.check?.();
     const before = await this.read();
     const after: StackRecords = JSON.parse(JSON.stringify(before)) as StackRecords;
     change(after);
@@ -413,8 +427,8 @@ export function recordStoreOf(engine: RecordsEngine): RecordStore {
   return {
     where: store.where,
     read: () => store.read(),
-    async update(change) {
-      const records = await store.update(change);
+    async update(change, options) {
+      const records = await store.update(change, options);
       // Once moved, an older stackpin's tags are only clutter (and would outgrow Pulumi Cloud's limits).
       const gone = moved.splice(0);
       if (gone.length) {

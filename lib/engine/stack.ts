@@ -353,9 +353,9 @@ export class EngineStack {
     options: {
       plan?: string;
       /**
-       * Runs once this process holds the stack's in-flight mark and before the engine starts: a check of the
-       * world that no other stackpin operation can change between it and the update (the stale-plan check).
-       * What it raises ends the operation with nothing applied.
+       * Runs in the same records write that sets the stack's in-flight mark (under its lock, or per
+       * compare-and-swap attempt): a check of the world that no other stackpin operation can change between
+       * it and the update (the stale-plan check). What it raises ends the operation with nothing written.
        */
       beforeUpdate?: () => Promise<void>;
     } = {},
@@ -370,8 +370,7 @@ export class EngineStack {
       outputs: async () => this.maskedOutputs(),
       info: async () => undefined,
     });
-    const result = await this.inFlight(message, async () => {
-      await options.beforeUpdate?.();
+    const result = await this.inFlight(message, options.beforeUpdate, async () => {
       return lean.up({
         ...(options.plan ? { plan: options.plan } : {}),
         message,
@@ -399,7 +398,7 @@ export class EngineStack {
   /** Removes every resource of the stack (its history stays). */
   async destroy(message: string, onEvent?: (e: EngineEvent) => void): Promise<void> {
     this.opened = undefined;
-    await this.inFlight(message, () => this.stack.destroy({ message, onEvent }));
+    await this.inFlight(message, undefined, () => this.stack.destroy({ message, onEvent }));
   }
 
   /**
@@ -542,7 +541,7 @@ export class EngineStack {
     fs.rmSync(this.workDir, { recursive: true, force: true });
   }
 
-  private async inFlight<T>(message: string, fn: () => Promise<T>): Promise<T> {
+  private async inFlight<T>(message: string, check: (() => Promise<void>) | undefined, fn: () => Promise<T>): Promise<T> {
     const mark: InFlightMark = { what: message.split("\n")[0].slice(0, 140), pid: process.pid, hostname: os.hostname(), since: new Date().toISOString() };
     let text = JSON.stringify(mark);
     // A long hostname or message would pass the tag value limit (where the records are stack tags): the
@@ -567,7 +566,7 @@ export class EngineStack {
       const liveness = livenessOf(current, nodeCommand);
       if (liveness.state !== "dead") throw new ConcurrentOperationError(this.options.stackName, { holder: `${current.what}: ${liveness.detail}` });
       r.inFlight = mark;
-    });
+    }, { check: check && (() => this.guard(check)) });
     try {
       return await this.guard(fn);
     } finally {

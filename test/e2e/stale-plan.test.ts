@@ -1,5 +1,6 @@
 import { strict as assert } from "node:assert";
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import type { PulumiCli } from "../../lib/engine/pulumi-cli";
 import { EnvironmentContext, openEnvironment } from "../../lib/environment";
@@ -136,5 +137,38 @@ describe("plans applied only as confirmed, and records no concurrent writer lose
       assert.ok(name.length <= 40 && value.length <= 256, `stack tag ${name} is past Pulumi Cloud's limits`);
     }
     assert.ok(fs.existsSync(path.join(project.stateDir, ".stackpin-audit", ctx.stack.project, "dev.head")));
+  });
+  it("compares the revision while holding the in-flight mark: an update landing between the plan and the mark is refused (exit 7)", async () => {
+    const bob = await library("bob");
+    const before = json(await project.cli(["status", "--stack", "dev", "--json"])).revision;
+    // This test holds the records lock, so bob's rollback waits at the write of its in-flight mark.
+    const lock = `${recordsFile(project.stateDir, bob.stack.project, "dev")}.lock`;
+    fs.writeFileSync(lock, JSON.stringify({ pid: process.pid, hostname: os.hostname(), since: new Date().toISOString() }), { flag: "wx" });
+    let applying!: () => void;
+    const reachedApply = new Promise<void>((resolve) => (applying = resolve));
+    const attempt = rollback(bob, { to: "v1", reason: "bob", onProgress: (e) => e.type === "phase" && e.phase === "apply" && applying() });
+    const outcome = attempt.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    try {
+      await reachedApply;
+      // Meanwhile an update outside stackpin (an operator's own `pulumi refresh`, which leaves no mark) lands.
+      const carol = await library("carol");
+      const engine = await carol.openEngine({ create: false });
+      try {
+        await engine.refreshClearingPendingCreates("an operator's own refresh");
+      } finally {
+        engine.close();
+      }
+    } finally {
+      fs.rmSync(lock, { force: true });
+    }
+    const err = await outcome;
+    assert.ok(err instanceof StackpinError, `the plan from revision ${before} was applied after revision ${before + 1} landed`);
+    assert.equal(err.code, "stale-plan");
+    assert.equal(err.exitCode, ExitCode.concurrentOperation);
+    const history = json(await project.cli(["history", "--stack", "dev", "--json"]));
+    assert.deepEqual([history[0].revision, history[0].op], [before + 1, "refresh"], "nothing was applied after the refresh");
   });
 });
