@@ -109,9 +109,11 @@ export interface ApprovalPolicy {
   require: ApprovalRequirement[];
   /** Who may approve (principals of `allowedSigners`); empty: any principal there. */
   approvers: string[];
+  /** Whose policy named `approvers`; absent when neither did. */
   approversFrom?: PolicySource;
   /** The allowed-signers file approvals are checked against (absolute), if either policy names one. */
   allowedSigners?: string;
+  /** Whose policy named `allowedSigners`. */
   allowedSignersFrom?: PolicySource;
   /** Only signed approvals count: an allowed-signers file is named. Otherwise `--approve NAME` is taken. */
   signed: boolean;
