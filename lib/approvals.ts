@@ -18,8 +18,10 @@ import { z } from "zod";
 import type { EnvironmentContext } from "./environment";
 import { ApprovalRequiredError, CannotApproveError } from "./errors";
 import { HistoryEntry, liveState } from "./history-record";
+import type { MachinePolicy } from "./machine-policy";
 import type { DesiredState } from "./operations/apply";
 import { planDigestFor } from "./plan-digest";
+import { approvalCategorySchema, type ApprovalCategory, type Policy } from "./versions/schema";
 
 /** The SSH signature namespace of approvals, so no other signature (a commit's, a file's) can pass for one. */
 export const approvalNamespace = "stackpin-approval";
@@ -30,7 +32,11 @@ export interface ApprovalInput {
   approvers?: string[];
   /** Signed approval files, as `stackpin approve` writes them. */
   files?: string[];
-  /** An allowed-signers file that overrides the policy's: one the deploy machine keeps outside the repository. */
+  /**
+   * An allowed-signers file that overrides the stack policy's, relative to the stack's directory.
+   * @deprecated Give the machine's allowed signers in `openEnvironment`'s `machinePolicy`, which also pins
+   * what needs approval; a machine policy's own `allowedSigners` wins over this.
+   */
   allowedSigners?: string;
 }
 
@@ -81,11 +87,113 @@ export function signedBytes(statement: unknown): string {
 }
 
 /** The approval categories an apply falls under, whatever the policy requires. */
-export function categoriesOf(op: "deploy" | "rollback" | "restore", databasePolicy?: string): string[] {
-  const categories: string[] = [op];
+export function categoriesOf(op: "deploy" | "rollback" | "restore", databasePolicy?: string): ApprovalCategory[] {
+  const categories: ApprovalCategory[] = [op];
   if (databasePolicy === "point-in-time-restore") categories.push("restore");
   if (op === "rollback" && (databasePolicy === "down-migration" || databasePolicy === "point-in-time-restore")) categories.push("rollback-incompatible");
   return [...new Set(categories)];
+}
+
+/** Whose policy a rule comes from: this machine's (`lib/machine-policy.ts`) or the stack's `stack.yaml`. */
+export type PolicySource = "machine" | "stack";
+
+/** One category that needs an approval, and whose policies require it. */
+export interface ApprovalRequirement {
+  category: ApprovalCategory;
+  by: PolicySource[];
+}
+
+/** The approval policy in force for one stack on one machine: the machine's and the stack's, merged. */
+export interface ApprovalPolicy {
+  /** What needs an approval, in a fixed order: the union of both policies' `require`. */
+  require: ApprovalRequirement[];
+  /** Who may approve (principals of `allowedSigners`); empty: any principal there. */
+  approvers: string[];
+  /** Whose policy named `approvers`; absent when neither did. */
+  approversFrom?: PolicySource;
+  /** The allowed-signers file approvals are checked against (absolute), if either policy names one. */
+  allowedSigners?: string;
+  /** Whose policy named `allowedSigners`. */
+  allowedSignersFrom?: PolicySource;
+  /** Only signed approvals count: an allowed-signers file is named. Otherwise `--approve NAME` is taken. */
+  signed: boolean;
+  /** The machine policy's source (its file), when this machine has one. */
+  machine?: string;
+}
+
+/**
+ * Merges the machine's approval policy with the stack's, the machine setting the minimum:
+ * - `require` is the union: a stack adds to what the machine requires, and cannot remove any of it;
+ * - the machine's `allowedSigners` replaces the stack's, so a key added to the repository's file counts
+ *   for nothing on this machine;
+ * - the machine's `approvers`, when it names some, replace the stack's; otherwise the stack's apply,
+ *   which with the machine's allowed signers can only narrow who may approve (an approver must still
+ *   hold a key in the machine's file).
+ * A machine policy that requires anything names its own allowed signers (its schema holds this), so what
+ * the machine requires is never satisfied by an unsigned `--approve NAME`.
+ */
+export function mergeApprovalPolicies(machine: MachinePolicy | undefined, stack: Policy["approvals"], stackDir: string): ApprovalPolicy {
+  const m = machine?.approvals;
+  const require = approvalCategorySchema.options.flatMap((category): ApprovalRequirement[] => {
+    const by: PolicySource[] = [];
+    if (m?.require.includes(category)) by.push("machine");
+    if (stack?.require.includes(category)) by.push("stack");
+    return by.length ? [{ category, by }] : [];
+  });
+  const [allowedSigners, allowedSignersFrom] =
+    m?.allowedSigners !== undefined
+      ? [m.allowedSigners, "machine" as const]
+      : stack?.allowedSigners !== undefined
+        ? [path.resolve(stackDir, stack.allowedSigners), "stack" as const]
+        : [undefined, undefined];
+  const [approvers, approversFrom] = m?.approvers.length
+    ? [m.approvers, "machine" as const]
+    : stack?.approvers.length
+      ? [stack.approvers, "stack" as const]
+      : [[], undefined];
+  return {
+    require,
+    approvers,
+    ...(approversFrom ? { approversFrom } : {}),
+    ...(allowedSigners !== undefined ? { allowedSigners, allowedSignersFrom } : {}),
+    signed: allowedSigners !== undefined || approvers.length > 0,
+    ...(machine ? { machine: machine.source } : {}),
+  };
+}
+
+/** What an apply needs approved under `policy`: its categories (see {@link categoriesOf}) that the policy requires. */
+export function approvalsNeeded(policy: ApprovalPolicy, op: "deploy" | "rollback" | "restore", databasePolicy?: string): ApprovalRequirement[] {
+  const categories = categoriesOf(op, databasePolicy);
+  return policy.require.filter((r) => categories.includes(r.category));
+}
+
+/**
+ * The approval policy in force for the stack on this machine: the context's machine policy merged with
+ * the stack's (see {@link mergeApprovalPolicies}). `allowedSignersOverride` is the deprecated
+ * {@link ApprovalInput.allowedSigners}, used only when the machine policy names no allowed signers.
+ */
+export function approvalPolicyOf(ctx: EnvironmentContext, allowedSignersOverride?: string): ApprovalPolicy {
+  let machine = ctx.machinePolicy;
+  if (allowedSignersOverride !== undefined && machine?.approvals.allowedSigners === undefined) {
+    // Without allowed signers of its own, a machine policy requires nothing and names no approvers.
+    machine = { source: machine?.source ?? "the allowedSigners option", approvals: { require: [], approvers: [], allowedSigners: path.resolve(ctx.stack.dir, allowedSignersOverride) } };
+  }
+  return mergeApprovalPolicies(machine, ctx.stack.settings.policy.approvals, ctx.stack.dir);
+}
+
+/** Why `--approve NAME` counts for nothing here: who signs, and on whose terms. */
+function unsignedRefused(policy: ApprovalPolicy, stackName: string): string {
+  return (policy.approversFrom ?? policy.allowedSignersFrom) === "machine"
+    ? `this machine (${policy.machine}) takes only approvals signed with \`stackpin approve\` by a key in ${policy.allowedSigners}`
+    : `stack ${stackName}'s approvers sign their approvals with \`stackpin approve\``;
+}
+
+/** `(required by the machine policy F)` when the machine requires some of `needed`: a user reading `stack.yaml` would not see why. */
+function requiredByMachine(policy: ApprovalPolicy, needed: ApprovalRequirement[]): string | undefined {
+  const byMachine = needed.filter((n) => n.by.includes("machine"));
+  if (!byMachine.length) return undefined;
+  const which = byMachine.length === needed.length ? "" : `${byMachine.map((n) => n.category).join(" + ")} `;
+  return `${which}required by the machine policy ${policy.machine}`;
 }
 
 interface KeygenRun {
@@ -179,10 +287,13 @@ async function checkSignature(stackName: string, bytes: string, signature: strin
   });
 }
 
-/** The allowed-signers file that applies: the override, else the policy's (relative to the stack's directory). */
-export function allowedSignersOf(ctx: EnvironmentContext, override?: string): string | undefined {
-  const file = override ?? ctx.stack.settings.policy.approvals?.allowedSigners;
-  return file === undefined ? undefined : path.resolve(ctx.stack.dir, file);
+/** `an approver of stack dev (approvers: …)` when the policy's approvers do not include `approver`; else undefined. */
+function approverRefused(policy: ApprovalPolicy, approver: string, stackName: string): string | undefined {
+  const approvers = policy.approvers;
+  if (!approvers.length || approvers.includes(approver)) return undefined;
+  return policy.approversFrom === "machine"
+    ? `an approver on this machine (machine policy ${policy.machine}: approvers ${approvers.join(", ")})`
+    : `an approver of stack ${stackName} (approvers: ${approvers.join(", ")})`;
 }
 
 /** The approvals each update of `history` used, by id. */
@@ -210,9 +321,10 @@ async function checkApprovalFile(
   ctx: EnvironmentContext,
   file: string,
   request: ApprovalRequest,
-  allowedSigners: string,
+  policy: ApprovalPolicy & { allowedSigners: string },
   current: { planDigest: string; baseRevision: number },
 ): Promise<GrantedApproval | string> {
+  const allowedSigners = policy.allowedSigners;
   // The same parse, with the same size, depth and alias limits, as every other YAML file a user hands us.
   const doc = readYamlFile(file);
   const body = (doc ?? {}) as { statement?: unknown; signature?: unknown; approvedBy?: unknown };
@@ -231,8 +343,8 @@ async function checkApprovalFile(
   if (!parsed.success) return `signed, but not an approval statement (${parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")})`;
   const s = parsed.data;
   const name = ctx.stack.name;
-  const approvers = ctx.stack.settings.policy.approvals?.approvers ?? [];
-  if (approvers.length && !approvers.includes(s.approver)) return `signed by ${s.approver}, who is not an approver of stack ${name} (approvers: ${approvers.join(", ")})`;
+  const notApprover = approverRefused(policy, s.approver, name);
+  if (notApprover) return `signed by ${s.approver}, who is not ${notApprover}`;
   const usedBy = usedApprovals(request.history).get(s.id);
   if (usedBy) {
     return `already used: approval ${s.id} by ${s.approver} was used by revision ${usedBy.revision} (${usedBy.op} ${usedBy.from ? `${usedBy.from} -> ` : ""}${usedBy.to ?? ""}); a replayed approval is refused, an approval is good for one apply`;
@@ -254,23 +366,24 @@ async function checkApprovalFile(
 }
 
 /**
- * Checks the approvals an apply needs under the stack's policy. Returns the approvals accepted, or raises
- * {@link ApprovalRequiredError} saying what each given approval lacks. Refusals happen before anything
- * changes. A policy with allowed signers or approvers takes only signed approvals; one naming neither
- * takes `--approve NAME`, an acknowledgement that proves nothing.
+ * Checks the approvals an apply needs under the policy in force (this machine's and the stack's, see
+ * {@link approvalPolicyOf}). Returns the approvals accepted, or raises {@link ApprovalRequiredError}
+ * saying what each given approval lacks, and naming the machine policy when it is what requires one.
+ * Refusals happen before anything changes. A policy with allowed signers or approvers takes only signed
+ * approvals; one naming neither takes `--approve NAME`, an acknowledgement that proves nothing.
  */
 export async function checkApprovals(ctx: EnvironmentContext, request: ApprovalRequest, input: ApprovalInput): Promise<GrantedApproval[]> {
-  const policy = ctx.stack.settings.policy.approvals;
-  const needed = categoriesOf(request.op, request.desired.database?.plan.policy).filter((c) => policy?.require.includes(c as never));
-  if (!policy || needed.length === 0) return [];
+  const policy = approvalPolicyOf(ctx, input.allowedSigners);
+  const needed = approvalsNeeded(policy, request.op, request.desired.database?.plan.policy);
+  if (needed.length === 0) return [];
   const name = ctx.stack.name;
-  const signers = allowedSignersOf(ctx, input.allowedSigners);
-  const signed = signers !== undefined || policy.approvers.length > 0;
+  const signers = policy.allowedSigners;
+  const categories = needed.map((n) => n.category);
   const granted: GrantedApproval[] = [];
   const problems: string[] = [];
   for (const who of input.approvers ?? []) {
-    if (signed) problems.push(`--approve ${who} proves nothing: stack ${name}'s approvers sign their approvals with \`stackpin approve\``);
-    else granted.push({ approver: who, summary: `${who} (--approve, unsigned: ${needed.join(", ")})` });
+    if (policy.signed) problems.push(`--approve ${who} proves nothing: ${unsignedRefused(policy, name)}`);
+    else granted.push({ approver: who, summary: `${who} (--approve, unsigned: ${categories.join(", ")})` });
   }
   const files = input.files ?? [];
   if (files.length && signers === undefined) problems.push(`${files.join(", ")}: cannot be checked: stack ${name}'s policy names no allowedSigners`);
@@ -278,17 +391,18 @@ export async function checkApprovals(ctx: EnvironmentContext, request: ApprovalR
   else if (files.length) {
     const current = planDigestFor(name, request.op, request.to, request.history, request.desired);
     for (const file of files) {
-      const r = await checkApprovalFile(ctx, file, request, signers!, current);
+      const r = await checkApprovalFile(ctx, file, request, { ...policy, allowedSigners: signers! }, current);
       if (typeof r === "string") problems.push(`${file}: ${r}`);
       else granted.push(r);
     }
   }
   if (granted.length === 0) {
     const who = policy.approvers.length ? `one of ${policy.approvers.join(", ")}` : `a principal of ${signers}`;
+    const why = [requiredByMachine(policy, needed), ...problems].filter(Boolean);
     throw new ApprovalRequiredError(
       name,
-      `this ${needed.join(" + ")}${problems.length ? ` (${problems.join("; ")})` : ""}`,
-      signed ? `--approval-file FILE, an approval signed by ${who} (\`stackpin approve --stack ${name} --op ${request.op} --to ${request.to} --key KEY\`)` : "--approve NAME",
+      `this ${categories.join(" + ")}${why.length ? ` (${why.join("; ")})` : ""}`,
+      policy.signed ? `--approval-file FILE, an approval signed by ${who} (\`stackpin approve --stack ${name} --op ${request.op} --to ${request.to} --key KEY\`)` : "--approve NAME",
     );
   }
   return granted;
@@ -314,12 +428,13 @@ export interface SignApprovalOptions {
 }
 
 /**
- * Signs an approval statement with `ssh-keygen -Y sign` and checks the result as an operation would, so
- * no approval that would be refused for its signature is written. Without `approver`, the key's
- * principal in the allowed signers is used.
+ * Signs an approval statement with `ssh-keygen -Y sign` and checks the result as an operation would
+ * under `policy` (its allowed signers and approvers), so no approval that would be refused for its
+ * signature or its approver is written. Without `approver`, the key's principal in the allowed signers is used.
  */
-export async function signApproval(ctx: EnvironmentContext, allowedSigners: string, options: SignApprovalOptions): Promise<SignedApproval> {
+export async function signApproval(ctx: EnvironmentContext, policy: ApprovalPolicy & { allowedSigners: string }, options: SignApprovalOptions): Promise<SignedApproval> {
   const name = ctx.stack.name;
+  const allowedSigners = policy.allowedSigners;
   if (!fs.existsSync(options.key)) throw new CannotApproveError(name, `the key ${options.key} does not exist`);
   if (!fs.existsSync(allowedSigners)) throw new CannotApproveError(name, `the allowed signers file ${allowedSigners} does not exist`);
   const id = randomUUID();
@@ -347,10 +462,8 @@ export async function signApproval(ctx: EnvironmentContext, allowedSigners: stri
     const hint = check.kind === "other-principal" && check.principals.length > 1 ? ` (pick one with --as: ${check.principals.join(", ")})` : "";
     throw new CannotApproveError(name, `the approval would be refused: ${check.problem}${hint}`);
   }
-  const approvers = ctx.stack.settings.policy.approvals?.approvers ?? [];
-  if (approvers.length && !approvers.includes(approval.statement.approver)) {
-    throw new CannotApproveError(name, `${approval.statement.approver} is in the allowed signers but not an approver of stack ${name} (approvers: ${approvers.join(", ")})`);
-  }
+  const notApprover = approverRefused(policy, approval.statement.approver, name);
+  if (notApprover) throw new CannotApproveError(name, `${approval.statement.approver} is in the allowed signers but not ${notApprover}`);
   return approval;
 }
 

@@ -7,6 +7,7 @@ import { EngineStack, isProgramResource } from "./engine/stack";
 import { StackReader } from "./engine/stack-reader";
 import { locatePulumi, PulumiCli } from "./engine/pulumi-cli";
 import { InvalidVersionFileError, MissingPassphraseError, StackNotDeployedError } from "./errors";
+import { checkMachinePolicy, MachinePolicy, MachinePolicyInput } from "./machine-policy";
 import { readPulumiProject, StackDefinition, VersionStore } from "./versions/store";
 
 /** How to reach one environment: a stack under `stacks/`, its backend, its passphrase and its CLI. */
@@ -29,6 +30,12 @@ export interface OpenEnvironmentOptions {
   actor?: string;
   /** Programs a stack may name; defaults to the built-in ones in `programs/`. */
   programs?: Record<string, ProgramFactory>;
+  /**
+   * This machine's own policy, kept outside the repository (`readMachinePolicy` reads its file): what
+   * needs approval here whatever `stack.yaml` says, and whose signatures count. Validated here; an invalid
+   * one raises `InvalidMachinePolicyError` (exit 5).
+   */
+  machinePolicy?: MachinePolicyInput;
 }
 
 /** Progress of an operation, for people: phases and resources as the engine touches them. */
@@ -61,6 +68,8 @@ export interface EnvironmentContext {
   stateDir: string;
   /** Secret values given in code (a passphrase passed as a value), redacted from what smoke commands print. */
   secretValues: string[];
+  /** This machine's policy, validated; merged with the stack's wherever approvals are decided (`approvalPolicyOf`). */
+  machinePolicy?: MachinePolicy;
   /**
    * Opens the stack in the engine; `create` makes it in the backend on first use, and then writes the
    * passphrase salt Pulumi chose into `stack.yaml` (when it has none).
@@ -135,6 +144,8 @@ export function progressBridge(options: ProgressOptions): (e: EngineEvent) => vo
  * run in. Nothing touches the backend here: a bad stack, stack file or missing passphrase fails first.
  */
 export async function openEnvironment(options: OpenEnvironmentOptions): Promise<EnvironmentContext> {
+  // First: a machine whose own policy is broken refuses before it reads anything of the repository's.
+  const machinePolicy = options.machinePolicy === undefined ? undefined : checkMachinePolicy(options.machinePolicy);
   const projectDir = path.resolve(options.projectDir ?? process.cwd());
   const pulumiProject = readPulumiProject(projectDir);
   const programs = options.programs ?? builtinPrograms;
@@ -185,6 +196,7 @@ export async function openEnvironment(options: OpenEnvironmentOptions): Promise<
     program: factory,
     stateDir,
     secretValues: passphrase?.value ? [passphrase.value] : [],
+    ...(machinePolicy ? { machinePolicy } : {}),
     async openEngine({ create }) {
       const engine = await open(backendUrl, create);
       if (!stack.settings.encryptionsalt && stack.settings.secretsProvider === "passphrase") {

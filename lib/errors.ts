@@ -84,6 +84,21 @@ export class InvalidVersionFileError extends StackpinError {
   }
 }
 
+/**
+ * The deploy machine's own policy file (see `lib/machine-policy.ts`) is unreadable, not valid YAML, or
+ * fails validation. Exit 5 like a bad stack file; nothing was changed.
+ */
+export class InvalidMachinePolicyError extends StackpinError {
+  readonly exitCode = ExitCode.invalidVersionFile;
+  readonly code = "invalid-machine-policy";
+  constructor(readonly file: string, readonly problems: string[]) {
+    super(
+      `the machine policy ${file} is invalid, nothing was changed (no stack command runs on this machine until it is fixed):\n` +
+        problems.map((p) => `  - ${p}`).join("\n"),
+    );
+  }
+}
+
 /** The stack's secrets provider is `passphrase` but no passphrase was given. */
 export class MissingPassphraseError extends StackpinError {
   readonly exitCode = ExitCode.missingPassphrase;

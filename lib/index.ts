@@ -46,7 +46,10 @@ export { deploy, preview, previewRollback, rollback, history, status, setSecret,
 export { approve };
 export type { ApproveOptions };
 export type { ApproveResult } from "./operations/approve";
-export type { ApprovalInput, ApprovalStatement, GrantedApproval } from "./approvals";
+export type { ApprovalInput, ApprovalPolicy, ApprovalRequirement, ApprovalStatement, GrantedApproval, PolicySource } from "./approvals";
+export { approvalPolicyOf, mergeApprovalPolicies } from "./approvals";
+export { checkMachinePolicy, readMachinePolicy } from "./machine-policy";
+export type { MachinePolicy, MachinePolicyInput, ReadMachinePolicyOptions } from "./machine-policy";
 export { planDigest } from "./plan-digest";
 export { fleetRollback } from "./operations/fleet";
 export { emitK8sJobs } from "./operations/fleet-emit";

@@ -11,6 +11,7 @@ import { ensurePulumi, locatePulumi, PulumiCli } from "../engine/pulumi-cli";
 import { AuditBrokenError, ExitCode, FleetIncompleteError, PlanChangedError, StackpinError, VerificationFailedError } from "../errors";
 import { fleetRollback, FleetResult } from "../operations/fleet";
 import { emitK8sJobs, JobBatch } from "../operations/fleet-emit";
+import { MachinePolicy, readMachinePolicy } from "../machine-policy";
 import { watchIntervalSchema } from "../versions/schema";
 import type { ApplyResult } from "../operations/apply";
 import { adopt } from "../operations/adopt";
@@ -57,6 +58,7 @@ const envSchema = z.object({
   STACKPIN_BACKEND: z.string().min(1).optional(),
   STACKPIN_ACTOR: z.string().min(1).optional(),
   STACKPIN_ALLOWED_SIGNERS: z.string().min(1).optional(),
+  STACKPIN_MACHINE_POLICY: z.string().min(1).optional(),
   STACKPIN_DEBUG: z.string().optional(),
   PATH: z.string().default(""),
 });
@@ -107,8 +109,22 @@ async function findPulumi(env: Env, quiet: boolean, projectDir?: string): Promis
   return cli;
 }
 
+/**
+ * This machine's policy: the file `STACKPIN_MACHINE_POLICY` names, with `STACKPIN_ALLOWED_SIGNERS` as its
+ * allowed signers when it names none; or `STACKPIN_ALLOWED_SIGNERS` alone, which pins whose signatures
+ * count but not what needs approval. Relative paths are relative to the current directory.
+ */
+function machinePolicy(env: Env): MachinePolicy | undefined {
+  const signers = env.STACKPIN_ALLOWED_SIGNERS === undefined ? undefined : path.resolve(env.STACKPIN_ALLOWED_SIGNERS);
+  if (env.STACKPIN_MACHINE_POLICY !== undefined) {
+    return readMachinePolicy(env.STACKPIN_MACHINE_POLICY, signers === undefined ? {} : { allowedSigners: { file: signers, from: "STACKPIN_ALLOWED_SIGNERS" } });
+  }
+  return signers === undefined ? undefined : { source: "STACKPIN_ALLOWED_SIGNERS", approvals: { require: [], approvers: [], allowedSigners: signers } };
+}
+
 async function context(flags: CommonFlags, env: Env) {
   return openEnvironment({
+    machinePolicy: machinePolicy(env),
     stack: flags.stack,
     projectDir: flags.projectDir,
     backendUrl: flags.backend ?? env.STACKPIN_BACKEND,
@@ -200,11 +216,8 @@ function withCommon(cmd: Command, stackFlag: "required" | "optional" = "required
 /** Builds the `stackpin` command line. `env` is the process environment, validated here. */
 export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
   const env = envSchema.parse(rawEnv);
-  const approvalsOf = (flags: { approve: string[]; approvalFile: string[] }) => ({
-    approvers: flags.approve,
-    files: flags.approvalFile,
-    allowedSigners: env.STACKPIN_ALLOWED_SIGNERS,
-  });
+  // The machine's allowed signers reach operations in its machine policy (see `context`), not here.
+  const approvalsOf = (flags: { approve: string[]; approvalFile: string[] }) => ({ approvers: flags.approve, files: flags.approvalFile });
   const program = new Command("stackpin")
     .description("Version-pinned Pulumi stacks: deploy, preview, roll back, with history in the backend")
     .exitOverride()
@@ -280,6 +293,8 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
 
   /** `rollback --stacks GLOB` / `--fleet FILE`: previews every stack, asks once, then the waves. */
   async function fleetAction(flags: Record<string, any>): Promise<void> {
+    // The children read the machine policy themselves; a broken one refuses the fleet here, before any preview.
+    machinePolicy(env);
     const result = await fleetRollback({
       projectDir: flags.projectDir,
       backendUrl: flags.backend ?? env.STACKPIN_BACKEND,
@@ -403,7 +418,6 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
         validForMs,
         reason: flags.reason,
         out: flags.out,
-        allowedSigners: env.STACKPIN_ALLOWED_SIGNERS,
         confirm: confirmer(flags, (plan) => `sign an approval of ${plan.op} ${plan.from ?? ""} -> ${plan.to} on stack ${plan.stack} (plan ${plan.planDigest})? [y/N] `),
         ...progress(),
       });

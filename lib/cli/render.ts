@@ -78,7 +78,9 @@ export function renderApproval(r: ApproveResult): string {
     `  written to ${r.file}`,
     `  pass it on: stackpin ${s.operation} --stack ${s.stack} ${s.operation === "restore" ? "..." : s.operation === "deploy" ? `--version ${s.to}` : `--to ${s.to}`} --approval-file ${r.file}`,
   ];
-  if (r.required.length === 0) lines.push(pc.yellow(`  ! stack ${s.stack}'s policy does not require an approval for this ${s.operation}`));
+  const source = (by: string) => (by === "machine" ? `machine policy ${r.machinePolicy}` : `stack ${s.stack}'s policy`);
+  if (r.requirements.length) lines.push(`  required here: ${r.requirements.map((q) => `${q.category} (by ${q.by.map(source).join(" and ")})`).join(", ")}`);
+  else lines.push(pc.yellow(`  ! stack ${s.stack}'s policy does not require an approval for this ${s.operation}${r.machinePolicy ? `, nor does ${source("machine")}` : ""}`));
   return lines.join("\n");
 }
 

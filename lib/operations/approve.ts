@@ -1,7 +1,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { stringify } from "yaml";
-import { allowedSignersOf, ApprovalStatement, categoriesOf, signApproval } from "../approvals";
+import { ApprovalRequirement, approvalPolicyOf, approvalsNeeded, ApprovalStatement, signApproval } from "../approvals";
 import type { EnvironmentContext, ProgressOptions } from "../environment";
 import { CannotApproveError, NotConfirmedError } from "../errors";
 import type { VersionFile } from "../versions/schema";
@@ -28,7 +28,10 @@ export interface ApproveOptions extends ProgressOptions {
   reason?: string;
   /** Where to write the approval; default `approval-<stack>-<op>-<to>-<id>.yaml` in the project directory. */
   out?: string;
-  /** An allowed-signers file overriding the policy's, as the operation would use. */
+  /**
+   * An allowed-signers file overriding the stack policy's, as the operation would use.
+   * @deprecated Give it as the machine policy's `allowedSigners` in `openEnvironment`.
+   */
   allowedSigners?: string;
   /** Called with the plan before signing; false stops (raises {@link NotConfirmedError}). */
   confirm?: (plan: Plan) => Promise<boolean>;
@@ -41,8 +44,12 @@ export interface ApproveResult {
   plan: Plan;
   statement: ApprovalStatement;
   file: string;
-  /** The approval categories the stack's policy requires for this apply; empty when it needs none. */
+  /** The approval categories the policy in force (this machine's and the stack's) requires for this apply; empty when it needs none. */
   required: string[];
+  /** The same, each with whose policy requires it (`machine`, `stack`). */
+  requirements: ApprovalRequirement[];
+  /** The machine policy in force (its file), when this machine has one. */
+  machinePolicy?: string;
 }
 
 /**
@@ -52,7 +59,8 @@ export interface ApproveResult {
  */
 export async function approve(ctx: EnvironmentContext, options: ApproveOptions): Promise<ApproveResult> {
   const now = options.now ?? new Date();
-  const signers = allowedSignersOf(ctx, options.allowedSigners);
+  const policy = approvalPolicyOf(ctx, options.allowedSigners);
+  const signers = policy.allowedSigners;
   if (!signers) throw new CannotApproveError(ctx.stack.name, "its policy names no allowedSigners, so no signed approval could be checked");
   if (options.op !== "restore" && options.to) validateTargetEarly(ctx, options.to);
   // A first deploy is approved against a scratch stack: approving creates nothing in the backend.
@@ -73,7 +81,7 @@ export async function approve(ctx: EnvironmentContext, options: ApproveOptions):
     else engine.close();
   }
   if (options.confirm && !(await options.confirm(plan))) throw new NotConfirmedError(ctx.stack.name, `approval of ${plan.op} to ${plan.to}`);
-  const approval = await signApproval(ctx, signers, {
+  const approval = await signApproval(ctx, { ...policy, allowedSigners: signers }, {
     key: path.resolve(options.key),
     approver: options.as,
     actor: ctx.actor,
@@ -97,10 +105,13 @@ export async function approve(ctx: EnvironmentContext, options: ApproveOptions):
     "# any change to the statement voids it. Pass it with --approval-file; it is good for one apply.",
   ].join("\n");
   fs.writeFileSync(file, `${head}\n${stringify(JSON.parse(JSON.stringify(approval)), { lineWidth: 0 })}`);
+  const requirements = approvalsNeeded(policy, plan.op, plan.database?.policy);
   return {
     plan,
     statement: s,
     file,
-    required: categoriesOf(plan.op, plan.database?.policy).filter((c) => ctx.stack.settings.policy.approvals?.require.includes(c as never)),
+    required: requirements.map((r) => r.category),
+    requirements,
+    ...(policy.machine ? { machinePolicy: policy.machine } : {}),
   };
 }

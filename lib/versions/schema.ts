@@ -141,6 +141,12 @@ export const triggerRuleSchema = z.union([
 /** Time between `watch` evaluations, in ms: the policy's `intervalMs` and `watch --interval` alike. */
 export const watchIntervalSchema = z.number().int().min(50).max(86_400_000);
 
+/**
+ * What can need an approval: deploy, rollback, restore (any point-in-time restore), rollback-incompatible
+ * (a rollback across a backward-incompatible change). A stack's policy and a machine's policy both list these.
+ */
+export const approvalCategorySchema = z.enum(["deploy", "rollback", "restore", "rollback-incompatible"]);
+
 /** The operations around a rollback, per stack: triggers, approvals, notifications. */
 export const policySchema = z
   .object({
@@ -161,11 +167,11 @@ export const policySchema = z
       .optional(),
     approvals: z
       .object({
-        /** Operations that need an approval: deploy, rollback, restore (any point-in-time restore), rollback-incompatible (a rollback across a backward-incompatible change). */
-        require: z.array(z.enum(["deploy", "rollback", "restore", "rollback-incompatible"])).default([]),
-        /** Who may approve: principals of `allowedSigners`, each signing with `stackpin approve`. Empty: any principal there, or, without `allowedSigners`, anyone named with `--approve NAME` (unsigned). */
+        /** Operations that need an approval: deploy, rollback, restore (any point-in-time restore), rollback-incompatible (a rollback across a backward-incompatible change). Added to what a machine policy requires, never removed from it. */
+        require: z.array(approvalCategorySchema).default([]),
+        /** Who may approve: principals of `allowedSigners`, each signing with `stackpin approve`. Empty: any principal there, or, without `allowedSigners`, anyone named with `--approve NAME` (unsigned). A machine policy's own approvers replace these. */
         approvers: z.array(z.string().min(1)).default([]),
-        /** An SSH allowed-signers file (as `git` uses for signed commits), relative to the stack's directory or absolute; `STACKPIN_ALLOWED_SIGNERS` overrides it. */
+        /** An SSH allowed-signers file (as `git` uses for signed commits), relative to the stack's directory or absolute; a machine policy's own (`lib/machine-policy.ts`) replaces it. */
         allowedSigners: z.string().min(1).optional(),
       })
       .strict()
@@ -231,6 +237,8 @@ export const pulumiProjectSchema = z
 export type VersionFile = z.infer<typeof versionFileSchema>;
 /** A parsed stack file. */
 export type StackFile = z.infer<typeof stackFileSchema>;
+/** One thing that can need an approval. */
+export type ApprovalCategory = z.infer<typeof approvalCategorySchema>;
 /** A stack's policy, defaults filled in. */
 export type Policy = z.infer<typeof policySchema>;
 /** One trigger rule. */

@@ -1,5 +1,6 @@
 import { strict as assert } from "node:assert";
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import { parse, stringify } from "yaml";
 import { ExitCode } from "../../lib/errors";
@@ -183,5 +184,129 @@ describe("signed approvals: only an approver's key approves, one exact plan, onc
     r = await project.cli(["deploy", "--stack", "dev", "--version", "v2", "--yes"]);
     assert.equal(r.code, ExitCode.ok, r.stderr);
     await refused("the plan changed (the stack moved)", rollbackV1("--approval-file", approvalB), /approval-b\.yaml: the plan changed since it was approved: it was approved at revision 4 and the stack is now at revision 5/);
+  });
+});
+
+describe("a machine policy pins what needs approval on the deploy machine: stack.yaml adds to it, never removes", function () {
+  let project: TempProject;
+  let signers: Signers;
+  let machineDir: string;
+  let stackFile: string;
+  /** The deploy machine's environment: its own policy, kept outside the repository. */
+  let onMachine: NodeJS.ProcessEnv;
+  const refusals: string[] = [];
+
+  const writeStackPolicy = (approvals: unknown) => {
+    const doc = parse(fs.readFileSync(stackFile, "utf8"));
+    doc.policy = { approvals };
+    fs.writeFileSync(stackFile, stringify(doc));
+  };
+
+  /** Runs a command that must be refused with `code` and `message`, the backend byte-for-byte unchanged. */
+  async function refused(label: string, args: string[], code: number, message: RegExp, env: NodeJS.ProcessEnv = onMachine) {
+    const digest = project.stateDigest();
+    const r = await project.cli(args, { env });
+    assert.equal(r.code, code, `${label}: expected exit ${code}, got ${r.code}\n${r.stderr}`);
+    assert.match(r.stderr, message, label);
+    assert.equal(project.stateDigest(), digest, `${label}: the refusal changed the backend`);
+    refusals.push(label);
+    return r;
+  }
+
+  before(async function () {
+    project = tempProject(await pulumiOrSkip(this));
+    signers = makeSigners(["alice", "mallory"]);
+    machineDir = fs.mkdtempSync(path.join(os.tmpdir(), "stackpin-machine-"));
+    fs.writeFileSync(path.join(machineDir, "allowed_signers"), signers.allowedSigners(["alice"]));
+    fs.writeFileSync(path.join(machineDir, "policy.yaml"), stringify({ approvals: { require: ["deploy"], allowedSigners: "allowed_signers" } }));
+    onMachine = { STACKPIN_MACHINE_POLICY: path.join(machineDir, "policy.yaml") };
+    stackFile = path.join(project.dir, "stacks", "dev", "stack.yaml");
+    assert.equal((await project.cli(["deploy", "--stack", "dev", "--version", "v1", "--yes"])).code, ExitCode.ok);
+    // What someone who can push to the repository, but holds no approver's key, does: delete `require`,
+    // and add their own key to the repository's allowed signers.
+    fs.mkdirSync(path.join(project.dir, "stacks", "dev", "approvers"));
+    fs.writeFileSync(path.join(project.dir, "stacks", "dev", "approvers", "allowed_signers"), signers.allowedSigners(["mallory"]));
+    writeStackPolicy({ allowedSigners: "approvers/allowed_signers" });
+  });
+  after(async () => {
+    try {
+      await project?.teardown();
+    } finally {
+      signers?.remove();
+      if (machineDir) fs.rmSync(machineDir, { recursive: true, force: true });
+    }
+    process.stderr.write(`      [figures] machine policy: ${refusals.length} refusals tried, each with the backend unchanged (${refusals.join("; ")})\n`);
+  });
+
+  it("refuses a deploy the machine requires approval for after stack.yaml's require was deleted, and deploys with a signed approval", async () => {
+    const deployV2 = (...extra: string[]) => ["deploy", "--stack", "dev", "--version", "v2", "--yes", ...extra];
+    const machineSigners = path.join(machineDir, "allowed_signers");
+    await refused(
+      "deploy without approval",
+      deployV2(),
+      ExitCode.approvalRequired,
+      new RegExp(
+        `this deploy \\(required by the machine policy ${machineDir}/policy\\.yaml\\) on stack dev needs explicit approval: ` +
+          `re-run with --approval-file FILE, an approval signed by a principal of ${machineSigners} `,
+      ),
+    );
+    await refused("unsigned --approve NAME", deployV2("--approve", "alice"), ExitCode.approvalRequired, /--approve alice proves nothing: this machine \(.*policy\.yaml\) takes only approvals signed with `stackpin approve`/);
+    // Elsewhere, where the repository's allowed signers are trusted, mallory's own key makes an approval…
+    const mallorys = path.join(project.dir, "mallory.yaml");
+    const r = await project.cli(["approve", "--stack", "dev", "--op", "deploy", "--to", "v2", "--key", signers.key("mallory"), "--out", mallorys, "--yes"]);
+    assert.equal(r.code, ExitCode.ok, r.stderr);
+    // …that counts for nothing on the machine, which checks its own list.
+    await refused("a key from the repository's allowed signers", deployV2("--approval-file", mallorys), ExitCode.approvalRequired, new RegExp(`mallory\\.yaml: signed by a key that is not in the allowed signers ${machineSigners}`));
+
+    const alices = path.join(project.dir, "alice.yaml");
+    const a = await project.cli(["approve", "--stack", "dev", "--op", "deploy", "--to", "v2", "--key", signers.key("alice"), "--out", alices, "--yes"], { env: onMachine });
+    assert.equal(a.code, ExitCode.ok, a.stderr);
+    assert.match(a.stdout, new RegExp(`required here: deploy \\(by machine policy ${machineDir}/policy\\.yaml\\)`), "approve shows what the machine requires");
+    const d = await project.cli(deployV2("--approval-file", alices, "--json"), { env: onMachine });
+    assert.equal(d.code, ExitCode.ok, d.stderr);
+    const [newest] = json(await project.cli(["history", "--stack", "dev", "--json"]));
+    assert.deepEqual([newest.op, newest.to, newest.approvals.map((x: { approver: string }) => x.approver)], ["deploy", "v2", ["alice"]]);
+  });
+
+  it("requires both the machine's deploy and the rollback stack.yaml adds", async () => {
+    writeStackPolicy({ require: ["rollback"] });
+    const machineSigners = path.join(machineDir, "allowed_signers");
+    await refused(
+      "rollback stack.yaml requires",
+      ["rollback", "--stack", "dev", "--to", "v1", "--yes"],
+      ExitCode.approvalRequired,
+      new RegExp(`this rollback on stack dev needs explicit approval: re-run with --approval-file FILE, an approval signed by a principal of ${machineSigners} `),
+    );
+    await refused("deploy the machine requires", ["deploy", "--stack", "dev", "--version", "v3", "--yes"], ExitCode.approvalRequired, /this deploy \(required by the machine policy .*policy\.yaml\) on stack dev needs explicit approval/);
+    const r = await project.cli(["approve", "--stack", "dev", "--op", "rollback", "--to", "v1", "--key", signers.key("alice"), "--out", path.join(project.dir, "rollback.yaml"), "--yes", "--json"], { env: onMachine });
+    assert.equal(r.code, ExitCode.ok, r.stderr);
+    assert.deepEqual(json(r).requirements, [{ category: "rollback", by: ["stack"] }]);
+    assert.equal(json(r).machinePolicy, path.join(machineDir, "policy.yaml"));
+  });
+
+  it("refuses every command with exit 5 when the machine policy is malformed or missing, and changes nothing", async () => {
+    const stackBefore = fs.readFileSync(stackFile, "utf8");
+    const deployV3 = ["deploy", "--stack", "dev", "--version", "v3", "--yes", "--approve", "alice"];
+    const bad = (name: string, text: string) => {
+      fs.writeFileSync(path.join(machineDir, name), text);
+      return { STACKPIN_MACHINE_POLICY: path.join(machineDir, name) };
+    };
+    const invalid = (problem: string) => new RegExp(`the machine policy ${machineDir}/\\S+ is invalid, nothing was changed[^\\n]*\\n  - ${problem}`);
+    await refused("not YAML", deployV3, ExitCode.invalidVersionFile, invalid("Flow sequence"), bad("unparseable.yaml", "approvals:\n  require: [deploy\n"));
+    await refused("a misspelt category", deployV3, ExitCode.invalidVersionFile, invalid("approvals\\.require\\.0: Invalid option"), bad("typo.yaml", "approvals:\n  require: [deploi]\n  allowedSigners: allowed_signers\n"));
+    await refused("a misspelt key", deployV3, ExitCode.invalidVersionFile, invalid('Unrecognized key: "aprovals"'), bad("key.yaml", "aprovals:\n  require: [deploy]\n"));
+    await refused("require without allowed signers", deployV3, ExitCode.invalidVersionFile, invalid("approvals\\.allowedSigners: a machine that requires approvals checks them against its own allowed signers"), bad("unsigned.yaml", "approvals:\n  require: [deploy]\n"));
+    const absent = { STACKPIN_MACHINE_POLICY: path.join(machineDir, "absent.yaml") };
+    const r = await refused("a file that is not there", [...deployV3, "--json"], ExitCode.invalidVersionFile, invalid("cannot be read \\(ENOENT\\)"), absent);
+    assert.equal(json(r).error.code, "invalid-machine-policy");
+    await refused("a fleet, before any preview", ["rollback", "--stacks", "dev", "--to", "v1", "--yes"], ExitCode.invalidVersionFile, invalid("cannot be read"), absent);
+    await refused(
+      "two allowed-signers files",
+      deployV3,
+      ExitCode.invalidVersionFile,
+      invalid("approvals\\.allowedSigners: names \\S+, but STACKPIN_ALLOWED_SIGNERS names"),
+      { ...onMachine, STACKPIN_ALLOWED_SIGNERS: signers.key("alice") },
+    );
+    assert.equal(fs.readFileSync(stackFile, "utf8"), stackBefore);
   });
 });
