@@ -5,6 +5,7 @@ import * as path from "node:path";
 import * as readline from "node:readline/promises";
 import { Command, CommanderError, Option } from "commander";
 import { z } from "zod";
+import { builtinPrograms } from "../../programs";
 import type { ProgressEvent } from "../environment";
 import { openEnvironment } from "../environment";
 import { ensurePulumi, locatePulumi, PulumiCli } from "../engine/pulumi-cli";
@@ -119,6 +120,7 @@ async function context(flags: CommonFlags, env: Env) {
     pulumiHome: env.PULUMI_HOME,
     actor: env.STACKPIN_ACTOR,
     pulumi: await findPulumi(env, !!flags.json, flags.projectDir),
+    programs: builtinPrograms,
   });
 }
 
@@ -540,6 +542,7 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
             : undefined,
         pulumiHome: env.PULUMI_HOME,
         pulumi: await findPulumi(env, !!flags.json),
+        programs: builtinPrograms,
       });
       out(flags, r, () =>
         [
