@@ -624,7 +624,14 @@ export function runCli(argv: string[], cliIo: CliIo): Promise<number> {
 }
 
 if (require.main === module) {
-  runCli(process.argv.slice(2), processIo(process.env)).then((code) => {
-    process.exitCode = code;
-  });
+  runCli(process.argv.slice(2), processIo(process.env)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    // main() turns every error into an exit code; should reporting one fail, exit as an internal error, not an unhandled rejection.
+    (e: unknown) => {
+      process.stderr.write(`internal error: ${e instanceof Error ? e.message : String(e)}\n`);
+      process.exitCode = ExitCode.internal;
+    },
+  );
 }
