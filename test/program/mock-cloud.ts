@@ -11,7 +11,6 @@ import { DatabaseOptions, desiredState, DesiredState } from "../../lib/operation
 import type { StackOutput } from "../../lib/engine/stack";
 
 // Internal to @pulumi/pulumi (not in its typings), but it is the event we need: every registration answered.
-// eslint-disable-next-line @typescript-eslint/no-require-imports
 const { waitForRPCs } = require("@pulumi/pulumi/runtime/settings") as { waitForRPCs(): Promise<void> };
 
 /** A resource the program declared, with its inputs as the provider would receive them. */
