@@ -2,7 +2,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import type { EngineEvent } from "@pulumi/pulumi/automation";
-import { builtinPrograms, ProgramFactory } from "../programs";
+import type { ProgramFactory } from "../programs/types";
 import { EngineStack, isProgramResource } from "./engine/stack";
 import { StackReader } from "./engine/stack-reader";
 import { locatePulumi, PulumiCli } from "./engine/pulumi-cli";
@@ -28,7 +28,7 @@ export interface OpenEnvironmentOptions {
   pulumiHome?: string;
   /** Who is acting, recorded in history. Defaults to the OS user. */
   actor?: string;
-  /** Programs a stack may name; defaults to the built-in ones in `programs/`. */
+  /** Programs a stack may name; defaults to the built-in ones in `programs/` (filled in by the library's entry point and the CLI). */
   programs?: Record<string, ProgramFactory>;
   /**
    * This machine's own policy, kept outside the repository (`readMachinePolicy` reads its file): what
@@ -142,13 +142,15 @@ export function progressBridge(options: ProgressOptions): (e: EngineEvent) => vo
 /**
  * Validates the stack's definition and the passphrase, finds the CLI, and returns the context operations
  * run in. Nothing touches the backend here: a bad stack, stack file or missing passphrase fails first.
+ * Takes the programs from the caller, so that the library's core never loads the built-in ones itself;
+ * the library's `openEnvironment` and the CLI pass `programs/`'s.
  */
-export async function openEnvironment(options: OpenEnvironmentOptions): Promise<EnvironmentContext> {
+export async function openEnvironment(options: OpenEnvironmentOptions & { programs: Record<string, ProgramFactory> }): Promise<EnvironmentContext> {
   // First: a machine whose own policy is broken refuses before it reads anything of the repository's.
   const machinePolicy = options.machinePolicy === undefined ? undefined : checkMachinePolicy(options.machinePolicy);
   const projectDir = path.resolve(options.projectDir ?? process.cwd());
   const pulumiProject = readPulumiProject(projectDir);
-  const programs = options.programs ?? builtinPrograms;
+  const programs = options.programs;
   const store = new VersionStore(path.resolve(projectDir, options.stacksDir ?? "stacks"), pulumiProject.name, programs, projectDir);
   const stack = store.stack(options.stack);
   // A built-in (or given) program by name, or the project's own by path (loaded by the store already).

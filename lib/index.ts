@@ -8,8 +8,10 @@
  * if (plan.warnings.length === 0) await prod.rollback({ to: "v41", reason: "error rate 7% after v42" });
  * ```
  */
+import { builtinPrograms } from "../programs";
 import type { EnvironmentContext, OpenEnvironmentOptions } from "./environment";
-import { openEnvironment } from "./environment";
+import { openEnvironment as openEnvironmentWith } from "./environment";
+import { adopt as adoptWith, type AdoptOptions, type AdoptResult } from "./operations/adopt";
 import { deploy, DeployOptions } from "./operations/deploy";
 import { history } from "./operations/history";
 import { preview, PreviewOptions } from "./operations/preview";
@@ -26,7 +28,6 @@ import { readAudit, verifyAudit } from "./operations/audit";
 
 export * from "./errors";
 export type { OpenEnvironmentOptions, ProgressEvent, ProgressOptions, EnvironmentContext } from "./environment";
-export { openEnvironment } from "./environment";
 export type { ApplyResult } from "./operations/apply";
 export type { Plan } from "./operations/plan";
 export { planIsEmpty } from "./operations/plan";
@@ -57,9 +58,25 @@ export type { EmitK8sJobsOptions, JobBatch } from "./operations/fleet-emit";
 export type { FleetRollbackOptions, FleetResult, FleetPreview, FleetStackResult, FleetWave } from "./operations/fleet";
 export type { PlanDigestInput } from "./plan-digest";
 export { recover } from "./operations/recover";
-export { adopt } from "./operations/adopt";
-export type { AdoptOptions, AdoptResult } from "./operations/adopt";
+export type { AdoptOptions, AdoptResult };
 export type { RecoverOptions, RecoveryReport, InterruptedOperation } from "./operations/recover";
+
+/**
+ * Validates the stack's definition and the passphrase, finds the CLI, and returns the context operations
+ * run in. Nothing touches the backend here: a bad stack, stack file or missing passphrase fails first.
+ * A stack names one of `options.programs`, by default the built-in ones (`local`, `aws`, `kubernetes`).
+ */
+export function openEnvironment(options: OpenEnvironmentOptions): Promise<EnvironmentContext> {
+  return openEnvironmentWith({ ...options, programs: options.programs ?? builtinPrograms });
+}
+
+/**
+ * Turns an existing Pulumi stack into a stackpin stack (writes `stacks/<stack>/` from the config its newest
+ * update ran with; reads the backend only). `options.programs` defaults to the built-in ones.
+ */
+export function adopt(options: AdoptOptions): Promise<AdoptResult> {
+  return adoptWith({ ...options, programs: options.programs ?? builtinPrograms });
+}
 
 /**
  * One environment (a stack pinned to versions under `stacks/`), with each operation as a method.

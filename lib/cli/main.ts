@@ -5,6 +5,7 @@ import * as path from "node:path";
 import * as readline from "node:readline/promises";
 import { Command, CommanderError, Option } from "commander";
 import { z } from "zod";
+import { builtinPrograms } from "../../programs";
 import type { ProgressEvent } from "../environment";
 import { openEnvironment } from "../environment";
 import { ensurePulumi, locatePulumi, PulumiCli } from "../engine/pulumi-cli";
@@ -135,6 +136,7 @@ async function context(flags: CommonFlags, env: Env) {
     pulumiHome: env.PULUMI_HOME,
     actor: env.STACKPIN_ACTOR,
     pulumi: await findPulumi(env, !!flags.json, flags.projectDir),
+    programs: builtinPrograms,
   });
 }
 
@@ -554,6 +556,7 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
             : undefined,
         pulumiHome: env.PULUMI_HOME,
         pulumi: await findPulumi(env, !!flags.json),
+        programs: builtinPrograms,
       });
       out(flags, r, () =>
         [
@@ -635,7 +638,14 @@ export function runCli(argv: string[], cliIo: CliIo): Promise<number> {
 }
 
 if (require.main === module) {
-  runCli(process.argv.slice(2), processIo(process.env)).then((code) => {
-    process.exitCode = code;
-  });
+  runCli(process.argv.slice(2), processIo(process.env)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    // main() turns every error into an exit code; should reporting one fail, exit as an internal error, not an unhandled rejection.
+    (e: unknown) => {
+      process.stderr.write(`internal error: ${e instanceof Error ? e.message : String(e)}\n`);
+      process.exitCode = ExitCode.internal;
+    },
+  );
 }

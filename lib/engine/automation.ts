@@ -4,6 +4,5 @@
  * read through the CLI directly) skip.
  */
 export function automation(): typeof import("@pulumi/pulumi/automation") {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
   return require("@pulumi/pulumi/automation") as typeof import("@pulumi/pulumi/automation");
 }

@@ -3,7 +3,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { Document } from "yaml";
 import type { StackSettingsConfigValue } from "@pulumi/pulumi/automation";
-import { builtinPrograms, type ProgramFactory } from "../../programs";
+import type { ProgramFactory } from "../../programs/types";
 import { EngineStack } from "../engine/stack";
 import { locatePulumi, type PulumiCli } from "../engine/pulumi-cli";
 import {
@@ -37,7 +37,7 @@ export interface AdoptOptions {
   passphrase?: { value?: string; file?: string };
   pulumi?: PulumiCli;
   pulumiHome?: string;
-  /** Built-in programs by name; defaults to `programs/`. */
+  /** Built-in programs by name; defaults to `programs/` (filled in by the library's entry point and the CLI). */
   programs?: Record<string, ProgramFactory>;
 }
 
@@ -72,8 +72,9 @@ function asWritten(value: StackSettingsConfigValue): unknown {
  * `<as>.yaml`, so that applying `<as>` changes no resource and stackpin's history starts there. Reads the
  * backend only. Refuses, writing nothing, when the stack is defined already, has pending operations or a
  * live lock, or when its config cannot be expressed in stackpin's files (or fails the program's schema).
+ * Takes the built-in programs from the caller; the library's `adopt` and the CLI pass `programs/`'s.
  */
-export async function adopt(options: AdoptOptions): Promise<AdoptResult> {
+export async function adopt(options: AdoptOptions & { programs: Record<string, ProgramFactory> }): Promise<AdoptResult> {
   const projectDir = path.resolve(options.projectDir ?? process.cwd());
   const stacksDir = path.join(projectDir, "stacks");
   const version = options.as.trim();
@@ -86,7 +87,7 @@ export async function adopt(options: AdoptOptions): Promise<AdoptResult> {
   const pulumiProject = readPulumiProject(projectDir);
   const project = options.project ?? pulumiProject.name ?? "stackpin";
   // The program is loaded now: a bad path fails before the backend is read, and its schema checks the config.
-  const store = new VersionStore(stacksDir, project, options.programs ?? builtinPrograms, projectDir);
+  const store = new VersionStore(stacksDir, project, options.programs, projectDir);
   const program = store.programFor(options.program);
   if (!program) throw new ProgramLoadError(options.program, `not a built-in program (${Object.keys(store.programs).join(", ")}) nor a path to the project's own (./infra/app)`);
 

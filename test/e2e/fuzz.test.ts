@@ -3,7 +3,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import fc from "fast-check";
 import { runCli } from "../../lib/cli/main";
-import { openEnvironment } from "../../lib/environment";
+import { openEnvironment } from "../../lib";
 import { StackpinError } from "../../lib/errors";
 import { argList, deployableVersion, documentedCodes, fuzzSeed, hasStackTrace, VersionCase, versionCase } from "../unit/fuzz-cases";
 import { demoPassphrase, json, pulumiOrSkip, TempProject, tempProject } from "./harness";

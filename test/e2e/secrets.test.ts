@@ -4,7 +4,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { parse, stringify } from "yaml";
 import { ExitCode } from "../../lib/errors";
-import { demoPassphrase, json, pulumiOrSkip, TempProject, tempProject } from "./harness";
+import { json, pulumiOrSkip, TempProject, tempProject } from "./harness";
 import { commandLines } from "./process-scan";
 import { startVaultTransit, VaultTransit } from "./vault-transit";
 

@@ -35,35 +35,39 @@ export async function startVaultTransit(): Promise<VaultTransit> {
   const reply = (res: http.ServerResponse, status: number, body: unknown) => {
     res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(body));
   };
+  const answer = async (req: http.IncomingMessage, text: string, res: http.ServerResponse) => {
+    const m = /^\/v1\/transit\/(encrypt|decrypt)\/(.+)$/.exec(req.url ?? "");
+    if (!m || (req.method !== "PUT" && req.method !== "POST")) return reply(res, 404, { errors: [`no handler for ${req.method} ${req.url}`] });
+    if (req.headers["x-vault-token"] !== token) return reply(res, 403, { errors: ["permission denied"] });
+    const op = m[1] as TransitRequest["op"];
+    const key = decodeURIComponent(m[2]);
+    await transit.beforeAnswer?.({ op, key });
+    requests.push({ op, key });
+    if (!keys.has(key)) keys.set(key, crypto.randomBytes(32));
+    const aes = keys.get(key)!;
+    const body = JSON.parse(text || "{}") as { plaintext?: string; ciphertext?: string };
+    if (op === "encrypt") {
+      const iv = crypto.randomBytes(12);
+      const cipher = crypto.createCipheriv("aes-256-gcm", aes, iv);
+      const ct = Buffer.concat([cipher.update(Buffer.from(body.plaintext ?? "", "base64")), cipher.final()]);
+      return reply(res, 200, { data: { ciphertext: `vault:v1:${Buffer.concat([iv, cipher.getAuthTag(), ct]).toString("base64")}` } });
+    }
+    try {
+      const raw = Buffer.from(String(body.ciphertext).replace(/^vault:v1:/, ""), "base64");
+      const decipher = crypto.createDecipheriv("aes-256-gcm", aes, raw.subarray(0, 12));
+      decipher.setAuthTag(raw.subarray(12, 28));
+      const pt = Buffer.concat([decipher.update(raw.subarray(28)), decipher.final()]);
+      return reply(res, 200, { data: { plaintext: pt.toString("base64") } });
+    } catch {
+      return reply(res, 400, { errors: ["cipher: message authentication failed"] });
+    }
+  };
   const server = http.createServer((req, res) => {
     let text = "";
     req.on("data", (d) => (text += d));
-    req.on("end", async () => {
-      const m = /^\/v1\/transit\/(encrypt|decrypt)\/(.+)$/.exec(req.url ?? "");
-      if (!m || (req.method !== "PUT" && req.method !== "POST")) return reply(res, 404, { errors: [`no handler for ${req.method} ${req.url}`] });
-      if (req.headers["x-vault-token"] !== token) return reply(res, 403, { errors: ["permission denied"] });
-      const op = m[1] as TransitRequest["op"];
-      const key = decodeURIComponent(m[2]);
-      await transit.beforeAnswer?.({ op, key });
-      requests.push({ op, key });
-      if (!keys.has(key)) keys.set(key, crypto.randomBytes(32));
-      const aes = keys.get(key)!;
-      const body = JSON.parse(text || "{}") as { plaintext?: string; ciphertext?: string };
-      if (op === "encrypt") {
-        const iv = crypto.randomBytes(12);
-        const cipher = crypto.createCipheriv("aes-256-gcm", aes, iv);
-        const ct = Buffer.concat([cipher.update(Buffer.from(body.plaintext ?? "", "base64")), cipher.final()]);
-        return reply(res, 200, { data: { ciphertext: `vault:v1:${Buffer.concat([iv, cipher.getAuthTag(), ct]).toString("base64")}` } });
-      }
-      try {
-        const raw = Buffer.from(String(body.ciphertext).replace(/^vault:v1:/, ""), "base64");
-        const decipher = crypto.createDecipheriv("aes-256-gcm", aes, raw.subarray(0, 12));
-        decipher.setAuthTag(raw.subarray(12, 28));
-        const pt = Buffer.concat([decipher.update(raw.subarray(28)), decipher.final()]);
-        return reply(res, 200, { data: { plaintext: pt.toString("base64") } });
-      } catch {
-        return reply(res, 400, { errors: ["cipher: message authentication failed"] });
-      }
+    // A throwing beforeAnswer or an unreadable body answers 500, as Vault does, instead of an unhandled rejection and a hung request.
+    req.on("end", () => {
+      answer(req, text, res).catch((e: unknown) => reply(res, 500, { errors: [e instanceof Error ? e.message : String(e)] }));
     });
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));

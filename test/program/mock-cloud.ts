@@ -4,13 +4,13 @@ import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import type { UpdateSummary } from "@pulumi/pulumi/automation";
 import { packageRoot } from "../../lib/engine/pulumi-cli";
-import { EnvironmentContext, openEnvironment } from "../../lib/environment";
+import { openEnvironment } from "../../lib";
+import type { EnvironmentContext } from "../../lib/environment";
 import { encodeRecord, HistoryEntry, liveState, toHistoryEntries } from "../../lib/history-record";
 import { DatabaseOptions, desiredState, DesiredState } from "../../lib/operations/apply";
 import type { StackOutput } from "../../lib/engine/stack";
 
 // Internal to @pulumi/pulumi (not in its typings), but it is the event we need: every registration answered.
-// eslint-disable-next-line @typescript-eslint/no-require-imports
 const { waitForRPCs } = require("@pulumi/pulumi/runtime/settings") as { waitForRPCs(): Promise<void> };
 
 /** A resource the program declared, with its inputs as the provider would receive them. */

@@ -4,7 +4,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import fc from "fast-check";
 import { packageRoot } from "../../lib/engine/pulumi-cli";
-import { openEnvironment } from "../../lib/environment";
+import { openEnvironment } from "../../lib";
 import { InvalidVersionFileError, StackpinError } from "../../lib/errors";
 import { parseYamlInput, yamlLimits } from "../../lib/versions/yaml-input";
 import { awsConfig } from "../../programs/aws/schema";
