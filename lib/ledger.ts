@@ -3,14 +3,25 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import type { UpdateSummary } from "@pulumi/pulumi/automation";
-import type { EngineStack, InFlightMark, StackOutput } from "./engine/stack";
+import type { InFlightMark, StackOutput } from "./engine/types";
 import { Holder, livenessOf, nodeCommand } from "./engine/interruption";
 import { ConcurrentOperationError } from "./errors";
 import { updateKey, toHistoryEntries } from "./history-record";
 import { getObject, S3Location, s3LocationOf, updateObject } from "./s3-backend";
 
 /** What the records need of an open stack: which it is, and its tags and history (a reader or an engine stack). */
-export type RecordsEngine = Pick<EngineStack, "target" | "tags" | "history" | "setTags" | "removeTag">;
+export interface RecordsEngine {
+  /** Which stack: the backend, project and stack name. */
+  readonly target: { backendUrl: string; projectName: string; stackName: string };
+  /** Stack tags, as stored in the backend. */
+  tags(): Promise<Record<string, string>>;
+  /** The backend's whole update history, newest first. */
+  history(): Promise<UpdateSummary[]>;
+  /** Sets stack tags. */
+  setTags(tags: Record<string, string>): Promise<void>;
+  /** Removes a stack tag. */
+  removeTag(key: string): Promise<void>;
+}
 
 /** A deploy freeze, as stored in the backend. */
 export interface Freeze {

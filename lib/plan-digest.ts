@@ -9,7 +9,7 @@
 import * as crypto from "node:crypto";
 import { canonicalize } from "json-canonicalize";
 import { HistoryEntry, liveState } from "./history-record";
-import type { DesiredState } from "./operations/apply";
+import type { StackSettingsConfigValue } from "@pulumi/pulumi/automation";
 
 /** What a plan digest covers. */
 export interface PlanDigestInput {
@@ -20,8 +20,8 @@ export interface PlanDigestInput {
   to: string;
   /** The newest history revision when the plan was computed: any later update makes it stale. */
   baseRevision: number;
-  /** The config stackpin would set, as {@link desiredState} computes it. */
-  config: DesiredState["config"];
+  /** The config stackpin would set, as the planner computes it (`desiredState` in `operations/apply.ts`). */
+  config: Record<string, StackSettingsConfigValue>;
 }
 
 const sha256 = (text: string) => crypto.createHash("sha256").update(text, "utf8").digest("hex");
@@ -88,7 +88,7 @@ export function baseRevisionOf(history: HistoryEntry[]): number {
 }
 
 /** The digest of applying `desired` (computed for version `to`) after `history`, as preview and every operation compute it. */
-export function planDigestFor(stack: string, op: PlanDigestInput["op"], to: string, history: HistoryEntry[], desired: Pick<DesiredState, "config">): { planDigest: string; baseRevision: number } {
+export function planDigestFor(stack: string, op: PlanDigestInput["op"], to: string, history: HistoryEntry[], desired: { config: Record<string, StackSettingsConfigValue> }): { planDigest: string; baseRevision: number } {
   const baseRevision = baseRevisionOf(history);
   return { planDigest: planDigest({ stack, op, from: liveState(history).version, to, baseRevision, config: desired.config }), baseRevision };
 }

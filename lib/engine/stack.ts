@@ -2,6 +2,9 @@ import { spawn } from "node:child_process";
 import { automation } from "./automation";
 import { recordCall, subcommandOf, timingEnabled } from "./cli-timing";
 import { readAllPages } from "./history-pages";
+import type { InFlightMark, StackOutput } from "./types";
+
+export type { InFlightMark, StackOutput } from "./types";
 import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -86,11 +89,6 @@ export interface EngineRun {
   changeSummary: OpMap;
 }
 
-/** A stack output; `value` is `"[secret]"` when the output is secret. */
-export interface StackOutput {
-  value: unknown;
-  secret: boolean;
-}
 
 // The engine reports a replacement as three steps; people and scripts want one line per resource.
 const hiddenOps = new Set(["same", "create-replacement", "delete-replaced", "discard-replaced"]);
@@ -147,11 +145,6 @@ export interface PendingOperation {
   urn: string;
 }
 
-/** The mark an update or destroy leaves in the stack's tags while it runs: who, and what. */
-export interface InFlightMark extends Holder {
-  /** The update message's first line: `stackpin rollback v42 -> v41 by alice: why`. */
-  what: string;
-}
 
 /** A scratch workspace left by a stackpin process, and whether that process still runs. */
 export interface StaleWorkspace {
