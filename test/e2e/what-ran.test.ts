@@ -1,0 +1,140 @@
+import { strict as assert } from "node:assert";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { parse, stringify } from "yaml";
+import { ExitCode } from "../../lib/errors";
+import { json, pulumiOrSkip, TempProject, tempProject } from "./harness";
+import { makeSigners, Signers } from "./ssh-signers";
+
+/** A project whose stack requires signed approvals (`require`), alice being the approver. */
+async function approvalsProject(ctx: Mocha.Context, require: string[]): Promise<{ project: TempProject; signers: Signers }> {
+  const project = tempProject(await pulumiOrSkip(ctx));
+  const signers = makeSigners(["alice"]);
+  const stackDir = path.join(project.dir, "stacks", "dev");
+  fs.writeFileSync(path.join(stackDir, "allowed_signers"), signers.allowedSigners(["alice"]));
+  const stackFile = path.join(stackDir, "stack.yaml");
+  const doc = parse(fs.readFileSync(stackFile, "utf8"));
+  doc.policy = { approvals: { require, approvers: ["alice"], allowedSigners: "allowed_signers" } };
+  fs.writeFileSync(stackFile, stringify(doc));
+  return { project, signers };
+}
+
+/** alice's signed approval of `op` to `to`, as `stackpin approve` writes it. */
+async function approval(project: TempProject, signers: Signers, op: string, to: string, name: string): Promise<string> {
+  const out = path.join(project.dir, name);
+  const r = await project.cli(["approve", "--stack", "dev", "--op", op, "--to", to, "--key", signers.key("alice"), "--out", out, "--yes"]);
+  assert.equal(r.code, ExitCode.ok, r.stderr);
+  return out;
+}
+
+async function served(endpoint: string): Promise<string> {
+  return ((await (await fetch(`${endpoint}/`)).json()) as { message: string }).message;
+}
+
+describe("a rollback re-applies what ran, never a version file as it is now", function () {
+  let project: TempProject;
+  let signers: Signers;
+
+  before(async function () {
+    ({ project, signers } = await approvalsProject(this, ["deploy"]));
+    for (const v of ["v1", "v2"]) {
+      const file = await approval(project, signers, "deploy", v, `deploy-${v}.yaml`);
+      const r = await project.cli(["deploy", "--stack", "dev", "--version", v, "--yes", "--approval-file", file]);
+      assert.equal(r.code, ExitCode.ok, r.stderr);
+    }
+  });
+  after(async () => {
+    try {
+      await project?.teardown();
+    } finally {
+      signers?.remove();
+    }
+  });
+
+  it("a version never applied is not a rollback target (exit 4, nothing changed); deploying it needs the deploy's approval", async () => {
+    const v2 = parse(fs.readFileSync(path.join(project.dir, "stacks", "dev", "v2.yaml"), "utf8"));
+    project.writeVersion("v99", stringify({ ...v2, version: "v99", config: { ...v2.config, message: "hello from v99" } }));
+    const digest = project.stateDigest();
+    let r = await project.cli(["rollback", "--stack", "dev", "--to", "v99", "--yes"]);
+    assert.equal(r.code, ExitCode.unknownVersion, r.stderr);
+    assert.match(r.stderr, /v99 was never applied to stack dev, so there is nothing to roll back to: a rollback re-applies what ran\. Deploy it instead/);
+    r = await project.cli(["preview", "--stack", "dev", "--to", "v99"]);
+    assert.equal(r.code, ExitCode.unknownVersion, r.stderr);
+    r = await project.cli(["deploy", "--stack", "dev", "--version", "v99", "--yes"]);
+    assert.equal(r.code, ExitCode.approvalRequired, r.stderr);
+    assert.equal(project.stateDigest(), digest, "the refusals changed the backend");
+  });
+
+  it("after v1.yaml is edited, the preview shows the edit and the rollback serves what ran", async () => {
+    const file = path.join(project.dir, "stacks", "dev", "v1.yaml");
+    fs.writeFileSync(file, fs.readFileSync(file, "utf8").replace("message: hello from v1", "message: edited after review"));
+    const plan = json(await project.cli(["preview", "--stack", "dev", "--to", "v1", "--json"]));
+    assert.ok(
+      plan.warnings.some((w: string) => /^v1\.yaml differs from what ran at revision 1 \(message: ran "hello from v1", the file says "edited after review"\): this re-applies what ran/.test(w)),
+      plan.warnings.join("\n"),
+    );
+    const r = await project.cli(["rollback", "--stack", "dev", "--to", "v1", "--yes", "--json"]);
+    assert.equal(r.code, ExitCode.ok, r.stderr);
+    assert.equal(await served(json(r).outputs.endpoint.value), "hello from v1");
+    // Applying the file as it is now is a deploy, with a deploy's approval.
+    assert.equal((await project.cli(["deploy", "--stack", "dev", "--version", "v1", "--yes"])).code, ExitCode.approvalRequired);
+  });
+});
+
+describe("a history longer than the engine's first page: every update, true revisions", function () {
+  let project: TempProject;
+  let signers: Signers;
+  let usedApproval: string;
+  const updates = 25;
+
+  before(async function () {
+    ({ project, signers } = await approvalsProject(this, ["rollback"]));
+    for (const v of ["v1", "v2"]) assert.equal((await project.cli(["deploy", "--stack", "dev", "--version", v, "--yes"])).code, ExitCode.ok);
+    usedApproval = await approval(project, signers, "rollback", "v1", "rollback-v1.yaml");
+    let r = await project.cli(["rollback", "--stack", "dev", "--to", "v1", "--yes", "--approval-file", usedApproval]);
+    assert.equal(r.code, ExitCode.ok, r.stderr);
+    // Re-deploys of the live version: each one an update of its own.
+    for (let n = 4; n <= updates; n++) {
+      r = await project.cli(["deploy", "--stack", "dev", "--version", "v1", "--yes"]);
+      assert.equal(r.code, ExitCode.ok, r.stderr);
+    }
+  });
+  after(async () => {
+    try {
+      await project?.teardown();
+    } finally {
+      signers?.remove();
+    }
+  });
+
+  it(`history lists all ${updates} updates with their true revisions, and status names the newest`, async () => {
+    const history = json(await project.cli(["history", "--stack", "dev", "--json"]));
+    assert.deepEqual(
+      history.map((h: { revision: number }) => h.revision),
+      Array.from({ length: updates }, (_, i) => updates - i),
+    );
+    assert.deepEqual([history[updates - 3].op, history[updates - 3].to], ["rollback", "v1"]);
+    assert.equal(json(await project.cli(["status", "--stack", "dev", "--json"])).revision, updates);
+  });
+
+  it("a plan previewed before two more applies is refused (exit 7, nothing changed)", async () => {
+    const preview = json(await project.cli(["preview", "--stack", "dev", "--to", "v2", "--json"]));
+    assert.equal(preview.baseRevision, updates);
+    for (let i = 0; i < 2; i++) assert.equal((await project.cli(["deploy", "--stack", "dev", "--version", "v1", "--yes"])).code, ExitCode.ok);
+    const fresh = await approval(project, signers, "rollback", "v2", "rollback-v2.yaml");
+    const digest = project.stateDigest();
+    const r = await project.cli(["rollback", "--stack", "dev", "--to", "v2", "--yes", "--approval-file", fresh, "--expect-plan", preview.planDigest]);
+    assert.equal(r.code, ExitCode.concurrentOperation, r.stderr);
+    assert.equal(project.stateDigest(), digest);
+    const ok = await project.cli(["rollback", "--stack", "dev", "--to", "v2", "--yes", "--approval-file", fresh]);
+    assert.equal(ok.code, ExitCode.ok, ok.stderr);
+  });
+
+  it("an approval used at revision 3 is refused as a replay, however many updates later", async () => {
+    const digest = project.stateDigest();
+    const r = await project.cli(["rollback", "--stack", "dev", "--to", "v1", "--yes", "--approval-file", usedApproval]);
+    assert.equal(r.code, ExitCode.approvalRequired, r.stderr);
+    assert.match(r.stderr, /already used: approval [0-9a-f-]{36} by alice was used by revision 3 \(rollback v2 -> v1\)/);
+    assert.equal(project.stateDigest(), digest);
+  });
+});
