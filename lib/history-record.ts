@@ -50,10 +50,10 @@ export function decodeRecord(message: string | undefined): ApplyRecord | undefin
 }
 
 /**
- * The config an update ran with, as the backend recorded it: values as text (structured ones as JSON),
- * secrets never in plain text.
+ * The config an update ran with, as the backend recorded it: values as text (structured ones as JSON
+ * too). A secret's value is absent (the CLI shows only that it was secret) or its ciphertext, never plain.
  */
-export type RecordedConfig = Record<string, { value: string; secret?: boolean; objectValue?: unknown }>;
+export type RecordedConfig = Record<string, { value?: string; secret?: boolean; objectValue?: unknown }>;
 
 /** One entry of a stack's history, newest first: every update in the backend, stackpin's or not. */
 export interface HistoryEntry {

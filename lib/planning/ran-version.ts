@@ -33,8 +33,9 @@ function parseJson(text: string | undefined): unknown {
 }
 
 /** A recorded value as a version file writes it: structured config was recorded as JSON text. */
-function asFileValue(recorded: { value: string; secret?: boolean; objectValue?: unknown }, onDisk: unknown): unknown {
+function asFileValue(recorded: RecordedConfig[string], onDisk: unknown): unknown {
   if (recorded.objectValue !== undefined) return recorded.objectValue;
+  if (recorded.value === undefined) return undefined;
   if (typeof onDisk === "number" || typeof onDisk === "boolean" || (typeof onDisk === "object" && onDisk !== null)) {
     const parsed = parseJson(recorded.value);
     if (parsed !== undefined && typeof parsed === typeof onDisk) return parsed;
