@@ -33,6 +33,7 @@ import { diffConfig } from "../versions/config-diff";
 import type { VersionFile } from "../versions/schema";
 import type { Plan } from "./plan";
 import { ranVersion } from "../planning/ran-version";
+import { decodeRefusal } from "../engine/refusal";
 import { CheckpointResource, databaseAsLeft, DatabaseAsLeft, schemaInState, snapshotsInState } from "../planning/database-left";
 
 /** The result of a deploy or rollback that the engine completed. */
@@ -215,12 +216,12 @@ function touchesDatabase(d: DesiredState): boolean {
   return !!d.database && !["unchanged", "expand-contract"].includes(d.database.plan.policy);
 }
 
-/** Turns a program's `[stackpin:<code>]` failure into the typed error, or returns undefined. */
+/** Turns a program's database refusal ({@link decodeRefusal}) into the typed error, or returns undefined. */
 export function programFailure(stackName: string, message: string): StackpinError | undefined {
-  const m = /\[stackpin:(restore-impossible|database-unavailable)\] ([^\n]*)/.exec(message);
-  if (!m) return undefined;
-  const detail = m[2].replace(/\s*\.?$/, "").replace(/[";]+$/, "");
-  return m[1] === "restore-impossible" ? new RestoreImpossibleError(stackName, detail) : new DatabaseUnavailableError(stackName, detail);
+  const refusal = decodeRefusal(message);
+  if (refusal?.kind === "restore-impossible") return new RestoreImpossibleError(stackName, refusal.detail);
+  if (refusal?.kind === "database-unavailable") return new DatabaseUnavailableError(stackName, refusal.detail);
+  return undefined;
 }
 
 /**
@@ -465,8 +466,8 @@ async function updateFailure(ctx: EnvironmentContext, engine: EngineStack, targe
   if (revision) await recordVerification(engine, id, target.version, `failed: ${detail}`).catch(() => undefined);
   const left = revision ? await databaseLeftBy(ctx, engine, desired).catch(() => []) : [];
   const cause = err instanceof EngineFailedError ? (err.cause ?? err) : err;
-  const gate = /\[stackpin:health-gate\] ([^\n]*)/.exec(message);
-  if (gate) return new HealthGateFailedError(ctx.stack.name, target.version, gate[1].replace(/[";]+$/, ""), { cause, revision, left });
+  const refusal = decodeRefusal(message);
+  if (refusal?.kind === "health-gate") return new HealthGateFailedError(ctx.stack.name, target.version, refusal.detail, { cause, revision, left });
   const db = programFailure(ctx.stack.name, message);
   if (db) return new DatabaseApplyFailedError(ctx.stack.name, target.version, (db as RestoreImpossibleError | DatabaseUnavailableError).detail, { cause, revision, left });
   return new ApplyFailedError(ctx.stack.name, target.version, detail, { cause, revision, left });
@@ -490,7 +491,7 @@ async function databaseLeftBy(ctx: EnvironmentContext, engine: EngineStack, desi
 }
 
 /**
- * Runs the engine's preview, turning a program's `[stackpin:...]` refusal into its typed error; the
+ * Runs the engine's preview, turning a program's refusal (`lib/engine/refusal.ts`) into its typed error; the
  * preview changed nothing, so that is a refusal (exit 13). Any other failure is the engine's (exit 8).
  */
 async function previewOrExplain(ctx: EnvironmentContext, engine: EngineStack, progress: ProgressOptions, savePlan?: string) {

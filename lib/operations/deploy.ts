@@ -1,9 +1,10 @@
-import { ApprovalInput, approvedBy, checkApprovals, recordOf } from "../approvals";
+import { ApprovalInput, approvedBy, recordOf } from "../approvals";
 import type { EnvironmentContext, ProgressOptions } from "../environment";
-import { ApplyFailedError, FrozenError, NotConfirmedError, StackpinError, VerificationFailedError } from "../errors";
+import { ApplyFailedError, FrozenError, StackpinError, VerificationFailedError } from "../errors";
 import { HistoryEntry, lastGoodVersion, liveState } from "../history-record";
 import { audit, auditFailure, isRefusal } from "../trail";
-import { ApplyResult, applyWith, carryPlan, checkDatabaseFirst, planWith, prepareApply, readHistoryAndTags } from "./apply";
+import { ApplyResult, applyWith, carryPlan, checkDatabaseFirst, prepareApply, readHistoryAndTags } from "./apply";
+import { guardPlan } from "./guard";
 import type { Plan } from "./plan";
 import { recoverInterrupted, RecoveryReport } from "./recover";
 import { rollback } from "./rollback";
@@ -55,14 +56,10 @@ export async function deploy(ctx: EnvironmentContext, options: DeployOptions): P
     const freeze = record.records.freeze;
     if (freeze) throw new FrozenError(ctx.stack.name, freeze.reason, freeze.by, freeze.at);
     history = record.history;
-    const desired = await prepareApply(ctx, engine, "deploy", target, history, { approveDataLoss: options.approveDataLoss });
-    const granted = await checkApprovals(ctx, { op: "deploy", to: target.version, history, desired }, options.approvals ?? {});
+    const dbOptions = { approveDataLoss: options.approveDataLoss };
+    const desired = await prepareApply(ctx, engine, "deploy", target, history, dbOptions);
+    const { granted, plan } = await guardPlan(ctx, engine, { ...options, op: "deploy", target, history, desired, dbOptions, approvals: options.approvals ?? {}, what: target.version });
     const approvals = granted.map((g) => g.summary);
-    let plan: Plan | undefined;
-    if (options.confirm) {
-      plan = await planWith(ctx, engine, "deploy", target, history, options, { approveDataLoss: options.approveDataLoss }, desired);
-      if (!(await options.confirm(plan))) throw new NotConfirmedError(ctx.stack.name, target.version);
-    }
     if (onScratch) {
       await checkDatabaseFirst(ctx, engine, desired, options);
       const carried = carryPlan(plan);

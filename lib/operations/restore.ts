@@ -1,9 +1,9 @@
-import { ApprovalInput, approvedBy, checkApprovals, recordOf } from "../approvals";
+import { ApprovalInput, approvedBy, recordOf } from "../approvals";
 import type { EnvironmentContext, ProgressOptions } from "../environment";
-import { NotConfirmedError } from "../errors";
 import { audit, auditFailure } from "../trail";
-import { ApplyResult, applyWith, planWith, prepareApply, readHistory } from "./apply";
+import { ApplyResult, applyWith, prepareApply, readHistory } from "./apply";
 import type { Plan } from "./plan";
+import { guardPlan } from "./guard";
 import { recoverInterrupted } from "./recover";
 import { fileDiffersWarning, readRanSecrets, resolveLive } from "./resolve";
 import { liveState } from "../history-record";
@@ -40,13 +40,18 @@ export async function restore(ctx: EnvironmentContext, options: RestoreOptions):
     const target = ran.version;
     live = target.version;
     const desired = await prepareApply(ctx, engine, "restore", target, history, request);
-    const granted = await checkApprovals(ctx, { op: "restore", to: target.version, history, desired }, options.approvals ?? {});
+    const { granted, plan } = await guardPlan(ctx, engine, {
+      ...options,
+      op: "restore",
+      target,
+      history,
+      desired,
+      dbOptions: request,
+      approvals: options.approvals ?? {},
+      warnings: fileDiffersWarning(ran),
+      what: `restore of ${live}`,
+    });
     const approvals = granted.map((g) => g.summary);
-    let plan: Plan | undefined;
-    if (options.confirm) {
-      plan = await planWith(ctx, engine, "restore", target, history, options, request, desired, fileDiffersWarning(ran));
-      if (!(await options.confirm(plan))) throw new NotConfirmedError(ctx.stack.name, `restore of ${live}`);
-    }
     const result = await applyWith(ctx, engine, { op: "restore", from: live, to: live, who: ctx.actor, reason: options.reason, approvals: recordOf(granted) }, target, history, desired, options, plan);
     await audit(ctx, engine, { op: "restore", from: live, to: live, result: "succeeded", detail: `to ${desired.database?.plan.restore?.time} from ${desired.database?.plan.restore?.snapshot}${approvedBy(approvals)}` }, options);
     return { ...result, plan, approvals };

@@ -1,6 +1,6 @@
-import { ApprovalInput, approvedBy, checkApprovals, recordOf } from "../approvals";
+import { ApprovalInput, approvedBy, recordOf } from "../approvals";
 import type { EnvironmentContext, ProgressOptions } from "../environment";
-import { NotConfirmedError, VerificationFailedError } from "../errors";
+import { VerificationFailedError } from "../errors";
 import type { StackOutput } from "../engine/stack";
 import type { StackReader } from "../engine/stack-reader";
 import { readBackendLocks } from "../engine/interruption";
@@ -11,6 +11,7 @@ import { notify, NotificationResult, RollbackEvent } from "../notify";
 import { audit, auditFailure, incidentsDir } from "../trail";
 import { diffConfig } from "../versions/config-diff";
 import { ApplyResult, applyWith, planWith, readHistory, readHistoryAndTags } from "./apply";
+import { guardPlan } from "./guard";
 import { planRollback, RollbackPlan, skipOf } from "./rollback-plan";
 import type { Plan } from "./plan";
 import { recoverInterrupted, RecoveryReport } from "./recover";
@@ -127,16 +128,20 @@ export async function rollback(ctx: EnvironmentContext, options: RollbackOptions
     Object.assign(incident.record, { from, to: target.version });
     incident.step("target resolved", `${from ?? "(nothing)"} -> ${target.version}`);
 
-    const granted = await checkApprovals(ctx, { op: "rollback", to: target.version, history, desired }, options.approvals ?? {});
+    const { granted, plan } = await guardPlan(ctx, engine, {
+      ...options,
+      op: "rollback",
+      target,
+      history,
+      desired,
+      dbOptions: { approveDataLoss: options.approveDataLoss },
+      approvals: options.approvals ?? {},
+      onPlan: (shown) => incident.diff(shown),
+      what: target.version,
+    });
     incident.record.approvals = granted.map((g) => g.summary);
     if (incident.record.approvals.length) incident.step("approved", incident.record.approvals.join("; "));
-    let plan: Plan | undefined;
-    if (options.confirm) {
-      plan = await planWith(ctx, engine, "rollback", target, history, options, { approveDataLoss: options.approveDataLoss }, desired);
-      incident.diff(plan);
-      if (!(await options.confirm(plan))) throw new NotConfirmedError(ctx.stack.name, target.version);
-      incident.step("plan confirmed");
-    }
+    if (plan) incident.step("plan confirmed");
 
     started = true;
     await tell("rollback.started");

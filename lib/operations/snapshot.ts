@@ -1,7 +1,8 @@
 import type { EnvironmentContext, ProgressOptions } from "../environment";
-import { FrozenError, NotConfirmedError } from "../errors";
+import { FrozenError } from "../errors";
 import { audit, auditFailure } from "../trail";
-import { ApplyResult, applyWith, planWith, prepareApply, readHistoryAndTags } from "./apply";
+import { ApplyResult, applyWith, prepareApply, readHistoryAndTags } from "./apply";
+import { guardPlan } from "./guard";
 import { recoverInterrupted } from "./recover";
 import { fileDiffersWarning, readRanSecrets, resolveLive } from "./resolve";
 import { liveState } from "../history-record";
@@ -38,11 +39,9 @@ export async function removeSnapshot(ctx: EnvironmentContext, options: RemoveSna
     const target = ran.version;
     live = target.version;
     const desired = await prepareApply(ctx, engine, "deploy", target, history, request);
-    let plan: Plan | undefined;
-    if (options.confirm) {
-      plan = await planWith(ctx, engine, "deploy", target, history, options, request, desired, fileDiffersWarning(ran));
-      if (!(await options.confirm(plan))) throw new NotConfirmedError(ctx.stack.name, `removal of ${options.name}`);
-    }
+    // What runs is re-applied with one backup fewer: no config that never ran, so no deploy approval; the
+    // deletion itself is what --approve-data-loss (asked by the database plan) approves.
+    const { plan } = await guardPlan(ctx, engine, { ...options, op: "deploy", target, history, desired, dbOptions: request, warnings: fileDiffersWarning(ran), what: `removal of ${options.name}` });
     const reason = `retention: remove ${options.name}${options.reason ? `: ${options.reason}` : ""}`;
     const result = await applyWith(ctx, engine, { op: "deploy", from: live, to: live, who: ctx.actor, reason }, target, history, desired, options, plan);
     await audit(ctx, engine, { op: "deploy", from: live, to: live, result: "succeeded", detail: reason }, options);

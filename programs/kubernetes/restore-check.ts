@@ -7,14 +7,17 @@
  * database was at when the snapshot was taken. It stops the server again either way.
  *
  * It runs as a Job in the database image (PGDATA the restored claim's mount). On failure its last output
- * line is a `[stackpin:restore-impossible]` refusal, which the pod's termination message carries
+ * line is a restore-impossible refusal (`lib/engine/refusal.ts`), which the pod's termination message carries
  * (`FallbackToLogsOnError`) into the provider's error and stackpin types as a failed database change.
  *
  * Environment: PGDATA, RESTORE (the restore's name), SNAPSHOT, EXPECT_SCHEMA (empty: only that the database answers), DATABASE (the one the migrations use).
  */
+import { refusalMarker } from "../../lib/engine/refusal";
+
+/** The check, as a shell script. */
 export const restoreCheckScript = String.raw`set -u
 say() { printf '%s\n' "$*"; }
-fail() { say "[stackpin:restore-impossible] restore $RESTORE from snapshot $SNAPSHOT failed its check: $*; the database and the app stay on the volume they were on"; exit 1; }
+fail() { say "${refusalMarker("restore-impossible")} restore $RESTORE from snapshot $SNAPSHOT failed its check: $*; the database and the app stay on the volume they were on"; exit 1; }
 # PostgreSQL refuses to run as root; the database image runs the check as root, with runuser at hand.
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 [ -s "$PGDATA/PG_VERSION" ] || fail "the restored volume holds no PostgreSQL data directory (no $PGDATA/PG_VERSION): the snapshot's data never reached it (is a CSI driver that supports snapshots serving the class?)"

@@ -1,6 +1,7 @@
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import type { VerifySettings } from "../../lib/versions/schema";
+import { refusalMarker } from "../../lib/engine/refusal";
 
 /** Inputs of a {@link HealthGate}. */
 export interface HealthGateArgs {
@@ -26,7 +27,7 @@ async function check(props: GateProps) {
   const { waitHealthy } = require(props.verifier) as typeof import("../../lib/verification");
   // The marker lets stackpin tell a failed gate (the release never took traffic) from other failures.
   const { attempts } = await waitHealthy(props.url, props.health, props.expectVersion).catch((err: Error) => {
-    throw new Error(`[stackpin:health-gate] ${err.message.split("\n")[0]}`);
+    throw new Error(`${refusalMarker("health-gate")} ${err.message.split("\n")[0]}`);
   });
   return { ...props, attempts, checkedAt: new Date().toISOString() };
 }

@@ -10,6 +10,7 @@ import { HealthGate } from "./gate";
 import { PointInTimeRestore, PostgresSnapshot, PostgresTarget, SchemaMigration, WalArchive } from "./postgres";
 import { ManagedProcess, stopUnownedProcesses } from "./process";
 import { RotatingSecret } from "./secret";
+import { ProgramRefusal } from "../../lib/engine/refusal";
 
 const artifactsDir = path.join(__dirname, "..", "..", "..", "programs", "local", "artifacts");
 const switchScript = path.join(__dirname, "..", "..", "..", "programs", "local", "traffic-switch.js");
@@ -228,7 +229,7 @@ function declareDatabase(target: PostgresTarget | undefined, plan: DatabasePlan 
     instances[r.name] = { url: restore.restoredUrl, timeline: restore.timeline, port: restore.port, restore };
   }
   const live = instances[plan.live];
-  if (!live) throw new Error(`[stackpin:restore-impossible] the live database ${plan.live} is not kept by this stack`);
+  if (!live) throw new ProgramRefusal("restore-impossible", `the live database ${plan.live} is not kept by this stack`);
   if (plan.takeSnapshot) {
     const s = plan.snapshots.find((x) => x.name === plan!.takeSnapshot)!;
     snapshots[s.name] = snapshot(s, live.url);

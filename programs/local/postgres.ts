@@ -1,5 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { MigrationStep } from "../../lib/database";
+import { refusalMarker } from "../../lib/engine/refusal";
 
 /**
  * PostgreSQL as declarative resources for the local target: a snapshot is a base backup
@@ -42,7 +43,7 @@ async function query<T = Record<string, unknown>>(url: string, sql: string, para
   try {
     await client.connect();
   } catch (err) {
-    throw new Error(`[stackpin:database-unavailable] cannot connect to ${url.replace(/:[^:@/]*@/, ":***@")}: ${(err as Error).message}`);
+    throw new Error(`${refusalMarker("database-unavailable")} cannot connect to ${url.replace(/:[^:@/]*@/, ":***@")}: ${(err as Error).message}`);
   }
   try {
     return (await client.query(sql, params)).rows as T[];
@@ -209,7 +210,7 @@ function newestCommit(props: RestoreProps, files: string[]): string | undefined 
  */
 async function checkRestore(props: RestoreProps): Promise<string | undefined> {
   const fs = require("node:fs") as typeof import("node:fs");
-  const refuse = (why: string) => `[stackpin:restore-impossible] ${why}`;
+  const refuse = (why: string) => `${refusalMarker("restore-impossible")} ${why}`;
   if (!fs.existsSync(props.snapshotPath)) return refuse(`the base backup ${props.snapshotPath} is missing`);
   // A restored instance's archive may hold only its timeline's history file until its first segment fills.
   const own = fs.existsSync(props.sourceArchiveDir) ? fs.readdirSync(props.sourceArchiveDir).filter((f) => /^[0-9A-F]{24}$|^[0-9A-F]{8}\.history$/.test(f)) : [];
@@ -285,7 +286,7 @@ const restoreProvider: pulumi.dynamic.ResourceProvider = {
         return wal;
       })().catch(() => undefined);
       if (switched && !(await waitFor(() => fs.existsSync(p.join(inputs.sourceArchiveDir, switched)), 60_000))) {
-        throw new Error(`[stackpin:restore-impossible] ${inputs.sourceName} did not archive WAL segment ${switched} to ${inputs.sourceArchiveDir} within 60 s`);
+        throw new Error(`${refusalMarker("restore-impossible")} ${inputs.sourceName} did not archive WAL segment ${switched} to ${inputs.sourceArchiveDir} within 60 s`);
       }
     }
     const port = await new Promise<number>((resolve, reject) => {
@@ -340,9 +341,9 @@ const restoreProvider: pulumi.dynamic.ResourceProvider = {
       const text = fs.existsSync(log) ? fs.readFileSync(log, "utf8") : "";
       removeInstance(inputs.pgBin, inputs.dataDir);
       if (/recovery ended before configured recovery target was reached/.test(text)) {
-        throw new Error(`[stackpin:restore-impossible] the WAL archived from ${inputs.sourceName} does not reach ${inputs.time}`);
+        throw new Error(`${refusalMarker("restore-impossible")} the WAL archived from ${inputs.sourceName} does not reach ${inputs.time}`);
       }
-      throw new Error(`[stackpin:restore-impossible] the restored PostgreSQL ${why}: ${text.trim().split("\n").slice(-4).join(" | ")}`);
+      throw new Error(`${refusalMarker("restore-impossible")} the restored PostgreSQL ${why}: ${text.trim().split("\n").slice(-4).join(" | ")}`);
     };
     try {
       pgRun(inputs.pgBin, "pg_ctl", ["-D", inputs.dataDir, "-l", log, "-w", "-t", "300", "start"], { asPostgres: true });
