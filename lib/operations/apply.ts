@@ -1,9 +1,8 @@
-import type { StackSettingsConfigValue } from "@pulumi/pulumi/automation";
 import type { EngineStack, ResourceStep, StackOutput } from "../engine/stack";
 import { EnvironmentContext, progressBridge, ProgressOptions } from "../environment";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { DatabaseDecision, DatabaseRequest, planDatabase, VersionDatabase } from "../database";
+import type { VersionDatabase } from "../database";
 import {
   ApplyFailedError,
   DatabaseApplyFailedError,
@@ -25,16 +24,17 @@ import {
   toHistoryEntries,
 } from "../history-record";
 import { readRecords, RecordsEngine, recordStoreOf, StackRecords } from "../ledger";
-import { describeMove, nextLayout, RolloutLayout, RolloutMove } from "../rollout";
 import { planDigestFor } from "../plan-digest";
-import { forwardOnly, Generations } from "../secret-generations";
 import { verifyRelease, VerificationResult } from "../verification";
 import { diffConfig } from "../versions/config-diff";
 import type { VersionFile } from "../versions/schema";
 import type { Plan } from "./plan";
 import { ranVersion } from "../planning/ran-version";
 import { decodeRefusal } from "../engine/refusal";
-import { CheckpointResource, databaseAsLeft, DatabaseAsLeft, schemaInState, snapshotsInState } from "../planning/database-left";
+import { CheckpointResource, schemaInState, snapshotsInState } from "../planning/database-left";
+import { DatabaseOptions, DesiredState, planDesiredState } from "../planning/desired-state";
+
+export type { DatabaseOptions, DesiredState } from "../planning/desired-state";
 
 /** The result of a deploy or rollback that the engine completed. */
 export interface ApplyResult {
@@ -53,40 +53,6 @@ export interface ApplyResult {
   /** What happened to the database, when the version declares one. */
   database?: { policy: string; schema: number; notes: string[]; warnings: string[]; dataLossWindow?: { from: string; to: string } };
   durationMs: number;
-}
-
-/** Everything stackpin applies for a version: its config, and the layout and secrets it derives. */
-export interface DesiredState {
-  config: Record<string, StackSettingsConfigValue>;
-  rollout: RolloutLayout;
-  move: RolloutMove;
-  generations: Generations;
-  /** The database decision, when the version declares a database section. */
-  database?: DatabaseDecision;
-  /** Sentences for the preview about the layout, the secrets and the database. */
-  notes: string[];
-  /** The notes a reviewer must not miss (a secret kept back). */
-  warnings: string[];
-  /** The database as the whole past left it (failed updates included), which the plan started from. */
-  databaseLeft?: DatabaseAsLeft;
-}
-
-function plainConfig(version: VersionFile): Record<string, unknown> {
-  return Object.fromEntries(
-    Object.entries(version.config).filter(([, v]) => !(typeof v === "object" && v !== null && "secure" in v)),
-  );
-}
-
-/** Options that reach the database decision from deploy, rollback and restore. */
-export interface DatabaseOptions {
-  /** Approves the data loss of a point-in-time restore (a rollback past an irreversible migration, or `restore`). */
-  approveDataLoss?: boolean;
-  /** Restore the database to this time or snapshot (the `restore` operation). */
-  restore?: { time?: string; snapshot?: string };
-  /** Remove this snapshot or restored database (`snapshot rm`, a retention step needing `approveDataLoss`). */
-  remove?: string;
-  /** Planning for a preview: missing approvals are reported, not raised. */
-  previewOnly?: boolean;
 }
 
 function readSql(ctx: EnvironmentContext, version: VersionFile, file: string | undefined): string | undefined {
@@ -119,22 +85,9 @@ function versionDatabases(ctx: EnvironmentContext, target: VersionFile): Version
   return out;
 }
 
-/** The times each snapshot's base backup ended, from the program's `databaseSnapshots` output. */
-function snapshotTimes(outputs: Record<string, StackOutput>): Record<string, string> {
-  const snaps = (outputs.databaseSnapshots?.value ?? {}) as Record<string, { takenAt?: string }>;
-  return Object.fromEntries(Object.entries(snaps).flatMap(([n, s]) => (s.takenAt ? [[n, s.takenAt]] : [])));
-}
-
-/** When each restored instance took over, from the program's `databaseInstances` output. */
-function liveFromTimes(outputs: Record<string, StackOutput>): Record<string, string> {
-  const instances = (outputs.databaseInstances?.value ?? {}) as Record<string, { liveFrom?: string }>;
-  return Object.fromEntries(Object.entries(instances).flatMap(([n, i]) => (i.liveFrom ? [[n, i.liveFrom]] : [])));
-}
-
 /**
- * The stack config for applying `target` after `history`: the stack-wide and version config (keys
- * qualified with the project), plus `stackpin:version`, the blue/green layout, the forward-only secret
- * generations, the verification settings and the database plan.
+ * The desired state of applying `target` after `history` ({@link planDesiredState}), with what planning
+ * reads at the edge: every version's database section and SQL from the stack's files, and the clock.
  */
 export function desiredState(
   ctx: EnvironmentContext,
@@ -146,55 +99,16 @@ export function desiredState(
   /** The checkpoint's resources: what failed updates left (a snapshot taken, a migration run) is read from them. */
   resources: CheckpointResource[] = [],
 ): DesiredState {
-  const project = ctx.stack.project;
-  const live = liveState(history);
-  const { layout, move } = nextLayout(live.rollout, { version: target.version, config: plainConfig(target) }, op === "rollback" ? "rollback" : "deploy");
-  const secrets = forwardOnly(
-    Object.fromEntries(Object.entries(target.secrets).map(([k, v]) => [k, v.generation])),
-    live.secretGenerations,
-    target.version,
+  const needsVersions = !!(target.database || dbOptions.restore || dbOptions.remove || history.some((h) => h.database));
+  return planDesiredState(
+    { name: ctx.stack.name, project: ctx.stack.project, config: ctx.stack.settings.config },
+    op,
+    target,
+    { history, outputs, resources },
+    needsVersions ? versionDatabases(ctx, target) : [],
+    dbOptions,
+    new Date(),
   );
-  const config: Record<string, StackSettingsConfigValue> = {};
-  for (const [key, value] of Object.entries({ ...ctx.stack.settings.config, ...target.config })) {
-    config[key.includes(":") ? key : `${project}:${key}`] = value;
-  }
-  config["stackpin:version"] = target.version;
-  config["stackpin:rollout"] = JSON.stringify(layout);
-  config["stackpin:secrets"] = JSON.stringify(secrets.generations);
-  config["stackpin:verify"] = JSON.stringify(target.verify);
-  let database: DatabaseDecision | undefined;
-  // The database as the whole past left it: a failed update's snapshot and migration count.
-  const left = databaseAsLeft(history, resources);
-  const notes: string[] = [];
-  if (left.moved) {
-    const m = left.moved;
-    notes.push(`revision ${m.revision}${m.version ? ` (${m.version})` : ""} failed after its migration ran: the database is at schema ${m.schemaTo}, not ${m.schemaFrom}${m.snapshot ? `; snapshot ${m.snapshot} holds it as it was before` : ""}`);
-  }
-  for (const name of left.keptFromFailed) notes.push(`snapshot ${name}, taken by an update that failed, is kept`);
-  // Declared whenever the stack holds a database, whatever the target version says: snapshots and restored
-  // instances leave only by an approved removal, never because a version lacks a `database:` section.
-  if (target.database || dbOptions.restore || dbOptions.remove || left.plan) {
-    const versions = versionDatabases(ctx, target);
-    const targetDb = target.database
-      ? versions.find((v) => v.version === target.version)!
-      : { version: target.version, spec: { schema: left.plan?.schema ?? 0, backwardCompatible: true } };
-    const request: DatabaseRequest = { ...dbOptions, now: new Date() };
-    const times = { ...snapshotTimes(outputs), ...left.snapshotTimes };
-    // A rollback is also what follows a failed deploy that moved the schema: back down from where it is.
-    const direction = op === "rollback" ? "rollback" : "deploy";
-    database = planDatabase(ctx.stack.name, direction, targetDb, versions, { plan: left.plan, snapshotTimes: times, liveFrom: liveFromTimes(outputs) }, request);
-    config["stackpin:database"] = JSON.stringify(database.plan);
-  }
-  return {
-    config,
-    rollout: layout,
-    move,
-    generations: secrets.generations,
-    database,
-    databaseLeft: left,
-    notes: [describeMove(move, live.rollout, layout), ...secrets.notes, ...(database?.notes ?? [])],
-    warnings: [...notes, ...secrets.notes.filter((n) => /never roll back/.test(n)), ...(database?.warnings ?? [])],
-  };
 }
 
 /** Computes what applying `target` means on an open stack (it reads the stack's outputs); raises typed refusals. */

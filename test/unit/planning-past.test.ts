@@ -3,6 +3,7 @@ import type { DatabasePlan } from "../../lib/database";
 import { readAllPages } from "../../lib/engine/history-pages";
 import type { HistoryEntry, RecordedConfig } from "../../lib/history-record";
 import { databaseAsLeft, CheckpointResource } from "../../lib/planning/database-left";
+import { planDesiredState } from "../../lib/planning/desired-state";
 import { ranVersion } from "../../lib/planning/ran-version";
 import type { VersionFile } from "../../lib/versions/schema";
 
@@ -145,5 +146,43 @@ describe("history read page by page", () => {
       return [];
     });
     assert.equal(calls, 1);
+  });
+});
+
+describe("the desired state, planned from the world as read (plain values)", () => {
+  const stack = { name: "shop", project: "shop", config: {} };
+  const now = new Date("2026-12-06T05:00:00Z");
+  const v1 = { ...file("v1", { message: "v1" }), database: { schema: 1, backwardCompatible: true, migration: { name: "001_items", up: "001.sql" } } };
+  const v2 = { ...file("v2", { message: "v2" }), database: { schema: 2, backwardCompatible: false, migration: { name: "002_drop_note", up: "002.sql" } } };
+  const versions = [
+    { version: "v1", spec: v1.database, up: "create table items (note text)" },
+    { version: "v2", spec: v2.database, up: "alter table items drop column note" },
+  ];
+  const dbPlan = (schema: number, extra: Partial<DatabasePlan> = {}): DatabasePlan => ({ schema, migrations: [], downs: [], snapshots: [], restores: [], live: "primary", policy: "migrate", ...extra });
+  const history = [
+    entry(2, "deploy", "v2", "failed", { database: dbPlan(2, { snapshots: [{ name: "pre-v2", version: "v2", source: "primary", schema: 1 }], takeSnapshot: "pre-v2" }) }),
+    entry(1, "deploy", "v1", "succeeded", { database: dbPlan(1) }),
+  ];
+  const resources: CheckpointResource[] = [
+    { urn: "urn:pulumi:shop::shop::pulumi-nodejs:dynamic/stackpin-local:PostgresSnapshot::snapshot-pre-v2", type: "pulumi-nodejs:dynamic/stackpin-local:PostgresSnapshot", outputs: { name: "pre-v2", takenAt: "2026-12-06T04:00:00.000Z" } },
+    { urn: "urn:pulumi:shop::shop::pulumi-nodejs:dynamic/stackpin-local:SchemaMigration::schema", type: "pulumi-nodejs:dynamic/stackpin-local:SchemaMigration", outputs: { applied: 2 } },
+  ];
+  const world = { history, outputs: {}, resources };
+
+  it("after a failed update whose migration ran, a rollback is the restore to its snapshot, and needs approval", () => {
+    assert.throws(() => planDesiredState(stack, "rollback", v1, world, versions, {}, now), (e: Error) => e.constructor.name === "ApprovalRequiredError");
+    const d = planDesiredState(stack, "rollback", v1, world, versions, { approveDataLoss: true }, now);
+    assert.equal(d.database?.plan.policy, "point-in-time-restore");
+    assert.equal(d.database?.plan.restore?.snapshot, "pre-v2");
+    assert.equal(d.database?.plan.restore?.time, "2026-12-06T04:00:00.000Z");
+    assert.ok(d.database?.plan.snapshots.some((s) => s.name === "pre-v2"), "the snapshot is kept");
+    assert.deepEqual(JSON.parse(d.config["stackpin:database"] as string).restore.snapshot, "pre-v2");
+  });
+
+  it("a snapshot in the state but absent from the newest outputs and record is kept by the next deploy", () => {
+    const left = { ...world, resources: [resources[0], { ...resources[1], outputs: { applied: 1 } }] };
+    const d = planDesiredState(stack, "deploy", v1, left, versions, {}, now);
+    assert.ok(d.database?.plan.snapshots.some((s) => s.name === "pre-v2"));
+    assert.ok(d.warnings.some((w) => /snapshot pre-v2, taken by an update that failed, is kept/.test(w)));
   });
 });
