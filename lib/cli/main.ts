@@ -123,8 +123,10 @@ function machinePolicy(env: Env): MachinePolicy | undefined {
   return signers === undefined ? undefined : { source: "STACKPIN_ALLOWED_SIGNERS", approvals: { require: [], approvers: [], allowedSigners: signers } };
 }
 
-async function context(flags: CommonFlags, env: Env) {
+/** Opens the stack the flags name. `reading`: a command that only reads, which a passphrase stack opens without its passphrase. */
+async function context(flags: CommonFlags, env: Env, reading = false) {
   return openEnvironment({
+    requirePassphrase: !reading,
     machinePolicy: machinePolicy(env),
     stack: flags.stack,
     projectDir: flags.projectDir,
@@ -495,12 +497,12 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
     });
 
   withCommon(program.command("history").description("every deploy and rollback of the stack, newest first")).action(async (flags) => {
-    const entries = await history(await context(flags, env));
+    const entries = await history(await context(flags, env, true));
     out(flags, entries, () => renderHistory(flags.stack, entries));
   });
 
   withCommon(program.command("status").description("the live version, last operation and outputs")).action(async (flags) => {
-    const s = await status(await context(flags, env));
+    const s = await status(await context(flags, env, true));
     out(flags, s, () => renderStatus(s));
   });
 
