@@ -8,7 +8,7 @@ import { z } from "zod";
 import { builtinPrograms } from "../../programs";
 import type { ProgressEvent } from "../environment";
 import { openEnvironment } from "../environment";
-import { ensurePulumi, locatePulumi, PulumiCli } from "../engine/pulumi-cli";
+import { ensurePulumi, locatePulumi, packageRoot, PulumiCli } from "../engine/pulumi-cli";
 import { AuditBrokenError, ExitCode, FleetIncompleteError, PlanChangedError, StackpinError, VerificationFailedError } from "../errors";
 import { fleetRollback, FleetResult } from "../operations/fleet";
 import { emitK8sJobs, JobBatch } from "../operations/fleet-emit";
@@ -49,6 +49,7 @@ import {
   renderStatus,
   renderVerification,
 } from "./render";
+import { addHelpExamples } from "./help-examples";
 
 /** The environment variables the CLI reads, validated once here and nowhere else. */
 const envSchema = z.object({
@@ -224,6 +225,9 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
   const approvalsOf = (flags: { approve: string[]; approvalFile: string[] }) => ({ approvers: flags.approve, files: flags.approvalFile });
   const program = new Command("stackpin")
     .description("Version-pinned Pulumi stacks: deploy, preview, roll back, with history in the backend")
+    .version(packageVersion(), "-V, --version", "print stackpin's version")
+    // Root options only before the command: `deploy --version v2` is deploy's version, not stackpin's.
+    .enablePositionalOptions()
     .exitOverride()
     .configureOutput({ writeOut: (text) => io().stdout.write(text), writeErr: (text) => io().stderr.write(text) })
     .showHelpAfterError();
@@ -578,7 +582,13 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
       const cli = await ensurePulumi({ explicit: env.STACKPIN_PULUMI, searchPath: env.PATH, pulumiHome: env.PULUMI_HOME, onProgress: err });
       out(flags, { version: cli.version, source: cli.source, root: cli.root }, () => `Pulumi CLI ${cli.version} (${cli.source}): ${cli.root}`);
     });
+  addHelpExamples(program);
   return program;
+}
+
+/** stackpin's own version, from its package.json. */
+function packageVersion(): string {
+  return (JSON.parse(fs.readFileSync(path.join(packageRoot(), "package.json"), "utf8")) as { version: string }).version;
 }
 
 /** Writes each batch to `<dir>/<batch>.yaml`; returns the paths. */
