@@ -1,6 +1,6 @@
 /**
  * Every failure a user can cause or meet has its own class, carrying the stack, the version and the next
- * step in its message, and exactly one process exit code (see {@link ExitCode} and the README).
+ * step in its message, and exactly one process exit code (see {@link ExitCode} and the README's table).
  */
 
 /** Exit codes of the `stackpin` CLI. Stable: scripts may rely on them. */
@@ -65,7 +65,7 @@ export class UnknownStackError extends StackpinError {
   constructor(readonly stackName: string, readonly known: string[]) {
     super(
       `stack "${stackName}" not found; known: ${known.length ? known.join(", ") : "(none)"}. ` +
-        `To add it, create stacks/${stackName}/stack.yaml and a version file beside it (README: "Stacks and versions").`,
+        `To add it, create stacks/${stackName}/stack.yaml and a version file beside it (docs/concepts.md: "Stacks and versions").`,
     );
   }
 }

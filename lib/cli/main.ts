@@ -357,7 +357,7 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
       const doc = batches.map((b) => ({ name: b.name, wave: b.wave, stacks: b.stacks, file: files[batches.indexOf(b)], jobs: b.jobs }));
       out(flags, doc, () =>
         flags.out
-          ? `${batches.map((b, i) => `${files[i]}: ${b.stacks.join(", ")}`).join("\n")}\napply them in order, waiting for each batch (README: "Fleet rollback on Kubernetes")`
+          ? `${batches.map((b, i) => `${files[i]}: ${b.stacks.join(", ")}`).join("\n")}\napply them in order, waiting for each batch (docs/fleet.md: "Fleet rollback on Kubernetes, or in a CI matrix")`
           : batches.map((b) => `# batch ${b.name} (wave ${b.wave}): ${b.stacks.join(", ")}\n${b.yaml}`).join("---\n"),
       );
     });
