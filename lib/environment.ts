@@ -20,8 +20,15 @@ export interface OpenEnvironmentOptions {
   stacksDir?: string;
   /** The state backend URL. Defaults to `stack.yaml`'s `backend`, else `file://<projectDir>/.stackpin/state`. */
   backendUrl?: string;
-  /** The secrets passphrase (`PULUMI_CONFIG_PASSPHRASE`) or a file holding it. Required for passphrase stacks. */
+  /** The secrets passphrase (`PULUMI_CONFIG_PASSPHRASE`) or a file holding it. Required for passphrase stacks (see `requirePassphrase`). */
   passphrase?: { value?: string; file?: string };
+  /**
+   * Whether a passphrase stack opened without its passphrase is refused at once (the default, true).
+   * False suits a caller that only reads (`status`, `history`): reading history decrypts nothing, so it
+   * works without one, and whatever would need it (the engine, or outputs stackpin's records do not hold)
+   * raises `MissingPassphraseError` when it is reached, before it touches anything.
+   */
+  requirePassphrase?: boolean;
   /** The Pulumi CLI; found with {@link locatePulumi} (on `PATH` and in the project cache) the first time the engine is needed. */
   pulumi?: PulumiCli;
   /** `PULUMI_HOME` for the CLI. */
@@ -161,9 +168,8 @@ export async function openEnvironment(options: OpenEnvironmentOptions & { progra
     ]);
   }
   const passphrase = options.passphrase;
-  if (stack.settings.secretsProvider === "passphrase" && passphrase?.value === undefined && !passphrase?.file) {
-    throw new MissingPassphraseError(stack.name);
-  }
+  const passphraseMissing = stack.settings.secretsProvider === "passphrase" && passphrase?.value === undefined && !passphrase?.file;
+  if (passphraseMissing && options.requirePassphrase !== false) throw new MissingPassphraseError(stack.name);
   const localDir = path.join(projectDir, ".stackpin");
   const backendUrl =
     options.backendUrl ?? stack.settings.backend ?? pulumiProject.backendUrl ?? `file://${path.join(localDir, "state")}`;
@@ -173,6 +179,8 @@ export async function openEnvironment(options: OpenEnvironmentOptions & { progra
   // only read (`status`, `history`) never need.
   let program: ReturnType<ProgramFactory> | undefined;
   const open = async (url: string, create: boolean) => {
+    // Opened for reading only: the engine decrypts the stack's secrets, so it is where the passphrase is needed.
+    if (passphraseMissing) throw new MissingPassphraseError(stack.name);
     pulumi ??= await locatePulumi({ searchPath: process.env.PATH, versionCacheDir: path.join(localDir, "engine") });
     return EngineStack.open({
       stackName: stack.name,

@@ -1,27 +1,45 @@
 /**
  * Every failure a user can cause or meet has its own class, carrying the stack, the version and the next
- * step in its message, and exactly one process exit code (see {@link ExitCode} and the README).
+ * step in its message, and exactly one process exit code (see {@link ExitCode} and the README's table).
  */
 
 /** Exit codes of the `stackpin` CLI. Stable: scripts may rely on them. */
 export const ExitCode = {
+  /** Success. */
   ok: 0,
+  /** A bug in stackpin (`STACKPIN_DEBUG=1` prints the stack trace). */
   internal: 1,
+  /** A missing or unknown flag, or an argument naming nothing the stack has. */
   usage: 2,
+  /** No `stacks/<stack>/stack.yaml`, or a stack never deployed to the backend. */
   unknownStack: 3,
+  /** An unknown version, `previous` with nothing to go back to, or a rollback to a version that never ran. */
   unknownVersion: 4,
+  /** A version file, `stack.yaml`, the machine policy or a program named by path cannot be used. */
   invalidVersionFile: 5,
+  /** The passphrase is missing or wrong, or the KMS secrets provider cannot be used. */
   missingPassphrase: 6,
+  /** Another operation holds the stack, or the stack changed since the plan was made. */
   concurrentOperation: 7,
+  /** The engine ran and failed: an update (recorded in history as failed), a preview or a read. */
   applyFailed: 8,
+  /** Not confirmed: declined, or no terminal to ask on and no `--yes`. */
   notConfirmed: 9,
+  /** No usable Pulumi CLI. */
   pulumiUnavailable: 10,
+  /** The version failed its health gate or its verification after the apply. */
   verificationFailed: 11,
+  /** An approval (signed, or `--approve-data-loss`) is missing or refused. */
   approvalRequired: 12,
+  /** The database is unreachable, or a restore is impossible, found before anything applied. */
   databaseUnavailable: 13,
+  /** Deploys to the stack are frozen. */
   frozen: 14,
+  /** `watch` without `--auto-rollback`: a trigger fired. */
   triggerFired: 15,
+  /** `audit verify`: the audit trail was edited, reordered or truncated. */
   auditBroken: 16,
+  /** A fleet rollback where not every stack succeeded. */
   fleetIncomplete: 17,
 } as const;
 
@@ -30,6 +48,7 @@ export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];
 
 /** Base class of every error stackpin raises on purpose; `exitCode` is what the CLI exits with. */
 export abstract class StackpinError extends Error {
+  /** The code the CLI exits with for this failure (one per class). */
   abstract readonly exitCode: ExitCodeValue;
   /** A short machine-readable name, used in `--json` error documents. */
   abstract readonly code: string;
@@ -46,7 +65,7 @@ export class UnknownStackError extends StackpinError {
   constructor(readonly stackName: string, readonly known: string[]) {
     super(
       `stack "${stackName}" not found; known: ${known.length ? known.join(", ") : "(none)"}. ` +
-        `To add it, create stacks/${stackName}/stack.yaml and a version file beside it (README: "Stacks and versions").`,
+        `To add it, create stacks/${stackName}/stack.yaml and a version file beside it (docs/concepts.md: "Stacks and versions").`,
     );
   }
 }
@@ -290,7 +309,7 @@ export class VerificationFailedError extends StackpinError {
     readonly rolledBackTo?: string,
     /** The results of the failed apply and of the rollback, for `--json`. */
     readonly details?: unknown,
-    /** How the version got there and what the stack is left with; see {@link VerificationFailedError.outcome}. */
+    /** How the version got there and what the stack is left with, which the message states. */
     readonly situation: { op?: "deploy" | "rollback"; rollbackFailure?: string; rollbackTarget?: string } = {},
   ) {
     super(`${version} failed verification on stack ${stackName}: ${reason}\n${VerificationFailedError.outcome(stackName, version, rolledBackTo, situation)}`);

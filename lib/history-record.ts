@@ -80,13 +80,13 @@ export interface HistoryEntry {
   verification?: string;
   /** The signed approvals this update used. */
   approvals?: UsedApproval[];
-  /** The key stackpin's records use for this update: its record's id, else its start time ({@link updateKey}). */
+  /** The key stackpin's records use for this update: its record's id, else its start time (`updateKey`). */
   updateId?: string;
   /** True when the engine held the update to a previewed update plan (the plan confirmed before it). */
   heldToPlan?: boolean;
   /**
    * The config the update ran with (what a rollback to its version re-applies). Planning reads it; what
-   * `history` and `status` show leaves it out ({@link withoutConfig}).
+   * `history` and `status` show leaves it out (`withoutConfig`).
    */
   config?: RecordedConfig;
 }

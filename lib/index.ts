@@ -60,6 +60,24 @@ export type { PlanDigestInput } from "./plan-digest";
 export { recover } from "./operations/recover";
 export type { AdoptOptions, AdoptResult };
 export type { RecoverOptions, RecoveryReport, InterruptedOperation } from "./operations/recover";
+// The types the results and options above are made of, so that the API reference documents every one.
+export type { PlanEngine } from "./environment";
+export type { StackDefinition } from "./versions/store";
+export type { UsedApproval, RecordedConfig } from "./history-record";
+export type { MigrationStep, SnapshotRecord, RestoreRecord } from "./database";
+export type { FleetSelection } from "./operations/fleet";
+export type { Generations } from "./secret-generations";
+export type { IncidentRecord, SignalRecovery } from "./incident";
+export type { IncidentMark, IncidentSeries } from "./incident-page";
+export type { SlotRelease } from "./rollout";
+export type { Freeze } from "./ledger";
+export type { Evaluation } from "./triggers";
+export type { RollbackResult } from "./operations/rollback";
+export type { EnsurePulumiOptions, LocatePulumiOptions } from "./engine/pulumi-cli";
+export type { ProgramFactory, ProgramContext, ProgramConfigSpec, ProgramReconciler, FailureExplainer, StateResourceView } from "../programs/types";
+export type { RuleEvaluation } from "./triggers";
+export type { NotificationResult } from "./notify";
+export type { TimelineEntry } from "./incident";
 
 /**
  * Validates the stack's definition and the passphrase, finds the CLI, and returns the context operations

@@ -35,11 +35,11 @@ export interface ProgramConfigSpec {
   secretName?: z.ZodType<string>;
 }
 
-/** A program stackpin can run: given the context, the inline Pulumi program; `config` declares its config, `reconcile` cleans up after an interrupted update. */
 /**
  * Given the engine's report of a failed preview or update, a sentence for people saying what the target
  * lacks and how to provide it, when the program recognises the failure; else undefined.
  */
 export type FailureExplainer = (report: string) => string | undefined;
 
+/** A program stackpin can run: given the context, the inline Pulumi program; `config` declares its config, `reconcile` cleans up after an interrupted update. */
 export type ProgramFactory = ((context: ProgramContext) => PulumiFn) & { config?: ProgramConfigSpec; reconcile?: ProgramReconciler; explainFailure?: FailureExplainer };

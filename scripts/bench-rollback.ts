@@ -1,5 +1,5 @@
 /**
- * `npm run bench:rollback`: what stackpin's operations cost beside what the engine costs (issue 12),
+ * `npm run bench:rollback`: what stackpin's operations cost beside what the engine costs,
  * printed, not asserted. Every stackpin figure is the real CLI (`node dist/lib/cli/main.js ... --yes`)
  * on a temp copy of `stacks/dev` (local target, file:// backend), run with `STACKPIN_DEBUG=timing` so
  * each run also reports its Pulumi CLI calls; beside it, in the same run, the **engine floor**: the same
@@ -218,7 +218,7 @@ async function mainTable(pulumi: PulumiCli): Promise<void> {
       keep("switch-back", await stackpin(project, ["rollback", ...s, "--to", "previous", "--yes"], { endpoint, version: "v1" }));
       const cfgBack = await floor.appliedConfig();
       keep("noop", await stackpin(project, ["rollback", ...s, "--to", "v1", "--yes"]));
-      // Skipped since issue 12 (v1 is live and verified); `--force` measures the re-apply beside the floor.
+      // Skipped (v1 is live and verified: nothing to apply); `--force` measures the re-apply beside the floor.
       keep("force", await stackpin(project, ["rollback", ...s, "--to", "v1", "--yes", "--force"]));
       const cfgNoop = await floor.appliedConfig();
       // The floor: the same transitions from the same state, with the configs stackpin applied.

@@ -8,7 +8,7 @@ import { z } from "zod";
 import { builtinPrograms } from "../../programs";
 import type { ProgressEvent } from "../environment";
 import { openEnvironment } from "../environment";
-import { ensurePulumi, locatePulumi, PulumiCli } from "../engine/pulumi-cli";
+import { ensurePulumi, locatePulumi, packageRoot, PulumiCli } from "../engine/pulumi-cli";
 import { AuditBrokenError, ExitCode, FleetIncompleteError, PlanChangedError, StackpinError, VerificationFailedError } from "../errors";
 import { fleetRollback, FleetResult } from "../operations/fleet";
 import { emitK8sJobs, JobBatch } from "../operations/fleet-emit";
@@ -49,6 +49,7 @@ import {
   renderStatus,
   renderVerification,
 } from "./render";
+import { addHelpExamples } from "./help-examples";
 
 /** The environment variables the CLI reads, validated once here and nowhere else. */
 const envSchema = z.object({
@@ -123,8 +124,10 @@ function machinePolicy(env: Env): MachinePolicy | undefined {
   return signers === undefined ? undefined : { source: "STACKPIN_ALLOWED_SIGNERS", approvals: { require: [], approvers: [], allowedSigners: signers } };
 }
 
-async function context(flags: CommonFlags, env: Env) {
+/** Opens the stack the flags name. `reading`: a command that only reads, which a passphrase stack opens without its passphrase. */
+async function context(flags: CommonFlags, env: Env, reading = false) {
   return openEnvironment({
+    requirePassphrase: !reading,
     machinePolicy: machinePolicy(env),
     stack: flags.stack,
     projectDir: flags.projectDir,
@@ -222,6 +225,9 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
   const approvalsOf = (flags: { approve: string[]; approvalFile: string[] }) => ({ approvers: flags.approve, files: flags.approvalFile });
   const program = new Command("stackpin")
     .description("Version-pinned Pulumi stacks: deploy, preview, roll back, with history in the backend")
+    .version(packageVersion(), "-V, --version", "print stackpin's version")
+    // Root options only before the command: `deploy --version v2` is deploy's version, not stackpin's.
+    .enablePositionalOptions()
     .exitOverride()
     .configureOutput({ writeOut: (text) => io().stdout.write(text), writeErr: (text) => io().stderr.write(text) })
     .showHelpAfterError();
@@ -351,7 +357,7 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
       const doc = batches.map((b) => ({ name: b.name, wave: b.wave, stacks: b.stacks, file: files[batches.indexOf(b)], jobs: b.jobs }));
       out(flags, doc, () =>
         flags.out
-          ? `${batches.map((b, i) => `${files[i]}: ${b.stacks.join(", ")}`).join("\n")}\napply them in order, waiting for each batch (README: "Fleet rollback on Kubernetes")`
+          ? `${batches.map((b, i) => `${files[i]}: ${b.stacks.join(", ")}`).join("\n")}\napply them in order, waiting for each batch (docs/fleet.md: "Fleet rollback on Kubernetes, or in a CI matrix")`
           : batches.map((b) => `# batch ${b.name} (wave ${b.wave}): ${b.stacks.join(", ")}\n${b.yaml}`).join("---\n"),
       );
     });
@@ -495,12 +501,12 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
     });
 
   withCommon(program.command("history").description("every deploy and rollback of the stack, newest first")).action(async (flags) => {
-    const entries = await history(await context(flags, env));
+    const entries = await history(await context(flags, env, true));
     out(flags, entries, () => renderHistory(flags.stack, entries));
   });
 
   withCommon(program.command("status").description("the live version, last operation and outputs")).action(async (flags) => {
-    const s = await status(await context(flags, env));
+    const s = await status(await context(flags, env, true));
     out(flags, s, () => renderStatus(s));
   });
 
@@ -576,7 +582,13 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
       const cli = await ensurePulumi({ explicit: env.STACKPIN_PULUMI, searchPath: env.PATH, pulumiHome: env.PULUMI_HOME, onProgress: err });
       out(flags, { version: cli.version, source: cli.source, root: cli.root }, () => `Pulumi CLI ${cli.version} (${cli.source}): ${cli.root}`);
     });
+  addHelpExamples(program);
   return program;
+}
+
+/** stackpin's own version, from its package.json. */
+function packageVersion(): string {
+  return (JSON.parse(fs.readFileSync(path.join(packageRoot(), "package.json"), "utf8")) as { version: string }).version;
 }
 
 /** Writes each batch to `<dir>/<batch>.yaml`; returns the paths. */

@@ -2,7 +2,7 @@ import type { PulumiCommand } from "@pulumi/pulumi/automation";
 
 /**
  * `STACKPIN_DEBUG=timing`: every Pulumi CLI call the Automation API makes, with its subcommand and
- * duration, printed to stderr as it ends, and a total when the process exits. This is how issue 12's
+ * duration, printed to stderr as it ends, and a total when the process exits. This is how the
  * benchmark (`npm run bench:rollback`) finds where an operation's time goes; without the variable
  * nothing is wrapped.
  */

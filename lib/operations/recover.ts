@@ -3,7 +3,7 @@ import type { EnvironmentContext, ProgressOptions } from "../environment";
 import { ConcurrentOperationError } from "../errors";
 import { audit } from "../trail";
 
-/** Options for {@link recover} and {@link recoverInterrupted}. */
+/** Options for {@link recover} and `recoverInterrupted`. */
 export interface RecoverOptions extends ProgressOptions {
   /**
    * Break a lock (or in-flight mark) whose holder cannot be proven gone, e.g. one taken on another host.

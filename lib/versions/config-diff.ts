@@ -4,7 +4,7 @@ import type { ConfigValue } from "./schema";
 /** The text shown in place of a secret value everywhere: output, JSON, history. */
 export const maskedSecret = "[secret]";
 
-/** One change between two versions' config. Secret values are never present, only {@link maskedSecret}. */
+/** One change between two versions' config. Secret values are never present, only `"[secret]"`. */
 export interface ConfigChange {
   /** The config key, with a dotted path into structured values (`features.beta`). */
   key: string;

@@ -204,7 +204,7 @@ export const stackFileSchema = z
     program: z.string().min(1),
     /** The Pulumi project name; defaults to `Pulumi.yaml`'s `name`, else `stackpin`. */
     project: z.string().regex(/^[A-Za-z0-9_.-]+$/).optional(),
-    /** `passphrase`, or a KMS key URL Pulumi opens itself (see {@link kmsSecretsProviderPattern}). */
+    /** `passphrase`, or a KMS key URL Pulumi opens itself (`awskms://`, `gcpkms://`, `azurekeyvault://`, `hashivault://`). */
     secretsProvider: z
       .string()
       .default("passphrase")

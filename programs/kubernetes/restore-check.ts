@@ -1,5 +1,5 @@
 /**
- * The check a restored volume passes before the database moves to it (issue 17 §2): a volume restored
+ * The check a restored volume passes before the database moves to it: a volume restored
  * from a snapshot that no CSI driver ever filled binds and mounts like any other, empty, so "the claim
  * is bound" proves nothing. The check starts PostgreSQL on the restored data directory (on a Unix socket
  * in a private directory, no TCP, no WAL archiving), asks it for the schema stackpin's migrations

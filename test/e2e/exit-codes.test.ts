@@ -81,8 +81,8 @@ describe("every exit code in the README's table is what the CLI exits with in th
     fs.rmSync(path.join(project.dir, "stacks", "dev", "v7.yaml"));
   });
 
-  it("6: no passphrase", async () => {
-    await expect(ExitCode.missingPassphrase, "no passphrase", ["status", "--stack", "dev"], { env: { PULUMI_CONFIG_PASSPHRASE: undefined } });
+  it("6: no passphrase, for a command that runs the engine (status and history only read, and need none)", async () => {
+    await expect(ExitCode.missingPassphrase, "no passphrase", ["deploy", "--stack", "dev", "--version", "v2", "--yes"], { env: { PULUMI_CONFIG_PASSPHRASE: undefined } });
   });
 
   it("7: another operation holds the stack", async () => {
@@ -208,6 +208,9 @@ describe("every exit code in the README's table is what the CLI exits with in th
   it("11 too: a rollback whose target fails verification says it was applied and is live, unverified", async () => {
     const v1 = parse(fs.readFileSync(path.join(project.dir, "stacks", "dev", "v1.yaml"), "utf8"));
     project.writeVersion("v12", stringify({ ...v1, version: "v12", verify: { ...v1.verify, smoke: [{ name: "always fails", run: "exit 3" }] } }));
+    // A rollback re-applies what ran, so v12 must have run (applied, failing its smoke check) and been left.
+    assert.equal((await project.cli(["deploy", "--stack", "dev", "--version", "v12", "--yes"])).code, ExitCode.verificationFailed);
+    assert.equal((await project.cli(["deploy", "--stack", "dev", "--version", "v1", "--yes"])).code, ExitCode.ok);
     const r = await expect(ExitCode.verificationFailed, "rollback unverified", ["rollback", "--stack", "dev", "--to", "v12", "--yes"]);
     assert.match(r.stderr, /v12 failed verification on stack dev: .*always fails/);
     assert.match(r.stderr, /the rollback to v12 was applied and is live, but unverified/);

@@ -134,7 +134,7 @@ describe("kill -9 at any moment of a deploy or rollback, then the same command a
       if (result.recovery?.recovered) assert.match(again.stderr, /found an interrupted|cleaned up|in-flight mark/, trial);
       assert.equal(result.to, target, trial);
       // A first run that finished before its kill leaves the rollback's target live and verified: the second
-      // run is then skipped (issue 12), with nothing to verify.
+      // run is then skipped (already live and verified), with nothing to verify.
       if (!result.skipped) assert.equal(result.verification?.passed, true, trial);
       else assert.equal(args[0], "rollback", trial);
 

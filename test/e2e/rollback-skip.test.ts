@@ -2,7 +2,7 @@ import { strict as assert } from "node:assert";
 import { ExitCode } from "../../lib/errors";
 import { json, pulumiOrSkip, TempProject, tempProject } from "./harness";
 
-// Issue 12 / STYLE §10: a rollback to the version already live and verified is answered without an update,
+// STYLE §10: a rollback to the version already live and verified is answered without an update,
 // and recorded nowhere; `--force` re-applies it; a live version whose last apply failed is re-applied.
 describe("rollback to the version already live (real engine)", function () {
   let project: TempProject;

@@ -1,7 +1,7 @@
 import { strict as assert } from "node:assert";
 import { pulumiOrSkip, TempProject, tempProject } from "./harness";
 
-// STACKPIN_DEBUG=timing (issue 12's breakdown): every Pulumi CLI call an operation made, and a total;
+// STACKPIN_DEBUG=timing (the benchmark's breakdown): every Pulumi CLI call an operation made, and a total;
 // never an argument's value, so a secret passed to the CLI stays out of the output.
 describe("STACKPIN_DEBUG=timing: the Pulumi CLI calls of one operation (real engine)", function () {
   let project: TempProject;

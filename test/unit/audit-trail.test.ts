@@ -8,7 +8,7 @@ import { gatedChild } from "./gated-child";
 const auditModule = path.join(__dirname, "..", "..", "lib", "audit.js");
 
 // The anchor file beside the trail, as the trail keeps it. Passed as both option shapes (`stackName`, and
-// the `read`/`write` anchor of stackpin before issue 11) so the same test also runs against that code.
+// the `read`/`write` anchor an older stackpin took) so the same test also runs against that code.
 function logAt(file: string): AuditLog {
   const head = file.replace(/\.jsonl$/, "") + ".head";
   const options = {

@@ -10,7 +10,7 @@ function entry(op: string, to: string | undefined, result = "succeeded", verific
 /** History newest first, from a list written oldest first. */
 const newestFirst = (...entries: HistoryEntry[]) => entries.reverse();
 
-describe("rollback plan: when the target is already live (issue 12, STYLE §10)", () => {
+describe("rollback plan: when the target is already live (STYLE §10)", () => {
   it("skips when the newest update is stackpin's verified apply of the target", () => {
     const h = newestFirst(entry("deploy", "v1", "succeeded", "passed"), entry("deploy", "v2", "succeeded", "passed"), entry("rollback", "v1", "succeeded", "passed"));
     assert.equal(alreadyLive(h, "v1")?.revision, h[0].revision);
