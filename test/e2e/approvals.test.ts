@@ -121,16 +121,27 @@ describe("signed approvals: only an approver's key approves, one exact plan, onc
     await refused("expired", rollbackV1("--approval-file", expired), /expired\.yaml: expired at 2026-01-01T01:00:00\.000Z/);
   });
 
-  it("refuses an approval whose plan changed since it was signed (a version file edited)", async () => {
+  it("an edited version file changes nothing an approved rollback applies; a changed stack config voids the approval", async () => {
+    // The rollback re-applies what ran: the edit is shown, and the plan (and its digest) stay the approved ones.
     const v1 = path.join(stackDir, "v1.yaml");
-    const original = fs.readFileSync(v1, "utf8");
-    const doc = parse(original);
+    const originalV1 = fs.readFileSync(v1, "utf8");
+    const doc = parse(originalV1);
     doc.config.message = `${doc.config.message} (edited after approval)`;
     fs.writeFileSync(v1, stringify(doc));
+    const stackFile = path.join(stackDir, "stack.yaml");
+    const originalStack = fs.readFileSync(stackFile, "utf8");
     try {
-      await refused("the plan changed (version file edited)", rollbackV1("--approval-file", approvalA), /approval-a\.yaml: the plan changed since it was approved: alice approved plan sha256:[0-9a-f]{12}…, the plan now is sha256:/);
+      const preview = json(await project.cli(["preview", "--stack", "dev", "--to", "v1", "--json"]));
+      assert.equal(preview.planDigest, statementA.planDigest, "an edited file is not what the rollback applies");
+      assert.ok(preview.warnings.some((w: string) => /^v1\.yaml differs from what ran/.test(w)));
+      // A stack-level setting from stack.yaml is applied as it is now: changing it changes the plan.
+      const stack = parse(originalStack);
+      stack.config = { ...(stack.config ?? {}), drainMs: 500 };
+      fs.writeFileSync(stackFile, stringify(stack));
+      await refused("the plan changed (stack config edited)", rollbackV1("--approval-file", approvalA), /approval-a\.yaml: the plan changed since it was approved: alice approved plan sha256:[0-9a-f]{12}…, the plan now is sha256:/);
     } finally {
-      fs.writeFileSync(v1, original);
+      fs.writeFileSync(v1, originalV1);
+      fs.writeFileSync(stackFile, originalStack);
     }
   });
 

@@ -64,6 +64,11 @@ describe("bad input gets a clear error, a documented exit code, and changes noth
   });
 
   it("a rollback without --yes and no terminal to ask on: exit 9, after showing the plan", async () => {
+    // v2 must have run on the stack to be a rollback target.
+    for (const args of [["deploy", "--stack", "dev", "--version", "v2"], ["rollback", "--stack", "dev", "--to", "v1"]]) {
+      const done = await project.cli([...args, "--yes"]);
+      assert.equal(done.code, ExitCode.ok, done.stderr);
+    }
     const r = await refused(["rollback", "--stack", "dev", "--to", "v2"], ExitCode.notConfirmed, /not confirmed/);
     assert.match(r.stderr, /rollback v1 -> v2 on stack dev/);
   });
@@ -98,6 +103,6 @@ describe("bad input gets a clear error, a documented exit code, and changes noth
     const firstResult = await first.done;
     assert.equal(firstResult.code, ExitCode.ok, firstResult.stderr);
     const history = json(await project.cli(["history", "--stack", "dev", "--json"]));
-    assert.deepEqual(history.map((h: any) => h.to), ["v9", "v1"], "the refused rollback left no entry");
+    assert.deepEqual(history.map((h: any) => h.to), ["v9", "v1", "v2", "v1"], "the refused rollback left no entry");
   });
 });

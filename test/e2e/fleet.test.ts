@@ -30,17 +30,22 @@ describe("fleet rollback: six stacks, waves, a canary and a halt (real engine)",
     const v2 = fs.readFileSync(path.join(a, "v2.yaml"), "utf8");
     fs.writeFileSync(path.join(a, "v3.yaml"), v2.replace("version: v2", "version: v3").replace("hello from v2", "hello from v3"));
     for (const s of stacks.slice(1)) fs.cpSync(a, path.join(project.dir, "stacks", s), { recursive: true });
+    // prod-e's v2 fails its smoke check: its deploy applies and fails verification (exit 11), and a rollback
+    // to it later re-applies what ran and fails verification again.
+    const e2 = path.join(project.dir, "stacks", "prod-e", "v2.yaml");
+    fs.writeFileSync(e2, fs.readFileSync(e2, "utf8").replace('run: curl -fsS "$ENDPOINT/"', 'run: curl -fsS "$ENDPOINT/no-such-page"'));
     // Two stacks at a time, each through its versions in order.
     const queue = [...stacks];
     const worker = async () => {
       for (let s = queue.shift(); s; s = queue.shift()) {
-        for (const v of paths[s]) ok(await project.cli(["deploy", "--stack", s, "--version", v, "--yes"]), `deploy ${v} to ${s}`);
+        for (const v of paths[s]) {
+          const r = await project.cli(["deploy", "--stack", s, "--version", v, "--yes"]);
+          if (s === "prod-e" && v === "v2") assert.equal(r.code, ExitCode.verificationFailed, `deploy v2 to prod-e: exit ${r.code}\n${r.stderr}`);
+          else ok(r, `deploy ${v} to ${s}`);
+        }
       }
     };
     await Promise.all([worker(), worker()]);
-    // prod-e's v2 now fails its smoke check: a rollback to it applies, then fails verification.
-    const e2 = path.join(project.dir, "stacks", "prod-e", "v2.yaml");
-    fs.writeFileSync(e2, fs.readFileSync(e2, "utf8").replace('run: curl -fsS "$ENDPOINT/"', 'run: curl -fsS "$ENDPOINT/no-such-page"'));
   });
 
   after(async () => {
