@@ -1,11 +1,10 @@
-import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { UpdateSummary } from "@pulumi/pulumi/automation";
-import { recordCall, subcommandOf, timingEnabled } from "./cli-timing";
 import { readAllPages } from "./history-pages";
 import { repairInterruptedWrites } from "./interruption";
-import { CliRunError, OpenEngineStackOptions, StackOutput, translateEngineError } from "./stack";
+import { OpenEngineStackOptions, StackOutput, translateEngineError } from "./stack";
+import { runPulumi } from "./pulumi-process";
 import { StackNotDeployedError } from "../errors";
 import { tagNameLimit, tagValueLimit } from "../ledger";
 
@@ -104,20 +103,7 @@ export class StackReader {
       ...(o.passphrase?.file !== undefined ? { PULUMI_CONFIG_PASSPHRASE_FILE: o.passphrase.file } : {}),
     };
     const full = [...args, "--stack", o.stackName, "--non-interactive"];
-    const started = performance.now();
-    const result = new Promise<string>((resolve, reject) => {
-      const child = spawn(o.binary, full, { cwd: this.workDir, env, stdio: ["ignore", "pipe", "pipe"] });
-      let stdout = "";
-      let stderr = "";
-      child.stdout.on("data", (d) => (stdout += d));
-      child.stderr.on("data", (d) => (stderr += d));
-      child.on("error", reject);
-      child.on("close", (code) =>
-        code === 0 ? resolve(stdout) : reject(new CliRunError(`pulumi ${subcommandOf(args)} exited ${code}:\n${stderr.trim() || stdout.trim()}`)),
-      );
-    });
-    const timed = timingEnabled() ? result.finally(() => recordCall(subcommandOf(args), performance.now() - started)) : result;
-    return timed.catch((err) => {
+    return runPulumi({ binary: o.binary, args: full, cwd: this.workDir, env }).catch((err) => {
       throw translateEngineError(o.stackName, o.backendUrl, err, o.secretsProvider);
     });
   }

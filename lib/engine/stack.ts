@@ -1,7 +1,6 @@
-import { spawn } from "node:child_process";
 import { automation } from "./automation";
-import { recordCall, subcommandOf, timingEnabled } from "./cli-timing";
 import { readAllPages } from "./history-pages";
+import { CliRunError, runPulumi } from "./pulumi-process";
 import type { InFlightMark, StackOutput } from "./types";
 
 export type { InFlightMark, StackOutput } from "./types";
@@ -155,8 +154,7 @@ export interface StaleWorkspace {
 const inFlightTag = "stackpin:in-flight";
 const ownerFile = ".stackpin-owner.json";
 
-/** A Pulumi CLI run of our own (not through the Automation API) that failed; carries what it printed. */
-export class CliRunError extends Error {}
+export { CliRunError } from "./pulumi-process";
 
 // What gocloud's keepers and Pulumi say when a KMS key cannot be opened or used: before the fix, such a
 // stack silently fell back to passphrase encryption; now the KMS's own words reach the user.
@@ -583,27 +581,14 @@ export class EngineStack {
   }
 
   /** Runs the workspace's CLI as the Automation API would (same cwd and environment), writing `input` to its stdin. */
-  private runCliWithInput(args: string[], input: string): Promise<void> {
+  private async runCliWithInput(args: string[], input: string): Promise<void> {
     const env = {
       ...process.env,
       ...(this.workspace.pulumiHome ? { PULUMI_HOME: this.workspace.pulumiHome } : {}),
       ...this.workspace.envVars,
       PULUMI_AUTOMATION_API: "true",
     };
-    // Not through the Automation API's runner, so STACKPIN_DEBUG=timing counts it here.
-    const started = performance.now();
-    const timed = <T>(p: Promise<T>) => (timingEnabled() ? p.finally(() => recordCall(subcommandOf(args), performance.now() - started)) : p);
-    return timed(new Promise<void>((resolve, reject) => {
-      const child = spawn(this.options.pulumi.command.command, args, { cwd: this.workDir, env, stdio: ["pipe", "pipe", "pipe"] });
-      let output = "";
-      child.stdout.on("data", (d) => (output += d));
-      child.stderr.on("data", (d) => (output += d));
-      child.on("error", reject);
-      child.on("close", (code) =>
-        code === 0 ? resolve() : reject(new CliRunError(`pulumi ${args.slice(0, 2).join(" ")} exited ${code}:\n${output.trim()}`)),
-      );
-      child.stdin.end(input);
-    }));
+    await runPulumi({ binary: this.options.pulumi.command.command, args, cwd: this.workDir, env, input });
   }
 }
 
