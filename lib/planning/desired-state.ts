@@ -95,9 +95,11 @@ export function planDesiredState(
   const project = stack.project;
   const live = liveState(history);
   const { layout, move } = nextLayout(live.rollout, { version: target.version, config: plainConfig(target) }, op === "rollback" ? "rollback" : "deploy");
+  // A failed update after the last success may have generated (and used) a newer secret: never go below it.
+  const generationsLeft = generationsAsLeft(history);
   const secrets = forwardOnly(
     Object.fromEntries(Object.entries(target.secrets).map(([k, v]) => [k, v.generation])),
-    live.secretGenerations,
+    generationsLeft,
     target.version,
   );
   const config: Record<string, StackSettingsConfigValue> = {};
@@ -142,3 +144,18 @@ export function planDesiredState(
   };
 }
 
+/**
+ * The secret generations the past left: the last success's, raised by any failed update after it (which
+ * may have generated the newer secret and handed it out before it failed). Forward-only applies to them.
+ */
+export function generationsAsLeft(history: HistoryEntry[]): Generations | undefined {
+  const live = liveState(history);
+  let out = live.secretGenerations ? { ...live.secretGenerations } : undefined;
+  for (const h of history) {
+    if (live.revision !== undefined && h.revision <= live.revision) break;
+    if (h.result !== "failed" || !h.secretGenerations) continue;
+    out ??= {};
+    for (const [name, g] of Object.entries(h.secretGenerations)) out[name] = Math.max(out[name] ?? 0, g);
+  }
+  return out;
+}
