@@ -1,5 +1,6 @@
 import { strict as assert } from "node:assert";
-import type { StateResource } from "../../lib/engine/stack";
+import type { StackOutput, StateResource } from "../../lib/engine/stack";
+import { describeDestroyData, destroyData } from "../../lib/operations/destroy";
 import { dataAtRisk, dataKindOf, dataOnDestroy, ResourceRef } from "../../lib/planning/data-resources";
 
 const urn = (type: string, name: string) => `urn:pulumi:prod::shop::${type}::${name}`;
@@ -134,5 +135,56 @@ describe("data-holding resources: what a destroy or a delete does to data", () =
     ]);
     assert.deepEqual(risky.map((d) => [d.label, d.fate]), [["volume shop/shop-data", "deleted"], ["snapshot pre-v2", "deleted"]]);
     assert.deepEqual(dataAtRisk([]), []);
+  });
+});
+
+describe("destroy's data decision, from the checkpoint and the outputs", () => {
+  const none: Record<string, StackOutput> = {};
+
+  it("a stack holding no data needs no approval", () => {
+    assert.deepEqual(destroyData([res("kubernetes:apps/v1:Deployment", "app-blue")], none), []);
+    assert.equal(describeDestroyData([]), "");
+  });
+
+  it("says what is deleted and what is left in the cluster, by name", () => {
+    const data = destroyData(
+      [
+        res(PVC, "data", k8sMeta("shop-data")),
+        res(PVC, "restore-1", { ...k8sMeta("shop-restore-1"), retainOnDelete: true }),
+        res(VOLUME_SNAPSHOT, "snapshot-pre-v42", { ...k8sMeta("shop-pre-v42"), retainOnDelete: true }),
+      ],
+      { databaseSnapshots: { value: { "pre-v42": {} }, secret: false }, databaseInstances: { value: { primary: {}, "restore-1": { source: "primary" } }, secret: false } },
+    );
+    assert.equal(
+      describeDestroyData(data),
+      "deletes volume shop/shop-data; leaves volume shop/shop-restore-1, snapshot shop/shop-pre-v42 in the cluster (retained on delete: they keep their data and the stack no longer manages them)",
+    );
+  });
+
+  it("a retained primary volume alone is still named: it leaves the stack", () => {
+    const data = destroyData([res(PVC, "data", { ...k8sMeta("shop-data"), retainOnDelete: true })], none);
+    assert.equal(describeDestroyData(data), "leaves volume shop/shop-data in the cluster (retained on delete: it keeps its data and the stack no longer manages it)");
+  });
+
+  it("snapshots and restores a program declares only in its outputs count as deleted", () => {
+    const data = destroyData([res("pulumi:pulumi:Stack", "checkout-prod"), res("custom:db:Backup", "nightly")], {
+      databaseSnapshots: { value: { nightly: {}, "pre-v2": {} }, secret: false },
+      databaseInstances: { value: { primary: {}, "restore-a": { source: "primary" } }, secret: false },
+    });
+    assert.equal(describeDestroyData(data), "deletes restored database restore-a, snapshot nightly, snapshot pre-v2");
+    assert.ok(data.every((d) => d.urn === urn("pulumi:pulumi:Stack", "checkout-prod")));
+  });
+
+  it("the local program's snapshot and restore are listed once, from their resources", () => {
+    const data = destroyData([res(LOCAL_SNAPSHOT, "snapshot-pre-v2", { outputs: { name: "pre-v2" } }), res(LOCAL_RESTORE, "restore-x")], {
+      databaseSnapshots: { value: { "pre-v2": {} }, secret: false },
+      databaseInstances: { value: { primary: {}, "restore-x": { source: "primary" } }, secret: false },
+    });
+    assert.equal(describeDestroyData(data), "deletes restored database restore-x, snapshot pre-v2");
+  });
+
+  it("a protected one is named as where the destroy will fail", () => {
+    const data = destroyData([res("aws:rds/instance:Instance", "db", { outputs: { identifier: "shop-prod-db", deletionProtection: true } })], none);
+    assert.equal(describeDestroyData(data), "cannot delete database shop-prod-db (protected: the destroy fails there)");
   });
 });
