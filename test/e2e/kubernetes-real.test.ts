@@ -397,8 +397,11 @@ describe("kubernetes target against a real API server: deploy v41, v42, preview 
       assert.equal(left.spec.volumeName, claim.spec.volumeName, "the claim lost its volume");
       assert.equal((await api().request("GET", `/apis/apps/v1/namespaces/${NS}/deployments/basket-blue`)).status, 404, "the app outlived the destroy");
     } finally {
-      await basket?.teardown();
-      fs.rmSync(other, { recursive: true, force: true });
+      try {
+        await basket?.teardown();
+      } finally {
+        fs.rmSync(other, { recursive: true, force: true });
+      }
     }
   });
 });
