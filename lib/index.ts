@@ -35,6 +35,8 @@ export type { Status } from "./operations/status";
 export type { DeployOptions, PreviewOptions, RollbackOptions, SetSecretOptions, DestroyOptions, RotateOptions, RestoreOptions };
 export type { DatabasePlan, DatabaseDecision } from "./database";
 export type { RotateResult } from "./operations/rotate";
+export type { DestroyResult } from "./operations/destroy";
+export type { DataFate, DataKind, DataResource } from "./planning/data-resources";
 export type { VerificationResult, CheckResult } from "./verification";
 export type { RolloutLayout, RolloutMove, Slot } from "./rollout";
 export type { HistoryEntry, ApplyRecord } from "./history-record";

@@ -38,6 +38,7 @@ import {
   renderApply,
   renderApproval,
   renderAudit,
+  renderDestroy,
   renderEvaluation,
   renderFleet,
   renderFleetPreview,
@@ -519,11 +520,11 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
 
   withCommon(program.command("destroy").description("stop and remove everything the stack owns; history stays"))
     .option("-y, --yes", "required: destroying stops the service")
-    .option("--approve-data-loss", "required when the stack holds snapshots or restored databases: they are deleted")
+    .option("--approve-data-loss", "required when the stack holds data (volumes, databases, snapshots): destroy deletes them or leaves the retained ones behind")
     .option("-r, --reason <text>", "why, recorded in history")
     .action(async (flags) => {
       const r = await destroy(await context(flags, env), { yes: !!flags.yes, approveDataLoss: !!flags.approveDataLoss, reason: flags.reason, ...progress() });
-      out(flags, r, () => `destroyed everything stack ${r.stack} owned (${(r.durationMs / 1000).toFixed(1)} s)`);
+      out(flags, r, () => renderDestroy(r));
     });
 
   withCommon(program.command("recover").description("clean up after an interrupted operation: a dead holder's lock, pending operations, orphan processes"))

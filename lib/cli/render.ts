@@ -4,6 +4,7 @@ import type { ProgressEvent } from "../environment";
 import type { HistoryEntry } from "../history-record";
 import type { ApplyResult } from "../operations/apply";
 import type { ApproveResult } from "../operations/approve";
+import type { DestroyResult } from "../operations/destroy";
 import type { FleetPreview, FleetResult } from "../operations/fleet";
 import type { Plan } from "../operations/plan";
 import type { Status } from "../operations/status";
@@ -186,6 +187,18 @@ export function renderProgress(e: ProgressEvent): string | undefined {
     case "waiting":
       return pc.dim(`  … waiting on ${e.name} (${e.resourceType}): ${e.reason}`);
   }
+}
+
+/** What `destroy` removed, and the data it deleted or left in place (retained on delete). */
+export function renderDestroy(r: DestroyResult): string {
+  const lines = [`destroyed everything stack ${r.stack} owned (${(r.durationMs / 1000).toFixed(1)} s)`];
+  const deleted = r.data.filter((d) => d.fate === "deleted").map((d) => d.label);
+  if (deleted.length) lines.push(`  deleted: ${deleted.join(", ")}`);
+  for (const where of [...new Set(r.data.filter((d) => d.fate === "retained").map((d) => d.where))]) {
+    const kept = r.data.filter((d) => d.fate === "retained" && d.where === where).map((d) => d.label);
+    lines.push(`  left in ${where}, with ${kept.length > 1 ? "their" : "its"} data (retained on delete; no stack manages ${kept.length > 1 ? "them" : "it"} now, delete ${kept.length > 1 ? "them" : "it"} there when you are sure): ${kept.join(", ")}`);
+  }
+  return lines.join("\n");
 }
 
 /** What `recover` found and did, or that there was nothing to recover. */

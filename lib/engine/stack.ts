@@ -136,6 +136,10 @@ export interface StateResource {
   urn: string;
   type: string;
   outputs: Record<string, unknown>;
+  /** The resource option as recorded: deleting it leaves it where it is. */
+  retainOnDelete?: boolean;
+  /** The resource option as recorded: the engine refuses to delete it. */
+  protect?: boolean;
 }
 
 /** An operation the engine started on a resource and never finished (`deployment.pending_operations`). */
@@ -633,10 +637,16 @@ function maskSecrets(v: unknown): unknown {
 /** The checkpoint's resources, pending operations and stack outputs (the root stack resource's outputs, masked). */
 function parseCheckpoint(deployment: Deployment): { outputs: Record<string, StackOutput>; resources: StateResource[]; pending: PendingOperation[] } {
   const d = (deployment.deployment ?? {}) as {
-    resources?: Array<{ urn: string; type: string; outputs?: Record<string, unknown> }>;
+    resources?: Array<{ urn: string; type: string; outputs?: Record<string, unknown>; retainOnDelete?: boolean; protect?: boolean }>;
     pending_operations?: Array<{ type: string; resource: { urn: string } }>;
   };
-  const resources = (d.resources ?? []).map((r) => ({ urn: r.urn, type: r.type, outputs: r.outputs ?? {} }));
+  const resources = (d.resources ?? []).map((r) => ({
+    urn: r.urn,
+    type: r.type,
+    outputs: r.outputs ?? {},
+    ...(r.retainOnDelete ? { retainOnDelete: true } : {}),
+    ...(r.protect ? { protect: true } : {}),
+  }));
   const root = resources.find((r) => r.type === "pulumi:pulumi:Stack");
   const outputs = Object.fromEntries(
     Object.entries(root?.outputs ?? {}).map(([k, v]) => [k, { value: maskSecrets(v), secret: isSecretValue(v) }]),

@@ -1,9 +1,10 @@
 import type { EnvironmentContext, ProgressOptions } from "../environment";
 import { progressBridge } from "../environment";
-import type { EngineStack } from "../engine/stack";
+import type { StackOutput, StateResource } from "../engine/stack";
 import { ApplyFailedError, ApprovalRequiredError, EngineFailedError, engineErrorLines, NotConfirmedError } from "../errors";
 import { encodeRecord } from "../history-record";
 import { recordStoreOf } from "../ledger";
+import { DataResource, dataOnDestroy } from "../planning/data-resources";
 import { audit, auditFailure } from "../trail";
 import { recoverInterrupted } from "./recover";
 
@@ -11,38 +12,79 @@ import { recoverInterrupted } from "./recover";
 export interface DestroyOptions extends ProgressOptions {
   /** Must be true: destroying stops the service and removes everything the stack owns. */
   yes: boolean;
-  /** Required when the stack holds snapshots or restored databases: destroy deletes them. */
+  /**
+   * Required when the stack holds data (volumes, databases, snapshots, restores, WAL archives): destroy
+   * deletes them, or leaves the retained ones behind, no longer managed by the stack.
+   */
   approveDataLoss?: boolean;
   reason?: string;
 }
 
-/** The snapshots and restored databases the stack holds, from its outputs (every program exports them). */
-async function heldData(engine: EngineStack): Promise<string[]> {
-  const outputs = await engine.outputs({ reuse: true });
-  const snapshots = Object.keys((outputs.databaseSnapshots?.value ?? {}) as Record<string, unknown>).map((n) => `snapshot ${n}`);
+/** What {@link destroy} did. */
+export interface DestroyResult {
+  stack: string;
+  durationMs: number;
+  /** Every data-holding resource the stack held, and what the destroy did to it (deleted, or left in place). */
+  data: DataResource[];
+}
+
+/**
+ * The data a destroy of `resources` touches, decided from the checkpoint: every data-holding resource
+ * with its fate (`retainOnDelete` as recorded in the state, which is what the destroy uses). A program
+ * of one's own may hold data in resources of types not classified here and declare it in its outputs
+ * (`databaseSnapshots`, `databaseInstances` with a `source`): those count as deleted, named from the
+ * outputs, with the stack itself as their resource and no `where`.
+ */
+export function destroyData(resources: readonly StateResource[], outputs: Record<string, StackOutput>): DataResource[] {
+  const data = dataOnDestroy(resources);
+  const known = new Set(data.map((d) => d.urn.split("::").pop()));
+  const root = resources.find((r) => r.type === "pulumi:pulumi:Stack");
+  const declared = (kind: "database" | "snapshot", label: string): DataResource => ({ urn: root?.urn ?? "", type: root?.type ?? "", kind, label, where: "", fate: "deleted" });
+  const snapshots = Object.keys((outputs.databaseSnapshots?.value ?? {}) as Record<string, unknown>).filter((n) => !known.has(`snapshot-${n}`));
   const instances = (outputs.databaseInstances?.value ?? {}) as Record<string, { source?: string }>;
-  const restores = Object.entries(instances).filter(([, i]) => i.source).map(([n]) => `restored database ${n}`);
-  return [...snapshots, ...restores].sort();
+  const restores = Object.entries(instances).filter(([n, i]) => i.source && !known.has(n)).map(([n]) => n);
+  return [
+    ...data,
+    ...restores.sort().map((n) => declared("database", `restored database ${n}`)),
+    ...snapshots.sort().map((n) => declared("snapshot", `snapshot ${n}`)),
+  ];
+}
+
+/** What destroying does to `data`, in words: `deletes A, B; leaves C in the cluster (retained on delete: ...)`. */
+export function describeDestroyData(data: readonly DataResource[]): string {
+  const labels = (fate: DataResource["fate"], where?: string) => data.filter((d) => d.fate === fate && (where === undefined || d.where === where)).map((d) => d.label);
+  const parts: string[] = [];
+  if (labels("deleted").length) parts.push(`deletes ${labels("deleted").join(", ")}`);
+  for (const where of [...new Set(data.filter((d) => d.fate === "retained").map((d) => d.where))]) {
+    const kept = labels("retained", where);
+    parts.push(`leaves ${kept.join(", ")} in ${where} (retained on delete: ${kept.length > 1 ? "they keep their" : "it keeps its"} data and the stack no longer manages ${kept.length > 1 ? "them" : "it"})`);
+  }
+  if (labels("protected").length) parts.push(`cannot delete ${labels("protected").join(", ")} (protected: the destroy fails there)`);
+  return parts.join("; ");
 }
 
 /**
  * Removes every resource the stack owns (processes, files, cloud resources), restored databases
- * included. When the stack holds snapshots or restored databases it refuses, changing nothing, unless
- * `approveDataLoss` is given. The stack and its history stay in the backend; the next deploy starts it again.
+ * included; data-holding resources kept on delete are left where they are, outside the stack. When the
+ * stack holds any data-holding resource it refuses, changing nothing and naming each one with what the
+ * destroy would do to it, unless `approveDataLoss` is given. The stack and its history stay in the
+ * backend; the next deploy starts it again.
  */
-export async function destroy(ctx: EnvironmentContext, options: DestroyOptions): Promise<{ stack: string; durationMs: number }> {
+export async function destroy(ctx: EnvironmentContext, options: DestroyOptions): Promise<DestroyResult> {
   if (!options.yes) throw new NotConfirmedError(ctx.stack.name, "destroy");
   const started = Date.now();
   const engine = await ctx.openEngine({ create: false });
   try {
     await recoverInterrupted(ctx, engine, options);
-    const held = await heldData(engine);
-    if (held.length && !options.approveDataLoss) {
-      const refused = new ApprovalRequiredError(ctx.stack.name, `destroying deletes ${held.join(", ")}`, "--approve-data-loss");
+    const { resources } = await engine.checkpoint({ reuse: true });
+    const data = destroyData(resources, await engine.outputs({ reuse: true }));
+    if (data.length && !options.approveDataLoss) {
+      const refused = new ApprovalRequiredError(ctx.stack.name, `destroying ${describeDestroyData(data)}`, "--approve-data-loss");
       await auditFailure(ctx, engine, { op: "destroy" }, refused, options);
       throw refused;
     }
-    options.onProgress?.({ type: "phase", phase: "apply", message: `destroying everything stack ${ctx.stack.name} owns` });
+    const what = data.length ? `: it ${describeDestroyData(data)}` : "";
+    options.onProgress?.({ type: "phase", phase: "apply", message: `destroying everything stack ${ctx.stack.name} owns${what}` });
     const message = encodeRecord({ op: "destroy", to: "(nothing)", who: ctx.actor, reason: options.reason });
     try {
       await engine.destroy(message, progressBridge(options));
@@ -58,7 +100,7 @@ export async function destroy(ctx: EnvironmentContext, options: DestroyOptions):
       r.live = { version: "(destroyed)", appliedBy: ctx.actor.slice(0, 256), verifiedVersion: r.live?.verifiedVersion, at: new Date().toISOString() };
     });
     await audit(ctx, engine, { op: "destroy", result: "succeeded", detail: options.reason }, options);
-    return { stack: ctx.stack.name, durationMs: Date.now() - started };
+    return { stack: ctx.stack.name, durationMs: Date.now() - started, data };
   } finally {
     engine.close();
   }

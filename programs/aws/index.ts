@@ -32,7 +32,8 @@ interface AwsSettings {
  * listener is the traffic switch, each pinned to its release's image tag; RDS PostgreSQL with automated
  * backups, a manual snapshot before an incompatible version and a point-in-time restore into a new
  * instance that the app is then pointed at; Secrets Manager secrets carrying the forward-only generation,
- * with a rotation schedule. Everything holding data has deletion protection and a final snapshot.
+ * with a rotation schedule. Everything holding data has deletion protection and a final snapshot, and is
+ * retained on delete.
  */
 export const awsProgram: ProgramFactory = (context) => async () => {
   const sp = readStackpinConfig();
@@ -59,7 +60,11 @@ export const awsProgram: ProgramFactory = (context) => async () => {
   });
 
   const db = normalizePlan(sp.database);
-  const dbSubnets = new aws.rds.SubnetGroup("db-subnets", { subnetIds: s.subnetIds });
+  // Every database instance and snapshot holds data: removed from the stack (only by an approved
+  // `snapshot rm` or `destroy --approve-data-loss`), it stays in the account. So does the subnet group
+  // the instances left there still use (RDS refuses to delete it under them).
+  const keep: pulumi.CustomResourceOptions = { retainOnDelete: true };
+  const dbSubnets = new aws.rds.SubnetGroup("db-subnets", { subnetIds: s.subnetIds }, keep);
   const dbPassword = new GeneratedSecret("db-password", { generation: 1 });
   const dataSafety = (suffix: string) => ({
     deletionProtection: true,
@@ -78,10 +83,8 @@ export const awsProgram: ProgramFactory = (context) => async () => {
     vpcSecurityGroupIds: s.securityGroupIds,
     backupRetentionPeriod: s.backupRetentionDays ?? 7,
     ...dataSafety("db"),
-  });
-  // Snapshots and restored instances are declared from the stack's record and hold data: removed from the
-  // stack (only by an approved `snapshot rm` or `destroy --approve-data-loss`), they stay in the account.
-  const keep: pulumi.CustomResourceOptions = { retainOnDelete: true };
+  }, keep);
+  // Snapshots and restored instances are declared from the stack's record.
   const identifierOf = (instance: string) => (instance === PRIMARY ? name("db") : name(`db-${instance.replace(/^restore-/, "r-")}`).slice(0, 63));
   const instances: Record<string, aws.rds.Instance> = { [PRIMARY]: primary };
   for (const r of (db?.restores ?? []).filter((x) => !x.removed)) {

@@ -94,17 +94,18 @@ export const kubernetesProgram: ProgramFactory = () => async () => {
         ),
       };
     });
+  // Every volume and snapshot holds data: removed from the stack (only by an approved `snapshot rm` or
+  // `destroy --approve-data-loss`), it stays in the cluster. Snapshots and restored volumes are declared
+  // from the stack's record.
+  const keep: pulumi.CustomResourceOptions = { retainOnDelete: true };
   const volume = new k8s.core.v1.PersistentVolumeClaim(
     "data",
     {
       metadata: meta(`${s.app}-data`),
       spec: { accessModes: ["ReadWriteOnce"], storageClassName: s.storageClass, resources: { requests: { storage: s.dataSize ?? "10Gi" } } },
     },
-    { dependsOn: preflight },
+    { ...keep, dependsOn: preflight },
   );
-  // Snapshots and restored volumes are declared from the stack's record and hold data: removed from the
-  // stack (only by an approved `snapshot rm` or `destroy --approve-data-loss`), they stay in the cluster.
-  const keep: pulumi.CustomResourceOptions = { retainOnDelete: true };
   const claimOf = (instance: string) => (instance === PRIMARY ? `${s.app}-data` : `${s.app}-${instance}`);
   const snapshots = Object.fromEntries(
     (db?.snapshots ?? []).map((snap) => [

@@ -344,4 +344,64 @@ describe("kubernetes target against a real API server: deploy v41, v42, preview 
       fs.rmSync(other, { recursive: true, force: true });
     }
   });
+
+  it("destroy of a stack holding only its database volume (no snapshot yet) is refused, naming the volume; approved, the volume stays in the cluster and the output says so", async () => {
+    const other = fs.mkdtempSync(path.join(os.tmpdir(), "stackpin-k8s-fixture-"));
+    let basket: TempProject | undefined;
+    try {
+      fs.cpSync(fixture!, other, { recursive: true });
+      fs.writeFileSync(path.join(other, "stack.yaml"), fs.readFileSync(path.join(other, "stack.yaml"), "utf8").replace("app: shop", "app: basket"));
+      basket = tempProject(pulumi, { stack: "basket", from: other });
+      await exec(
+        path.join(pulumi.root, "pulumi"),
+        ["plugin", "install", "resource", "kubernetes", kubernetesProviderVersion, "--file", path.join(k8sBinDir(), "pulumi-resource-kubernetes")],
+        { env: { ...process.env, ...basket.env } },
+      );
+      // The earlier stack's claims took the volumes made before: one more for this stack's claim.
+      await cluster!.addVolumes("standard", 1);
+      const run = (args: string[]) => basket!.cli([...args, "--stack", "basket"], { env });
+      const claimPath = `/api/v1/namespaces/${NS}/persistentvolumeclaims/basket-data`;
+      const deployed = await timed("deploy v41 (basket)", () => run(["deploy", "--version", "v41", "--yes", "--json"]));
+      assert.equal(deployed.code, ExitCode.ok, deployed.stderr);
+      assert.deepEqual(json(await run(["status", "--json"])).outputs.databaseSnapshots?.value, {}, "v41 takes no snapshot");
+      const claim = await api().get(claimPath);
+      assert.equal(claim.status.phase, "Bound");
+
+      // Without --approve-data-loss: refused, naming the volume and what would become of it; nothing changed.
+      const before = basket.stateDigest();
+      const refused = await run(["destroy", "--yes", "--json"]);
+      assert.equal(refused.code, ExitCode.approvalRequired, refused.stderr);
+      const error = json(refused).error;
+      assert.equal(error.code, "approval-required");
+      assert.match(
+        error.message,
+        /^destroying leaves volume shop\/basket-data in the cluster \(retained on delete: it keeps its data and the stack no longer manages it\) on stack basket needs explicit approval: re-run with --approve-data-loss\. Nothing was changed\.$/,
+        error.message,
+      );
+      assert.equal(basket.stateDigest(), before, "the refused destroy changed the backend");
+      const kept = await api().get(claimPath);
+      assert.equal(kept.metadata.uid, claim.metadata.uid);
+      assert.equal(kept.metadata.deletionTimestamp, undefined, "the claim is being deleted");
+      assert.equal((await api().request("GET", `/apis/apps/v1/namespaces/${NS}/deployments/basket-blue`)).status, 200, "the refused destroy removed the app");
+      assert.equal(json(await run(["status", "--json"])).liveVersion, "v41");
+
+      // Approved: everything else goes, the volume stays with its data, and both the progress and the result say so.
+      const destroyed = await timed("destroy --approve-data-loss (basket)", () => run(["destroy", "--yes", "--approve-data-loss"]));
+      assert.equal(destroyed.code, ExitCode.ok, destroyed.stderr);
+      assert.match(destroyed.stderr, /destroying everything stack basket owns: it leaves volume shop\/basket-data in the cluster \(retained on delete/, destroyed.stderr);
+      assert.match(destroyed.stdout, /^destroyed everything stack basket owned \([\d.]+ s\)\n {2}left in the cluster, with its data \(retained on delete; .*\): volume shop\/basket-data$/m, destroyed.stdout);
+      const left = await api().get(claimPath);
+      assert.equal(left.metadata.uid, claim.metadata.uid, "the claim was replaced");
+      assert.equal(left.metadata.deletionTimestamp, undefined, "the claim is being deleted");
+      assert.equal(left.status.phase, "Bound");
+      assert.equal(left.spec.volumeName, claim.spec.volumeName, "the claim lost its volume");
+      assert.equal((await api().request("GET", `/apis/apps/v1/namespaces/${NS}/deployments/basket-blue`)).status, 404, "the app outlived the destroy");
+    } finally {
+      try {
+        await basket?.teardown();
+      } finally {
+        fs.rmSync(other, { recursive: true, force: true });
+      }
+    }
+  });
 });

@@ -53,6 +53,11 @@ describe("aws program under Pulumi's mocks: deploy v41 -> v42 (incompatible) -> 
     assert.equal(db.finalSnapshotIdentifier, "shop-prod-db-final");
   });
 
+  it("retains the database on delete, and the subnet group it keeps using, so a destroy leaves both in the account", () => {
+    assert.equal(v41.of(INSTANCE).db.retainOnDelete, true);
+    assert.equal(v41.of("aws:rds/subnetGroup:SubnetGroup")["db-subnets"].retainOnDelete, true);
+  });
+
   it("takes an RDS snapshot named after v42 before v42's tasks run against the new schema", () => {
     assert.deepEqual(v41.of(SNAPSHOT), {});
     const snap = v42.of(SNAPSHOT)["snapshot-pre-v42"];

@@ -30,6 +30,12 @@ describe("kubernetes program under Pulumi's mocks: deploy v41 -> v42 (incompatib
     assert.deepEqual(v41.of(SNAPSHOT), {});
   });
 
+  it("the data volume is retained on delete: a destroy leaves it, with its data, in the cluster", () => {
+    const data = v41.of(PVC).data;
+    assert.equal(data.inputs.metadata.name, "shop-data");
+    assert.equal(data.retainOnDelete, true);
+  });
+
   it("readiness probes follow the version's verification settings", () => {
     const probe = v41.of(DEPLOYMENT)["app-blue"].inputs.spec.template.spec.containers[0].readinessProbe;
     assert.deepEqual(probe, { httpGet: { path: "/healthz", port: 8080 }, periodSeconds: 5, timeoutSeconds: 2, failureThreshold: 5 });
