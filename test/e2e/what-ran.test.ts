@@ -3,7 +3,8 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { parse, stringify } from "yaml";
 import { ExitCode } from "../../lib/errors";
-import { json, pulumiOrSkip, TempProject, tempProject } from "./harness";
+import { openEnvironment } from "../../lib";
+import { demoPassphrase, json, pulumiOrSkip, TempProject, tempProject } from "./harness";
 import { makeSigners, Signers } from "./ssh-signers";
 
 /** A project whose stack requires signed approvals (`require`), alice being the approver. */
@@ -27,6 +28,15 @@ async function approval(project: TempProject, signers: Signers, op: string, to: 
   return out;
 }
 
+/** Tears the project down (asserting nothing is left) and removes the keys. */
+async function removeProject(project: TempProject | undefined, signers: Signers | undefined): Promise<void> {
+  try {
+    await project?.teardown();
+  } finally {
+    signers?.remove();
+  }
+}
+
 async function served(endpoint: string): Promise<string> {
   return ((await (await fetch(`${endpoint}/`)).json()) as { message: string }).message;
 }
@@ -43,13 +53,7 @@ describe("a rollback re-applies what ran, never a version file as it is now", fu
       assert.equal(r.code, ExitCode.ok, r.stderr);
     }
   });
-  after(async () => {
-    try {
-      await project?.teardown();
-    } finally {
-      signers?.remove();
-    }
-  });
+  after(async () => removeProject(project, signers));
 
   it("a version never applied is not a rollback target (exit 4, nothing changed); deploying it needs the deploy's approval", async () => {
     const v2 = parse(fs.readFileSync(path.join(project.dir, "stacks", "dev", "v2.yaml"), "utf8"));
@@ -88,24 +92,26 @@ describe("a history longer than the engine's first page: every update, true revi
   const updates = 25;
 
   before(async function () {
+    const pulumi = await pulumiOrSkip(this);
     ({ project, signers } = await approvalsProject(this, ["rollback"]));
     for (const v of ["v1", "v2"]) assert.equal((await project.cli(["deploy", "--stack", "dev", "--version", v, "--yes"])).code, ExitCode.ok);
     usedApproval = await approval(project, signers, "rollback", "v1", "rollback-v1.yaml");
     let r = await project.cli(["rollback", "--stack", "dev", "--to", "v1", "--yes", "--approval-file", usedApproval]);
     assert.equal(r.code, ExitCode.ok, r.stderr);
-    // Re-deploys of the live version: each one an update of its own.
-    for (let n = 4; n <= updates; n++) {
+    // A stack's life: operators' own refreshes (updates outside stackpin), then re-deploys of the live version.
+    const ctx = await openEnvironment({ stack: "dev", projectDir: project.dir, passphrase: { value: demoPassphrase }, pulumi, pulumiHome: project.env.PULUMI_HOME, actor: "operator" });
+    const engine = await ctx.openEngine({ create: false });
+    try {
+      for (let n = 4; n <= updates - 2; n++) await engine.refreshClearingPendingCreates(`an operator's refresh ${n}`);
+    } finally {
+      engine.close();
+    }
+    for (let n = updates - 1; n <= updates; n++) {
       r = await project.cli(["deploy", "--stack", "dev", "--version", "v1", "--yes"]);
       assert.equal(r.code, ExitCode.ok, r.stderr);
     }
   });
-  after(async () => {
-    try {
-      await project?.teardown();
-    } finally {
-      signers?.remove();
-    }
-  });
+  after(async () => removeProject(project, signers));
 
   it(`history lists all ${updates} updates with their true revisions, and status names the newest`, async () => {
     const history = json(await project.cli(["history", "--stack", "dev", "--json"]));
