@@ -97,7 +97,8 @@ export function withoutConfig(entry: HistoryEntry): HistoryEntry {
   return shown;
 }
 
-function parseConfigJson<T>(value: string | undefined): T | undefined {
+/** A config value stackpin wrote as JSON text, parsed; undefined when absent or not JSON. */
+export function parseConfigJson<T>(value: string | undefined): T | undefined {
   if (value === undefined) return undefined;
   try {
     return JSON.parse(value) as T;

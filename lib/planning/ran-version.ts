@@ -5,7 +5,7 @@
  * stored release and Kargo's stage goes back to the same immutable Freight.
  */
 import { isDeepStrictEqual } from "node:util";
-import type { HistoryEntry, RecordedConfig } from "../history-record";
+import { HistoryEntry, parseConfigJson, RecordedConfig } from "../history-record";
 import type { VersionFile } from "../versions/schema";
 
 /** A version as it ran, and how the file on disk differs from it. */
@@ -23,21 +23,12 @@ export function updateThatRan(history: HistoryEntry[], version: string): History
   return history.find((h) => h.result === "succeeded" && h.to === version && h.config && ["deploy", "rollback", "restore", "update"].includes(h.op));
 }
 
-function parseJson(text: string | undefined): unknown {
-  if (text === undefined) return undefined;
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-}
-
 /** A recorded value as a version file writes it: structured config was recorded as JSON text. */
 function asFileValue(recorded: RecordedConfig[string], onDisk: unknown): unknown {
   if (recorded.objectValue !== undefined) return recorded.objectValue;
   if (recorded.value === undefined) return undefined;
   if (typeof onDisk === "number" || typeof onDisk === "boolean" || (typeof onDisk === "object" && onDisk !== null)) {
-    const parsed = parseJson(recorded.value);
+    const parsed = parseConfigJson<unknown>(recorded.value);
     if (parsed !== undefined && typeof parsed === typeof onDisk) return parsed;
   }
   return recorded.value;
@@ -88,16 +79,16 @@ export function ranVersion(history: HistoryEntry[], file: VersionFile, project: 
     else if (now === undefined) fileDiffers.push(`${key}: ran, not in the file`);
     else if (!isDeepStrictEqual(ran, now)) fileDiffers.push(`${key}: ran ${JSON.stringify(ran)}, the file says ${JSON.stringify(now)}`);
   }
-  const generations = parseJson(recorded["stackpin:secrets"]?.value) as Record<string, number> | undefined;
-  const secrets = generations
-    ? Object.fromEntries(Object.entries(generations).map(([k, g]) => [k, { generation: g }]))
+  // The generations that ran, as history already parsed them from the update's `stackpin:secrets`.
+  const secrets = update.secretGenerations
+    ? Object.fromEntries(Object.entries(update.secretGenerations).map(([k, g]) => [k, { generation: g }]))
     : file.secrets;
   // What ran carries generations raised by later rotations (forward-only): only a file asking for more is an edit.
   for (const [k, s] of Object.entries(file.secrets)) {
     const ran = secrets[k]?.generation;
     if (ran === undefined || s.generation > ran) fileDiffers.push(`secrets.${k}: ran at generation ${ran ?? "(none)"}, the file says ${s.generation}`);
   }
-  const verify = (parseJson(recorded["stackpin:verify"]?.value) as VersionFile["verify"] | undefined) ?? file.verify;
+  const verify = parseConfigJson<VersionFile["verify"]>(recorded["stackpin:verify"]?.value) ?? file.verify;
   if (!isDeepStrictEqual(verify, file.verify)) fileDiffers.push("verify: the file's verification settings differ from what ran");
   // In the file's key order (what ran was applied from it, and programs may serialise the config as is).
   const ordered: VersionFile["config"] = {};

@@ -21,8 +21,19 @@ function recorded(config: Record<string, string | { secret: true; value?: string
   return out;
 }
 
+/** A history entry as `toHistoryEntries` makes one: the secret generations parsed from its recorded config. */
 function entry(revision: number, op: string, to: string | undefined, result: string, extra: Partial<HistoryEntry> = {}): HistoryEntry {
-  return { revision, op, to, result, startedAt: new Date(revision * 1000).toISOString(), resourceChanges: {}, ...extra };
+  const generations = extra.config?.["stackpin:secrets"]?.value;
+  return {
+    revision,
+    op,
+    to,
+    result,
+    startedAt: new Date(revision * 1000).toISOString(),
+    resourceChanges: {},
+    ...(generations ? { secretGenerations: JSON.parse(generations) as Record<string, number> } : {}),
+    ...extra,
+  };
 }
 
 describe("the version as it ran", () => {
