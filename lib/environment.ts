@@ -7,7 +7,7 @@ import { EngineStack, isProgramResource } from "./engine/stack";
 import { StackReader } from "./engine/stack-reader";
 import { locatePulumi, PulumiCli } from "./engine/pulumi-cli";
 import { InvalidVersionFileError, MissingPassphraseError, StackNotDeployedError } from "./errors";
-import { checkMachinePolicy, MachinePolicy, MachinePolicyInput } from "./machine-policy";
+import { checkMachinePolicy, MachinePolicy, MachinePolicyInput } from "./policy/machine-policy";
 import { readPulumiProject, StackDefinition, VersionStore } from "./versions/store";
 
 /** How to reach one environment: a stack under `stacks/`, its backend, its passphrase and its CLI. */

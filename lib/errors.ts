@@ -104,7 +104,7 @@ export class InvalidVersionFileError extends StackpinError {
 }
 
 /**
- * The deploy machine's own policy file (see `lib/machine-policy.ts`) is unreadable, not valid YAML, or
+ * The deploy machine's own policy file (see `lib/policy/machine-policy.ts`) is unreadable, not valid YAML, or
  * fails validation. Exit 5 like a bad stack file; nothing was changed.
  */
 export class InvalidMachinePolicyError extends StackpinError {

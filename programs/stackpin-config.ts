@@ -1,6 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
-import type { DatabasePlan } from "../lib/database";
-import type { RolloutLayout, Slot, SlotRelease } from "../lib/rollout";
+import type { DatabasePlan } from "../lib/planning/database";
+import type { RolloutLayout, Slot, SlotRelease } from "../lib/planning/rollout";
 import type { VerifySettings } from "../lib/versions/schema";
 
 /** What stackpin hands every program in the `stackpin` config namespace, typed. */

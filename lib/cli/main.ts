@@ -12,7 +12,7 @@ import { ensurePulumi, locatePulumi, packageRoot, PulumiCli } from "../engine/pu
 import { AuditBrokenError, ExitCode, FleetIncompleteError, PlanChangedError, StackpinError, VerificationFailedError } from "../errors";
 import { fleetRollback, FleetResult } from "../operations/fleet";
 import { emitK8sJobs, JobBatch } from "../operations/fleet-emit";
-import { MachinePolicy, readMachinePolicy } from "../machine-policy";
+import { MachinePolicy, readMachinePolicy } from "../policy/machine-policy";
 import { watchIntervalSchema } from "../versions/schema";
 import type { ApplyResult } from "../operations/apply";
 import { adopt } from "../operations/adopt";
@@ -22,7 +22,7 @@ import { destroy } from "../operations/destroy";
 import { readAudit, verifyAudit } from "../operations/audit";
 import { freeze, unfreeze } from "../operations/freeze";
 import { showIncident } from "../operations/incident";
-import { renderMarkdown } from "../incident";
+import { renderMarkdown } from "../incident/incident";
 import { restore } from "../operations/restore";
 import { removeSnapshot } from "../operations/snapshot";
 import { recover } from "../operations/recover";

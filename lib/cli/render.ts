@@ -1,18 +1,18 @@
 import Table from "cli-table3";
 import pc from "picocolors";
 import type { ProgressEvent } from "../environment";
-import type { HistoryEntry } from "../history-record";
+import type { HistoryEntry } from "../records/history-record";
 import type { ApplyResult } from "../operations/apply";
 import type { ApproveResult } from "../operations/approve";
 import type { DestroyResult } from "../operations/destroy";
 import type { FleetPreview, FleetResult } from "../operations/fleet";
 import type { Plan } from "../operations/plan";
 import type { Status } from "../operations/status";
-import type { AuditEntry } from "../audit";
+import type { AuditEntry } from "../records/audit";
 import type { RecoveryReport } from "../operations/recover";
 import type { RollbackResult } from "../operations/rollback";
-import type { Evaluation } from "../triggers";
-import type { VerificationResult } from "../verification";
+import type { Evaluation } from "../incident/triggers";
+import type { VerificationResult } from "../verify/verification";
 import type { ConfigChange } from "../versions/config-diff";
 
 const opColour: Record<string, (s: string) => string> = {

@@ -1,8 +1,8 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { ListObjectsV2Command } from "@aws-sdk/client-s3";
-import { decodeRecord } from "../history-record";
-import { getObject, s3LocationOf } from "../s3-backend";
+import { decodeRecord } from "../records/history-record";
+import { getObject, s3LocationOf } from "../records/s3-backend";
 
 /** Which update of which stack, by the key stackpin's records use (its record id, else `t<start seconds>`). */
 export interface UpdateRef {

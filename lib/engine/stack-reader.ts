@@ -6,7 +6,7 @@ import { repairInterruptedWrites } from "./interruption";
 import { OpenEngineStackOptions, StackOutput, translateEngineError } from "./stack";
 import { runPulumi } from "./pulumi-process";
 import { StackNotDeployedError } from "../errors";
-import { tagNameLimit, tagValueLimit } from "../ledger";
+import { tagNameLimit, tagValueLimit } from "../records/ledger";
 
 /** What a read-only look at a stack needs: where it is and how its secrets open, and the `pulumi` binary. */
 export type StackReaderOptions = Omit<OpenEngineStackOptions, "program" | "pulumi"> & {

@@ -38,8 +38,8 @@ import {
   removeBackendLock,
   repairInterruptedWrites,
 } from "./interruption";
-import { stopProcesses } from "../processes";
-import { recordStoreOf, StackRecords, tagNameLimit, tagValueLimit } from "../ledger";
+import { stopProcesses } from "./processes";
+import { recordStoreOf, StackRecords, tagNameLimit, tagValueLimit } from "../records/ledger";
 import type { PulumiCli } from "./pulumi-cli";
 import { writeDynamicProviderPlugin } from "./pulumi-cli";
 

@@ -2,7 +2,7 @@ import type { EngineStack, ResourceStep, StackOutput } from "../engine/stack";
 import { EnvironmentContext, progressBridge, ProgressOptions } from "../environment";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import type { VersionDatabase } from "../database";
+import type { VersionDatabase } from "../planning/database";
 import {
   ApplyFailedError,
   DatabaseApplyFailedError,
@@ -22,10 +22,10 @@ import {
   liveState,
   newUpdateId,
   toHistoryEntries,
-} from "../history-record";
-import { readRecords, RecordsEngine, recordStoreOf, StackRecords } from "../ledger";
-import { planDigestFor } from "../plan-digest";
-import { verifyRelease, VerificationResult } from "../verification";
+} from "../records/history-record";
+import { readRecords, RecordsEngine, recordStoreOf, StackRecords } from "../records/ledger";
+import { planDigestFor } from "../policy/plan-digest";
+import { verifyRelease, VerificationResult } from "../verify/verification";
 import { diffConfig } from "../versions/config-diff";
 import type { VersionFile } from "../versions/schema";
 import type { Plan } from "./plan";

@@ -1,14 +1,14 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { stringify } from "yaml";
-import { ApprovalRequirement, approvalPolicyOf, approvalsNeeded, ApprovalStatement, signApproval } from "../approvals";
+import { ApprovalRequirement, approvalPolicyOf, approvalsNeeded, ApprovalStatement, signApproval } from "../policy/approvals";
 import type { EnvironmentContext, ProgressOptions } from "../environment";
 import { CannotApproveError, NotConfirmedError } from "../errors";
 import type { VersionFile } from "../versions/schema";
 import { planWith, readHistory } from "./apply";
 import type { Plan } from "./plan";
 import { readRanSecrets, resolveLive, resolveRollbackTarget, validateTargetEarly } from "./resolve";
-import { liveState } from "../history-record";
+import { liveState } from "../records/history-record";
 
 /** Options for {@link approve}. */
 export interface ApproveOptions extends ProgressOptions {

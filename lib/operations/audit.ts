@@ -1,6 +1,6 @@
-import type { AuditEntry, AuditVerification } from "../audit";
+import type { AuditEntry, AuditVerification } from "../records/audit";
 import type { EnvironmentContext } from "../environment";
-import { auditLogFor } from "../trail";
+import { auditLogFor } from "../records/trail";
 
 /** Checks the stack's audit trail: every hash, every link, and the head anchored in the backend. */
 export async function verifyAudit(ctx: EnvironmentContext): Promise<AuditVerification> {

@@ -1,8 +1,8 @@
-import { ApprovalInput, approvedBy, recordOf } from "../approvals";
+import { ApprovalInput, approvedBy, recordOf } from "../policy/approvals";
 import type { EnvironmentContext, ProgressOptions } from "../environment";
 import { ApplyFailedError, FrozenError, StackpinError, VerificationFailedError } from "../errors";
-import { HistoryEntry, lastGoodVersion, liveState } from "../history-record";
-import { audit, auditFailure, isRefusal } from "../trail";
+import { HistoryEntry, lastGoodVersion, liveState } from "../records/history-record";
+import { audit, auditFailure, isRefusal } from "../records/trail";
 import { ApplyResult, applyWith, carryPlan, checkDatabaseFirst, prepareApply, readHistoryAndTags } from "./apply";
 import { guardPlan } from "./guard";
 import type { Plan } from "./plan";

@@ -2,10 +2,10 @@ import type { EnvironmentContext, ProgressOptions } from "../environment";
 import { progressBridge } from "../environment";
 import type { StackOutput, StateResource } from "../engine/stack";
 import { ApplyFailedError, ApprovalRequiredError, EngineFailedError, engineErrorLines, NotConfirmedError } from "../errors";
-import { encodeRecord } from "../history-record";
-import { recordStoreOf } from "../ledger";
+import { encodeRecord } from "../records/history-record";
+import { recordStoreOf } from "../records/ledger";
 import { DataResource, dataOnDestroy } from "../planning/data-resources";
-import { audit, auditFailure } from "../trail";
+import { audit, auditFailure } from "../records/trail";
 import { recoverInterrupted } from "./recover";
 
 /** Options for {@link destroy}. */

@@ -1,5 +1,5 @@
 import type { EnvironmentContext, ProgressOptions } from "../environment";
-import { audit, Freeze, writeFreeze } from "../trail";
+import { audit, Freeze, writeFreeze } from "../records/trail";
 
 /** Options for {@link freeze} and {@link unfreeze}. */
 export interface FreezeOptions extends ProgressOptions {

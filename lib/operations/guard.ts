@@ -1,8 +1,8 @@
-import { ApprovalInput, checkApprovals, GrantedApproval } from "../approvals";
+import { ApprovalInput, checkApprovals, GrantedApproval } from "../policy/approvals";
 import type { EngineStack } from "../engine/stack";
 import type { EnvironmentContext, ProgressOptions } from "../environment";
 import { NotConfirmedError } from "../errors";
-import type { HistoryEntry } from "../history-record";
+import type { HistoryEntry } from "../records/history-record";
 import type { VersionFile } from "../versions/schema";
 import { DatabaseOptions, DesiredState, planWith } from "./apply";
 import type { Plan } from "./plan";

@@ -1,5 +1,5 @@
 import type { EnvironmentContext } from "../environment";
-import { HistoryEntry, withoutConfig } from "../history-record";
+import { HistoryEntry, withoutConfig } from "../records/history-record";
 import { readHistory } from "./apply";
 
 /** The stack's history from the backend, newest first: every deploy and rollback, and other updates. */

@@ -2,11 +2,11 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import type { EnvironmentContext, ProgressOptions } from "../environment";
 import { UnknownIncidentError } from "../errors";
-import type { HistoryEntry } from "../history-record";
-import { IncidentRecord, updateIncident } from "../incident";
-import { IncidentMark, IncidentSeries, incidentChartSpec, renderIncidentHtml, renderSvg } from "../incident-page";
-import { baselineOf } from "../ledger";
-import { incidentsDir } from "../trail";
+import type { HistoryEntry } from "../records/history-record";
+import { IncidentRecord, updateIncident } from "../incident/incident";
+import { IncidentMark, IncidentSeries, incidentChartSpec, renderIncidentHtml, renderSvg } from "../incident/incident-page";
+import { baselineOf } from "../records/ledger";
+import { incidentsDir } from "../records/trail";
 import { readHistoryAndTags } from "./apply";
 
 /** Options for {@link showIncident}. */

@@ -1,7 +1,7 @@
 import type { OpMap } from "@pulumi/pulumi/automation";
 import type { ResourceStep } from "../engine/stack";
-import type { RolloutLayout, RolloutMove } from "../rollout";
-import type { Generations } from "../secret-generations";
+import type { RolloutLayout, RolloutMove } from "../planning/rollout";
+import type { Generations } from "../planning/secret-generations";
 import type { ConfigChange } from "../versions/config-diff";
 
 /** What an apply would do: the config diff between versions and the engine's planned resource changes. */
@@ -42,7 +42,7 @@ export interface Plan {
   /** Things a reviewer must read before applying, in words. */
   warnings: string[];
   /**
-   * The digest of what would be applied (see `lib/plan-digest.ts`): what an approver signs. It changes
+   * The digest of what would be applied (see `lib/policy/plan-digest.ts`): what an approver signs. It changes
    * when the version files, the stack's config or the live state change, and after any new update.
    */
   planDigest: string;

@@ -1,7 +1,7 @@
 import type { EngineStack, InFlightMark } from "../engine/stack";
 import type { EnvironmentContext, ProgressOptions } from "../environment";
 import { ConcurrentOperationError } from "../errors";
-import { audit } from "../trail";
+import { audit } from "../records/trail";
 
 /** Options for {@link recover} and `recoverInterrupted`. */
 export interface RecoverOptions extends ProgressOptions {

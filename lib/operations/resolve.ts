@@ -1,6 +1,6 @@
 import type { EnvironmentContext } from "../environment";
 import { StackNotDeployedError, UnknownVersionError } from "../errors";
-import { HistoryEntry, liveState, previousVersion } from "../history-record";
+import { HistoryEntry, liveState, previousVersion } from "../records/history-record";
 import { recordedSecretCiphertexts } from "../engine/recorded-secrets";
 import { RanVersion, ranVersion, updateThatRan } from "../planning/ran-version";
 import type { VersionFile } from "../versions/schema";

@@ -1,12 +1,12 @@
-import { ApprovalInput, approvedBy, recordOf } from "../approvals";
+import { ApprovalInput, approvedBy, recordOf } from "../policy/approvals";
 import type { EnvironmentContext, ProgressOptions } from "../environment";
-import { audit, auditFailure } from "../trail";
+import { audit, auditFailure } from "../records/trail";
 import { ApplyResult, applyWith, prepareApply, readHistory } from "./apply";
 import type { Plan } from "./plan";
 import { guardPlan } from "./guard";
 import { recoverInterrupted } from "./recover";
 import { fileDiffersWarning, readRanSecrets, resolveLive } from "./resolve";
-import { liveState } from "../history-record";
+import { liveState } from "../records/history-record";
 
 /** Options for {@link restore}. Give `time` or `snapshot`. */
 export interface RestoreOptions extends ProgressOptions {

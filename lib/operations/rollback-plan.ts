@@ -1,7 +1,7 @@
 import type { StackOutput } from "../engine/stack";
 import type { EnvironmentContext } from "../environment";
-import { HistoryEntry, liveState } from "../history-record";
-import { planDigestFor } from "../plan-digest";
+import { HistoryEntry, liveState } from "../records/history-record";
+import { planDigestFor } from "../policy/plan-digest";
 import type { CheckpointResource } from "../planning/database-left";
 import type { VersionFile } from "../versions/schema";
 import { DatabaseOptions, DesiredState, desiredState } from "./apply";

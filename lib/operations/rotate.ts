@@ -1,6 +1,6 @@
 import type { EnvironmentContext } from "../environment";
 import { StackNotDeployedError, UnknownVersionError } from "../errors";
-import { liveState } from "../history-record";
+import { liveState } from "../records/history-record";
 import { readHistory } from "./apply";
 
 /** Options for {@link rotate}. */

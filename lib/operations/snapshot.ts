@@ -1,11 +1,11 @@
 import type { EnvironmentContext, ProgressOptions } from "../environment";
 import { FrozenError } from "../errors";
-import { audit, auditFailure } from "../trail";
+import { audit, auditFailure } from "../records/trail";
 import { ApplyResult, applyWith, prepareApply, readHistoryAndTags } from "./apply";
 import { guardPlan } from "./guard";
 import { recoverInterrupted } from "./recover";
 import { fileDiffersWarning, readRanSecrets, resolveLive } from "./resolve";
-import { liveState } from "../history-record";
+import { liveState } from "../records/history-record";
 import type { Plan } from "./plan";
 
 /** Options for {@link removeSnapshot}. */

@@ -1,7 +1,7 @@
 import type { StackOutput } from "../engine/stack";
 import type { EnvironmentContext } from "../environment";
-import { HistoryEntry, lastVerifiedVersion, liveState, withoutConfig } from "../history-record";
-import { Freeze, liveTags } from "../ledger";
+import { HistoryEntry, lastVerifiedVersion, liveState, withoutConfig } from "../records/history-record";
+import { Freeze, liveTags } from "../records/ledger";
 import { readHistoryAndTags } from "./apply";
 
 /** Which version is live on a stack now, according to the backend. */

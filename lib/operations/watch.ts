@@ -1,11 +1,11 @@
-import type { ApprovalInput } from "../approvals";
+import type { ApprovalInput } from "../policy/approvals";
 import type { EngineStack } from "../engine/stack";
 import type { EnvironmentContext, ProgressOptions } from "../environment";
 import { InvalidVersionFileError, TriggerFiredError } from "../errors";
-import { HistoryEntry, lastVerifiedVersion, liveState } from "../history-record";
-import { SignalRecovery, updateIncident } from "../incident";
-import { baselineKey, baselineOf, recordStoreOf } from "../ledger";
-import { Evaluation, promQuery, TriggerEvaluator } from "../triggers";
+import { HistoryEntry, lastVerifiedVersion, liveState } from "../records/history-record";
+import { SignalRecovery, updateIncident } from "../incident/incident";
+import { baselineKey, baselineOf, recordStoreOf } from "../records/ledger";
+import { Evaluation, promQuery, TriggerEvaluator } from "../incident/triggers";
 import type { TriggerRule } from "../versions/schema";
 import { readHistoryAndTags } from "./apply";
 import { rollback, RollbackResult } from "./rollback";

@@ -4,9 +4,9 @@
  * next plan (a rollback above all) must start from there, as Atlas plans a down migration from the
  * database's actual state.
  */
-import { DatabasePlan, normalizePlan } from "../database";
-import type { HistoryEntry } from "../history-record";
-import { liveState } from "../history-record";
+import { DatabasePlan, normalizePlan } from "./database";
+import type { HistoryEntry } from "../records/history-record";
+import { liveState } from "../records/history-record";
 
 /** A resource as the backend's checkpoint holds it: its URN, type and outputs (secret outputs encrypted). */
 export interface CheckpointResource {

@@ -4,11 +4,11 @@
  * value that is previewed, approved (its digest), and applied.
  */
 import type { StackSettingsConfigValue } from "@pulumi/pulumi/automation";
-import { DatabaseDecision, DatabaseRequest, planDatabase, VersionDatabase } from "../database";
+import { DatabaseDecision, DatabaseRequest, planDatabase, VersionDatabase } from "./database";
 import type { StackOutput } from "../engine/types";
-import { HistoryEntry, liveState } from "../history-record";
-import { describeMove, nextLayout, RolloutLayout, RolloutMove } from "../rollout";
-import { forwardOnly, Generations } from "../secret-generations";
+import { HistoryEntry, liveState } from "../records/history-record";
+import { describeMove, nextLayout, RolloutLayout, RolloutMove } from "./rollout";
+import { forwardOnly, Generations } from "./secret-generations";
 import type { VersionFile } from "../versions/schema";
 import { CheckpointResource, databaseAsLeft, DatabaseAsLeft } from "./database-left";
 

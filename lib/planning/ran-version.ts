@@ -5,7 +5,7 @@
  * stored release and Kargo's stage goes back to the same immutable Freight.
  */
 import { isDeepStrictEqual } from "node:util";
-import { HistoryEntry, parseConfigJson, RecordedConfig } from "../history-record";
+import { HistoryEntry, parseConfigJson, RecordedConfig } from "../records/history-record";
 import type { VersionFile } from "../versions/schema";
 
 /** A version as it ran, and how the file on disk differs from it. */

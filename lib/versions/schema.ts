@@ -171,7 +171,7 @@ export const policySchema = z
         require: z.array(approvalCategorySchema).default([]),
         /** Who may approve: principals of `allowedSigners`, each signing with `stackpin approve`. Empty: any principal there, or, without `allowedSigners`, anyone named with `--approve NAME` (unsigned). A machine policy's own approvers replace these. */
         approvers: z.array(z.string().min(1)).default([]),
-        /** An SSH allowed-signers file (as `git` uses for signed commits), relative to the stack's directory or absolute; a machine policy's own (`lib/machine-policy.ts`) replaces it. */
+        /** An SSH allowed-signers file (as `git` uses for signed commits), relative to the stack's directory or absolute; a machine policy's own (`lib/policy/machine-policy.ts`) replaces it. */
         allowedSigners: z.string().min(1).optional(),
       })
       .strict()

@@ -2,7 +2,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import type { ProgramConfigSpec } from "../../programs/types";
 import { InvalidVersionFileError, UnknownStackError, UnknownVersionError } from "../errors";
-import { isProgramPath, loadProgram } from "../program-loader";
+import { isProgramPath, loadProgram } from "../engine/program-loader";
 import { checkProgramConfig } from "./program-config";
 import {
   describeIssues,

@@ -1,6 +1,6 @@
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
-import { normalizePlan, PRIMARY } from "../../lib/database";
+import { normalizePlan, PRIMARY } from "../../lib/planning/database";
 import { GeneratedSecret } from "../generated-secret";
 import type { ProgramFactory } from "../types";
 import { imageFor, readStackpinConfig, runningSlots } from "../stackpin-config";

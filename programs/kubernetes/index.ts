@@ -1,7 +1,7 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { createHash } from "node:crypto";
-import { normalizePlan, PRIMARY } from "../../lib/database";
+import { normalizePlan, PRIMARY } from "../../lib/planning/database";
 import { GeneratedSecret } from "../generated-secret";
 import type { ProgramFactory } from "../types";
 import { imageFor, readStackpinConfig, runningSlots } from "../stackpin-config";

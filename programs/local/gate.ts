@@ -24,7 +24,7 @@ interface GateProps {
 
 async function check(props: GateProps) {
   // The same health check stackpin runs after an apply, loaded by path inside the provider process.
-  const { waitHealthy } = require(props.verifier) as typeof import("../../lib/verification");
+  const { waitHealthy } = require(props.verifier) as typeof import("../../lib/verify/verification");
   // The marker lets stackpin tell a failed gate (the release never took traffic) from other failures.
   const { attempts } = await waitHealthy(props.url, props.health, props.expectVersion).catch((err: Error) => {
     throw new Error(`${refusalMarker("health-gate")} ${err.message.split("\n")[0]}`);

@@ -1,8 +1,8 @@
 import * as crypto from "node:crypto";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
-import { DatabasePlan, normalizePlan, PRIMARY } from "../../lib/database";
-import type { RolloutLayout, Slot } from "../../lib/rollout";
+import { DatabasePlan, normalizePlan, PRIMARY } from "../../lib/planning/database";
+import type { RolloutLayout, Slot } from "../../lib/planning/rollout";
 import type { VerifySettings } from "../../lib/versions/schema";
 import type { ProgramFactory, ProgramReconciler } from "../types";
 import { LocalFile } from "./file";

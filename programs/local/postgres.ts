@@ -1,5 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
-import type { MigrationStep } from "../../lib/database";
+import type { MigrationStep } from "../../lib/planning/database";
 import { refusalMarker } from "../../lib/engine/refusal";
 
 /**

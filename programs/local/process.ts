@@ -148,7 +148,7 @@ export async function stopUnownedProcesses(runDir: string, ownedPids: ReadonlySe
     }
   }
   // Nothing routes to an unowned process (the route file only ever names a recorded one): no drain.
-  const { stopProcesses } = await import("../../lib/processes");
+  const { stopProcesses } = await import("../../lib/engine/processes");
   await stopProcesses(found.map((p) => p.pid), 5_000);
   return found;
 }

@@ -7,7 +7,7 @@ import { LocalWorkspace, Stack } from "@pulumi/pulumi/automation";
 import type { PulumiCli } from "../../lib/engine/pulumi-cli";
 import { writeDynamicProviderPlugin } from "../../lib/engine/pulumi-cli";
 import { ExitCode } from "../../lib/errors";
-import { loadProgram } from "../../lib/program-loader";
+import { loadProgram } from "../../lib/engine/program-loader";
 import { CliRun, demoPassphrase, filesUnder, json, pulumiOrSkip, TempProject, tempProject } from "./harness";
 import { fileAppears, writeProgram } from "./own-program";
 

@@ -7,8 +7,8 @@ import { CliRun, json, pulumiOrSkip, TempProject, tempProject } from "./harness"
 import { S3Server, startS3Server, versitygwOrSkip } from "./s3-server";
 import { gatedChild } from "../unit/gated-child";
 
-const auditModule = path.join(__dirname, "..", "..", "lib", "audit.js");
-const s3Module = path.join(__dirname, "..", "..", "lib", "s3-backend.js");
+const auditModule = path.join(__dirname, "..", "..", "lib", "records", "audit.js");
+const s3Module = path.join(__dirname, "..", "..", "lib", "records", "s3-backend.js");
 
 // A process appending to the shared trail through stackpin's own S3 trail, as a second machine's
 // stackpin does; told to go once both are ready, so the appends overlap.

@@ -82,7 +82,7 @@ export async function startS3Server(binary: string): Promise<S3Server> {
   const proc = child;
   const endpoint = `http://127.0.0.1:${port}`;
   const bucket = `stackpin-${crypto.randomBytes(3).toString("hex")}`;
-  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true"; // see lib/s3-backend.ts
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true"; // see lib/records/s3-backend.ts
   const client = new S3Client({ endpoint, region: "us-east-1", forcePathStyle: true, credentials: { accessKeyId: accessKey, secretAccessKey: secretKey } });
   await client.send(new CreateBucketCommand({ Bucket: bucket }));
   return {

@@ -2,7 +2,7 @@ import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { approvalNamespace, signedBytes } from "../../lib/approvals";
+import { approvalNamespace, signedBytes } from "../../lib/policy/approvals";
 
 /** SSH keys made for a test with the real ssh-keygen, in a temp directory the test removes. */
 export interface Signers {

@@ -6,7 +6,7 @@ import type { PulumiCli } from "../../lib/engine/pulumi-cli";
 import { openEnvironment } from "../../lib";
 import type { EnvironmentContext } from "../../lib/environment";
 import { ExitCode, StackpinError } from "../../lib/errors";
-import { recordsFile } from "../../lib/ledger";
+import { recordsFile } from "../../lib/records/ledger";
 import { rollback } from "../../lib/operations/rollback";
 import { demoPassphrase, json, pulumiOrSkip, TempProject, tempProject } from "./harness";
 

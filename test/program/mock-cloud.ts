@@ -6,7 +6,7 @@ import type { UpdateSummary } from "@pulumi/pulumi/automation";
 import { packageRoot } from "../../lib/engine/pulumi-cli";
 import { openEnvironment } from "../../lib";
 import type { EnvironmentContext } from "../../lib/environment";
-import { encodeRecord, HistoryEntry, liveState, toHistoryEntries } from "../../lib/history-record";
+import { encodeRecord, HistoryEntry, liveState, toHistoryEntries } from "../../lib/records/history-record";
 import { DatabaseOptions, desiredState, DesiredState } from "../../lib/operations/apply";
 import type { StackOutput } from "../../lib/engine/stack";
 

@@ -3,9 +3,9 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import fc from "fast-check";
-import { approvalsNeeded, mergeApprovalPolicies } from "../../lib/approvals";
+import { approvalsNeeded, mergeApprovalPolicies } from "../../lib/policy/approvals";
 import { ExitCode, InvalidMachinePolicyError } from "../../lib/errors";
-import { checkMachinePolicy, MachinePolicy, readMachinePolicy } from "../../lib/machine-policy";
+import { checkMachinePolicy, MachinePolicy, readMachinePolicy } from "../../lib/policy/machine-policy";
 import { approvalCategorySchema, ApprovalCategory, Policy } from "../../lib/versions/schema";
 
 const stackDir = "/repo/stacks/prod";

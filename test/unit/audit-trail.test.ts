@@ -2,10 +2,10 @@ import { strict as assert } from "node:assert";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { AuditLog } from "../../lib/audit";
+import { AuditLog } from "../../lib/records/audit";
 import { gatedChild } from "./gated-child";
 
-const auditModule = path.join(__dirname, "..", "..", "lib", "audit.js");
+const auditModule = path.join(__dirname, "..", "..", "lib", "records", "audit.js");
 
 // The anchor file beside the trail, as the trail keeps it. Passed as both option shapes (`stackName`, and
 // the `read`/`write` anchor an older stackpin took) so the same test also runs against that code.

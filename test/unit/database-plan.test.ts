@@ -1,5 +1,5 @@
 import { strict as assert } from "node:assert";
-import { DatabasePlan, planDatabase, VersionDatabase } from "../../lib/database";
+import { DatabasePlan, planDatabase, VersionDatabase } from "../../lib/planning/database";
 import { ApprovalRequiredError, BackupNotRemovableError, RestoreImpossibleError } from "../../lib/errors";
 
 const v1: VersionDatabase = { version: "v1", spec: { schema: 1, migration: { name: "001", up: "u" }, backwardCompatible: true }, up: "create" };

@@ -5,7 +5,7 @@ import {
   HistoryEntry,
   liveState,
   previousVersion,
-} from "../../lib/history-record";
+} from "../../lib/records/history-record";
 
 let n = 0;
 function entry(op: string, to: string | undefined, result = "succeeded", from?: string): HistoryEntry {

@@ -1,7 +1,7 @@
 import { strict as assert } from "node:assert";
-import type { HistoryEntry } from "../../lib/history-record";
-import type { IncidentRecord } from "../../lib/incident";
-import { incidentChartSpec, renderSvg } from "../../lib/incident-page";
+import type { HistoryEntry } from "../../lib/records/history-record";
+import type { IncidentRecord } from "../../lib/incident/incident";
+import { incidentChartSpec, renderSvg } from "../../lib/incident/incident-page";
 import { incidentMarks } from "../../lib/operations/incident";
 
 const record: IncidentRecord = {

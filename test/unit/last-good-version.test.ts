@@ -1,5 +1,5 @@
 import { strict as assert } from "node:assert";
-import { HistoryEntry, lastGoodVersion } from "../../lib/history-record";
+import { HistoryEntry, lastGoodVersion } from "../../lib/records/history-record";
 
 let n = 0;
 function entry(op: string, to: string, result = "succeeded", verification?: string): HistoryEntry {

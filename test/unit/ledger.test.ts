@@ -3,10 +3,10 @@ import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { FileRecordStore, maxVerifications, withFileLock } from "../../lib/ledger";
+import { FileRecordStore, maxVerifications, withFileLock } from "../../lib/records/ledger";
 import { gatedChild } from "./gated-child";
 
-const ledgerModule = path.join(__dirname, "..", "..", "lib", "ledger.js");
+const ledgerModule = path.join(__dirname, "..", "..", "lib", "records", "ledger.js");
 
 const childScript = `
 const { FileRecordStore } = require(process.argv[1]);

@@ -1,7 +1,7 @@
 import { strict as assert } from "node:assert";
-import { planDatabase, VersionDatabase } from "../../lib/database";
-import { planDigest, planDigestDocument, PlanDigestInput } from "../../lib/plan-digest";
-import { nextLayout } from "../../lib/rollout";
+import { planDatabase, VersionDatabase } from "../../lib/planning/database";
+import { planDigest, planDigestDocument, PlanDigestInput } from "../../lib/policy/plan-digest";
+import { nextLayout } from "../../lib/planning/rollout";
 
 const layout = nextLayout({ active: "blue", slots: { blue: { version: "v1", config: { artifact: "hello-1.0.0" } } } }, { version: "v2", config: { artifact: "hello-2.0.0" } }, "deploy").layout;
 

@@ -1,7 +1,7 @@
 import { strict as assert } from "node:assert";
-import type { DatabasePlan } from "../../lib/database";
+import type { DatabasePlan } from "../../lib/planning/database";
 import { readAllPages } from "../../lib/engine/history-pages";
-import type { HistoryEntry, RecordedConfig } from "../../lib/history-record";
+import type { HistoryEntry, RecordedConfig } from "../../lib/records/history-record";
 import { databaseAsLeft, CheckpointResource } from "../../lib/planning/database-left";
 import { planDesiredState } from "../../lib/planning/desired-state";
 import { ranVersion } from "../../lib/planning/ran-version";

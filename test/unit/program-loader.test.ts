@@ -3,7 +3,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { ProgramLoadError } from "../../lib/errors";
-import { isProgramPath, loadProgram } from "../../lib/program-loader";
+import { isProgramPath, loadProgram } from "../../lib/engine/program-loader";
 
 describe("a project's own program by path: what its module may export", () => {
   let dir = "";

@@ -1,6 +1,6 @@
 import { strict as assert } from "node:assert";
-import { redact, secretValuesOf } from "../../lib/redact";
-import { smokeEnvironment } from "../../lib/verification";
+import { redact, secretValuesOf } from "../../lib/verify/redact";
+import { smokeEnvironment } from "../../lib/verify/verification";
 
 describe("what is recorded of a smoke command's output", () => {
   it("finds credentials in an environment by their variable's name, not by their value", () => {

@@ -1,5 +1,5 @@
 import { strict as assert } from "node:assert";
-import type { HistoryEntry } from "../../lib/history-record";
+import type { HistoryEntry } from "../../lib/records/history-record";
 import { alreadyLive } from "../../lib/operations/rollback-plan";
 
 let n = 0;

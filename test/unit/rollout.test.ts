@@ -1,6 +1,6 @@
 import { strict as assert } from "node:assert";
-import { nextLayout, RolloutLayout } from "../../lib/rollout";
-import { forwardOnly } from "../../lib/secret-generations";
+import { nextLayout, RolloutLayout } from "../../lib/planning/rollout";
+import { forwardOnly } from "../../lib/planning/secret-generations";
 
 const rel = (version: string) => ({ version, config: { artifact: `app-${version}` } });
 

@@ -1,5 +1,5 @@
 import { strict as assert } from "node:assert";
-import { TriggerEvaluator } from "../../lib/triggers";
+import { TriggerEvaluator } from "../../lib/incident/triggers";
 import { fakePrometheus } from "../e2e/fake-prometheus";
 
 // Rule evaluation alone, against the fake query server (the real Prometheus is the incident suite's).

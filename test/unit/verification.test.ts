@@ -1,7 +1,7 @@
 import { strict as assert } from "node:assert";
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
-import { verifyRelease } from "../../lib/verification";
+import { verifyRelease } from "../../lib/verify/verification";
 import { verifyFileSchema } from "./verify-settings";
 
 /** A real HTTP server on loopback whose /health fails `failures` times before answering `version`. */

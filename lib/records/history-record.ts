@@ -1,8 +1,8 @@
 import { randomBytes } from "node:crypto";
 import type { UpdateSummary } from "@pulumi/pulumi/automation";
-import type { DatabasePlan } from "./database";
-import type { RolloutLayout } from "./rollout";
-import type { Generations } from "./secret-generations";
+import type { DatabasePlan } from "../planning/database";
+import type { RolloutLayout } from "../planning/rollout";
+import type { Generations } from "../planning/secret-generations";
 
 /** What stackpin writes into each update's message, so the backend alone tells the story. */
 export interface ApplyRecord {

@@ -16,9 +16,9 @@
  */
 import * as path from "node:path";
 import { z } from "zod";
-import { InvalidMachinePolicyError, InvalidVersionFileError } from "./errors";
-import { approvalCategorySchema, describeIssues } from "./versions/schema";
-import { readYamlFile } from "./versions/yaml-input";
+import { InvalidMachinePolicyError, InvalidVersionFileError } from "../errors";
+import { approvalCategorySchema, describeIssues } from "../versions/schema";
+import { readYamlFile } from "../versions/yaml-input";
 
 const approvalsFields = {
   /** What needs an approval on this machine, whatever a stack's policy says. */

@@ -8,7 +8,7 @@
  */
 import * as crypto from "node:crypto";
 import { canonicalize } from "json-canonicalize";
-import { HistoryEntry, liveState } from "./history-record";
+import { HistoryEntry, liveState } from "../records/history-record";
 import type { StackSettingsConfigValue } from "@pulumi/pulumi/automation";
 
 /** What a plan digest covers. */
@@ -20,7 +20,7 @@ export interface PlanDigestInput {
   to: string;
   /** The newest history revision when the plan was computed: any later update makes it stale. */
   baseRevision: number;
-  /** The config stackpin would set, as the planner computes it (`desiredState` in `operations/apply.ts`). */
+  /** The config stackpin would set, as the planner computes it (`planDesiredState` in `planning/desired-state.ts`). */
   config: Record<string, StackSettingsConfigValue>;
 }
 

@@ -1,8 +1,8 @@
 import * as path from "node:path";
 import { AuditEntry, auditFile, AuditLog, AuditTrail, S3AuditLog } from "./audit";
-import type { EngineStack } from "./engine/stack";
-import type { EnvironmentContext, ProgressOptions } from "./environment";
-import { ExitCode, StackpinError } from "./errors";
+import type { EngineStack } from "../engine/stack";
+import type { EnvironmentContext, ProgressOptions } from "../environment";
+import { ExitCode, StackpinError } from "../errors";
 import { Freeze, recordStoreOf } from "./ledger";
 import { s3LocationOf } from "./s3-backend";
 

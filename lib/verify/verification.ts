@@ -1,7 +1,7 @@
 import { exec } from "node:child_process";
 import pRetry from "p-retry";
 import { redact, secretValuesOf } from "./redact";
-import type { VerifySettings } from "./versions/schema";
+import type { VerifySettings } from "../versions/schema";
 
 /** Variables every smoke command gets, besides `ENDPOINT` and those `verify.smokeEnv` names: none of them secret. */
 export const baseSmokeEnv = ["PATH", "HOME", "LANG", "TMPDIR"];

@@ -1,4 +1,4 @@
-import type { TriggerRule } from "./versions/schema";
+import type { TriggerRule } from "../versions/schema";
 
 /** One rule's outcome in one evaluation. */
 export interface RuleEvaluation {

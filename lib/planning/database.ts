@@ -5,8 +5,8 @@
  * database alone; (2) if every migration in between has a down, take a fresh snapshot and run the downs;
  * (3) otherwise restore to just before the bad deploy (point-in-time restore), only with approval.
  */
-import { ApprovalRequiredError, BackupNotRemovableError, RestoreImpossibleError } from "./errors";
-import type { DatabaseSpec } from "./versions/schema";
+import { ApprovalRequiredError, BackupNotRemovableError, RestoreImpossibleError } from "../errors";
+import type { DatabaseSpec } from "../versions/schema";
 
 /** One migration with its SQL, as handed to the program. */
 export interface MigrationStep {

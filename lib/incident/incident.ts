@@ -1,8 +1,8 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { NotificationResult } from "./notify";
-import type { Plan } from "./operations/plan";
-import type { VerificationResult } from "./verification";
+import type { Plan } from "../operations/plan";
+import type { VerificationResult } from "../verify/verification";
 
 /** One step of a rollback, as it happened. */
 export interface TimelineEntry {

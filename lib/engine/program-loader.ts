@@ -1,8 +1,8 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { PulumiFn } from "@pulumi/pulumi/automation";
-import type { ProgramConfigSpec, ProgramContext, ProgramFactory } from "../programs/types";
-import { ProgramLoadError } from "./errors";
+import type { ProgramConfigSpec, ProgramContext, ProgramFactory } from "../../programs/types";
+import { ProgramLoadError } from "../errors";
 
 /**
  * A project's own Pulumi program, named in `stack.yaml` by a path (`program: ./infra/checkout`) and run

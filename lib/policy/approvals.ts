@@ -13,15 +13,15 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { canonicalize } from "json-canonicalize";
-import { readYamlFile } from "./versions/yaml-input";
+import { readYamlFile } from "../versions/yaml-input";
 import { z } from "zod";
-import type { EnvironmentContext } from "./environment";
-import { ApprovalRequiredError, CannotApproveError } from "./errors";
-import { HistoryEntry, liveState } from "./history-record";
+import type { EnvironmentContext } from "../environment";
+import { ApprovalRequiredError, CannotApproveError } from "../errors";
+import { HistoryEntry, liveState } from "../records/history-record";
 import type { MachinePolicy } from "./machine-policy";
-import type { DesiredState } from "./operations/apply";
+import type { DesiredState } from "../planning/desired-state";
 import { planDigestFor } from "./plan-digest";
-import { approvalCategorySchema, type ApprovalCategory, type Policy } from "./versions/schema";
+import { approvalCategorySchema, type ApprovalCategory, type Policy } from "../versions/schema";
 
 /** The SSH signature namespace of approvals, so no other signature (a commit's, a file's) can pass for one. */
 export const approvalNamespace = "stackpin-approval";

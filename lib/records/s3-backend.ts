@@ -1,5 +1,5 @@
 import { GetObjectCommand, PutObjectCommand, S3Client, S3ServiceException } from "@aws-sdk/client-s3";
-import { ConcurrentOperationError } from "./errors";
+import { ConcurrentOperationError } from "../errors";
 
 /**
  * stackpin's own objects in the bucket of an `s3://` Pulumi backend, read and written with conditional

@@ -3,9 +3,9 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import type { UpdateSummary } from "@pulumi/pulumi/automation";
-import type { InFlightMark, StackOutput } from "./engine/types";
-import { Holder, livenessOf, nodeCommand } from "./engine/interruption";
-import { ConcurrentOperationError } from "./errors";
+import type { InFlightMark, StackOutput } from "../engine/types";
+import { Holder, livenessOf, nodeCommand } from "../engine/interruption";
+import { ConcurrentOperationError } from "../errors";
 import { updateKey, toHistoryEntries } from "./history-record";
 import { getObject, S3Location, s3LocationOf, updateObject } from "./s3-backend";
 
