@@ -274,7 +274,11 @@ export function engineErrorLines(message: string): string {
     if (/^\d+ errors? occurred:$/.test(text)) for (let j = i + 1; j < lines.length && lines[j].startsWith("* "); j++) items.push(lines[j].slice(2));
     errors.push(items.length ? items.join("\n") : text);
   });
-  return [...new Set(errors)].slice(0, 4).join("\n") || message.trim().split("\n").slice(-3).join("\n");
+  // An update held to a saved plan that stops at an error also reports every planned step it never reached;
+  // the error that stopped it is the news.
+  const unreached = (e: string) => /^expected resource operations for \S+ but none were seen$/.test(e);
+  const shown = errors.some((e) => !unreached(e)) ? errors.filter((e) => !unreached(e)) : errors;
+  return [...new Set(shown)].slice(0, 4).join("\n") || message.trim().split("\n").slice(-3).join("\n");
 }
 
 /** A rollback that requires confirmation was neither confirmed nor run with `--yes`. */

@@ -64,6 +64,7 @@ export function renderPlan(plan: Plan): string {
     lines.push(`  - database: ${d.policy}, schema ${d.schemaBefore} -> ${d.schemaAfter}`);
     if (d.dataLossWindow) lines.push(pc.red(`  ! data written from ${d.dataLossWindow.from} to ${d.dataLossWindow.to} (now) is lost`));
   }
+  for (const d of plan.dataAtRisk) lines.push(pc.red(`  ! deletes ${d.label} in ${d.where}: its data is gone`));
   for (const w of [...new Set(plan.warnings)]) lines.push(pc.yellow(`  ! ${w}`));
   lines.push("", `plan digest: ${plan.planDigest} (at revision ${plan.baseRevision}; an approval signs this)`);
   return lines.join("\n");

@@ -41,6 +41,7 @@ import {
 import { stopProcesses } from "./processes";
 import { recordStoreOf, StackRecords, tagNameLimit, tagValueLimit } from "../records/ledger";
 import type { PulumiCli } from "./pulumi-cli";
+import { dataAtRisk, DataResource, ResourceRef } from "../planning/data-resources";
 import { writeDynamicProviderPlugin } from "./pulumi-cli";
 
 /** How stackpin reaches one Pulumi stack. */
@@ -86,6 +87,18 @@ export interface ResourceStep {
 export interface EngineRun {
   steps: ResourceStep[];
   changeSummary: OpMap;
+}
+
+/** What the engine plans: its steps, and the data-holding resources they really delete (neither retained nor protected). */
+export interface EnginePreview extends EngineRun {
+  dataAtRisk: DataResource[];
+}
+
+/** The resource a deleting step acts on, as its `old` state records it (type, outputs, `retainOnDelete`, `protect`). */
+function deletedRef(event: EngineEvent): (ResourceRef & { op: string }) | undefined {
+  const md = event.resourcePreEvent?.metadata;
+  if (!md || !["delete", "replace", "delete-replaced"].includes(md.op)) return undefined;
+  return { op: md.op, urn: md.urn, type: md.type, outputs: md.old?.outputs, retainOnDelete: md.old?.retainOnDelete, protect: md.old?.protect };
 }
 
 
@@ -321,20 +334,26 @@ export class EngineStack {
     return value.secure;
   }
 
-  /** Plans an update with the config last set; changes nothing. `savePlan` writes Pulumi's update plan there. */
-  async preview(onEvent?: (e: EngineEvent) => void, options: { savePlan?: string } = {}): Promise<EngineRun> {
+  /**
+   * Plans an update with the config last set; changes nothing. `savePlan` writes Pulumi's update plan there.
+   * The result names the data-holding resources the plan really deletes, from each step's `old` state.
+   */
+  async preview(onEvent?: (e: EngineEvent) => void, options: { savePlan?: string } = {}): Promise<EnginePreview> {
     const steps: ResourceStep[] = [];
+    const deleting: Array<ResourceRef & { op: string }> = [];
     const result = await this.guard(() =>
       this.stack.preview({
         ...(options.savePlan ? { plan: options.savePlan } : {}),
         onEvent: (e) => {
           const step = stepFromEvent(e);
           if (step) steps.push(step);
+          const ref = deletedRef(e);
+          if (ref) deleting.push(ref);
           onEvent?.(e);
         },
       }),
     );
-    return { steps, changeSummary: result.changeSummary };
+    return { steps, changeSummary: result.changeSummary, dataAtRisk: dataAtRisk(deleting) };
   }
 
   /**

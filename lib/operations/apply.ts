@@ -125,11 +125,6 @@ export async function prepareApply(
   return desiredState(ctx, op, target, history, await engine.outputs({ reuse: true }), dbOptions, resources);
 }
 
-/** True when applying touches the database, so a preview must pass first. */
-function touchesDatabase(d: DesiredState): boolean {
-  return !!d.database && !["unchanged", "expand-contract"].includes(d.database.plan.policy);
-}
-
 /** Turns a program's database refusal ({@link decodeRefusal}) into the typed error, or returns undefined. */
 export function programFailure(stackName: string, message: string): StackpinError | undefined {
   const refusal = decodeRefusal(message);
@@ -208,6 +203,12 @@ export async function planWith(
   if (run.steps.some((s) => s.op === "delete")) {
     warnings.push(`resources will be deleted: ${run.steps.filter((s) => s.op === "delete").map((s) => s.name).join(", ")}`);
   }
+  if (run.dataAtRisk.length) {
+    warnings.push(
+      `this deletes data: ${run.dataAtRisk.map((d) => `${d.label} (in ${d.where})`).join(", ")}` +
+        (dbOptions.approveDataLoss ? "" : "; applying needs --approve-data-loss"),
+    );
+  }
   const plan: Plan = {
     stack: ctx.stack.name,
     op,
@@ -216,6 +217,7 @@ export async function planWith(
     description: target.description,
     configChanges: diffConfig(before, target.config),
     resourceChanges: run.steps,
+    dataAtRisk: run.dataAtRisk,
     changeSummary: run.changeSummary,
     rollout: { move: desired.move, before: live.rollout, after: desired.rollout },
     secretGenerations: { live: live.secretGenerations ?? {}, applied: desired.generations },
@@ -274,13 +276,17 @@ export async function applyWith(
   history: HistoryEntry[],
   desired: DesiredState,
   progress: ProgressOptions,
-  /** The plan the caller showed and had confirmed ({@link planWith} with the same `desired`): the update is held to it. */
-  confirmed?: Plan,
+  /**
+   * The plan the guard previewed ({@link planWith} with the same `desired`; the confirmed one when asked):
+   * the update is held to its saved update plan, and its preview already ran the database checks.
+   */
+  held: Plan,
 ): Promise<ApplyResult> {
   const started = Date.now();
   const arrow = record.from ? `${record.from} -> ${record.to}` : record.to;
   progress.onProgress?.({ type: "phase", phase: "apply", message: `${record.op} ${arrow} on ${ctx.stack.name}: ${desired.notes.join("; ")}` });
-  await checkDatabaseFirst(ctx, engine, desired, progress);
+  // The config the plan was previewed with (a first deploy previewed it on its scratch stack).
+  await engine.setConfig(desired.config);
   // The plan (layout, secrets, database, approvals, from) was computed from `history`: if another
   // operation applied since, it describes a stack that no longer exists. Checked while this process holds
   // the stack's in-flight mark, so no other stackpin operation can apply between the check and the update;
@@ -295,7 +301,7 @@ export async function applyWith(
   const id = newUpdateId();
   let run;
   try {
-    const plan = confirmed ? savedPlans.get(confirmed) : undefined;
+    const plan = savedPlans.get(held);
     run = await engine.up(encodeRecord({ ...record, id }), progressBridge(progress), { plan, beforeUpdate: stillCurrent });
   } catch (err) {
     // Refused before the update started (another operation holds the lock, the passphrase is wrong).
@@ -352,18 +358,6 @@ export async function applyWith(
       : undefined,
     durationMs: Date.now() - started,
   };
-}
-
-/**
- * Sets the desired config and, when the apply touches the database, runs the database checks (reachable,
- * snapshot and WAL archive present, time in the window): they run in a preview, so a refusal (exit 13)
- * leaves no trace in the backend. A first deploy runs them on its scratch stack before creating the real one.
- */
-export async function checkDatabaseFirst(ctx: EnvironmentContext, engine: EngineStack, desired: DesiredState, progress: ProgressOptions): Promise<void> {
-  await engine.setConfig(desired.config);
-  if (!touchesDatabase(desired)) return;
-  progress.onProgress?.({ type: "phase", phase: "preview", message: "checking the database change before applying it" });
-  await previewOrExplain(ctx, engine, {});
 }
 
 /**

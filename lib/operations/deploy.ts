@@ -3,7 +3,7 @@ import type { EnvironmentContext, ProgressOptions } from "../environment";
 import { ApplyFailedError, FrozenError, StackpinError, VerificationFailedError } from "../errors";
 import { HistoryEntry, lastGoodVersion, liveState } from "../records/history-record";
 import { audit, auditFailure, isRefusal } from "../records/trail";
-import { ApplyResult, applyWith, carryPlan, checkDatabaseFirst, prepareApply, readHistoryAndTags } from "./apply";
+import { ApplyResult, applyWith, carryPlan, prepareApply, readHistoryAndTags } from "./apply";
 import { guardPlan } from "./guard";
 import type { Plan } from "./plan";
 import { recoverInterrupted, RecoveryReport } from "./recover";
@@ -58,11 +58,11 @@ export async function deploy(ctx: EnvironmentContext, options: DeployOptions): P
     history = record.history;
     const dbOptions = { approveDataLoss: options.approveDataLoss };
     const desired = await prepareApply(ctx, engine, "deploy", target, history, dbOptions);
-    const { granted, plan } = await guardPlan(ctx, engine, { ...options, op: "deploy", target, history, desired, dbOptions, approvals: options.approvals ?? {}, what: target.version });
+    const { granted, plan, held } = await guardPlan(ctx, engine, { ...options, op: "deploy", target, history, desired, dbOptions, approvals: options.approvals ?? {}, what: target.version });
     const approvals = granted.map((g) => g.summary);
     if (onScratch) {
-      await checkDatabaseFirst(ctx, engine, desired, options);
-      const carried = carryPlan(plan);
+      // The guard previewed on the scratch stack (the database checks included): the real stack's update is held to that plan.
+      const carried = carryPlan(held);
       planning.close();
       const salted = !!ctx.stack.settings.encryptionsalt;
       engine = await ctx.openEngine({ create: true });
@@ -77,7 +77,7 @@ export async function deploy(ctx: EnvironmentContext, options: DeployOptions): P
       });
     }
     try {
-      const applied = await applyWith(ctx, engine, { op: "deploy", from: from(), to: target.version, who: ctx.actor, reason: options.message, approvals: recordOf(granted) }, target, history, desired, options, plan);
+      const applied = await applyWith(ctx, engine, { op: "deploy", from: from(), to: target.version, who: ctx.actor, reason: options.message, approvals: recordOf(granted) }, target, history, desired, options, held);
       result = { ...applied, plan, approvals, ...(recovery.recovered ? { recovery } : {}) };
       const passed = !result.verification || result.verification.passed;
       await audit(ctx, engine, { op: "deploy", from: from(), to: target.version, result: passed ? "succeeded" : "failed", detail: `revision ${result.revision}${approvedBy(approvals)}${passed ? "" : `; verification failed: ${result.verification?.reason}`}` }, options);

@@ -1,7 +1,7 @@
 import { ApprovalInput, checkApprovals, GrantedApproval } from "../policy/approvals";
 import type { EngineStack } from "../engine/stack";
 import type { EnvironmentContext, ProgressOptions } from "../environment";
-import { NotConfirmedError } from "../errors";
+import { ApprovalRequiredError, NotConfirmedError } from "../errors";
 import type { HistoryEntry } from "../records/history-record";
 import type { VersionFile } from "../versions/schema";
 import { DatabaseOptions, DesiredState, planWith } from "./apply";
@@ -28,24 +28,33 @@ export interface GuardRequest extends ProgressOptions {
   what: string;
 }
 
-/** What the guard let through: the approvals accepted, and the plan that was shown and confirmed. */
+/** What the guard let through: the approvals accepted, and the plan the apply is held to. */
 export interface Guarded {
   granted: GrantedApproval[];
-  /** The confirmed plan (its update plan holds the apply to it); absent when nothing asked. */
+  /** The plan shown and confirmed; absent when nothing asked (`--yes`). */
   plan?: Plan;
+  /** The plan the engine previewed for this apply (the confirmed one when asked): its saved update plan holds the apply to it. */
+  held: Plan;
 }
 
 /**
- * The one guard of deploy, rollback, restore and retention: the approvals the plan needs (from what it
- * does: its operation and its database change), then the plan previewed from the same desired state and
- * confirmed. Raises the typed refusal and changes nothing when either says no.
+ * The one guard of deploy, rollback, restore and retention, deciding from what the plan does rather than
+ * from the verb: the approvals the plan needs (its operation and its database change), then the engine's
+ * preview of the same desired state, saved as the update plan the apply is held to. A plan whose steps
+ * delete a data-holding resource (neither kept on delete nor protected) needs `--approve-data-loss`, and
+ * the refusal names each one. Then the plan is shown and confirmed when asked. Raises the typed refusal
+ * and changes nothing when any of them says no.
  */
 export async function guardPlan(ctx: EnvironmentContext, engine: EngineStack, request: GuardRequest): Promise<Guarded> {
   const { op, target, history, desired } = request;
   const granted = request.approvals ? await checkApprovals(ctx, { op, to: target.version, history, desired }, request.approvals) : [];
-  if (!request.confirm) return { granted };
   const plan = await planWith(ctx, engine, op, target, history, request, request.dbOptions, desired, request.warnings ?? []);
+  if (plan.dataAtRisk.length && !request.dbOptions.approveDataLoss) {
+    const named = plan.dataAtRisk.map((d) => `${d.label} (in ${d.where})`).join(", ");
+    throw new ApprovalRequiredError(ctx.stack.name, `${request.what} deletes data: ${named}`, "--approve-data-loss");
+  }
+  if (!request.confirm) return { granted, held: plan };
   request.onPlan?.(plan);
   if (!(await request.confirm(plan))) throw new NotConfirmedError(ctx.stack.name, request.what);
-  return { granted, plan };
+  return { granted, plan, held: plan };
 }

@@ -1,5 +1,6 @@
 import type { OpMap } from "@pulumi/pulumi/automation";
 import type { ResourceStep } from "../engine/stack";
+import type { DataResource } from "../planning/data-resources";
 import type { RolloutLayout, RolloutMove } from "../planning/rollout";
 import type { Generations } from "../planning/secret-generations";
 import type { ConfigChange } from "../versions/config-diff";
@@ -16,6 +17,11 @@ export interface Plan {
   configChanges: ConfigChange[];
   /** Resources the engine would create, update, replace or delete (unchanged ones are left out). */
   resourceChanges: ResourceStep[];
+  /**
+   * The data-holding resources the engine's steps really delete (a delete or replace of one that is
+   * neither kept on delete nor protected): applying the plan needs `--approve-data-loss`, whatever the verb.
+   */
+  dataAtRisk: DataResource[];
   /** Counts per engine operation, `same` included. */
   changeSummary: OpMap;
   /** How traffic moves between the blue and green slots. */

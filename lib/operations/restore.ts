@@ -40,7 +40,7 @@ export async function restore(ctx: EnvironmentContext, options: RestoreOptions):
     const target = ran.version;
     live = target.version;
     const desired = await prepareApply(ctx, engine, "restore", target, history, request);
-    const { granted, plan } = await guardPlan(ctx, engine, {
+    const { granted, plan, held } = await guardPlan(ctx, engine, {
       ...options,
       op: "restore",
       target,
@@ -52,7 +52,7 @@ export async function restore(ctx: EnvironmentContext, options: RestoreOptions):
       what: `restore of ${live}`,
     });
     const approvals = granted.map((g) => g.summary);
-    const result = await applyWith(ctx, engine, { op: "restore", from: live, to: live, who: ctx.actor, reason: options.reason, approvals: recordOf(granted) }, target, history, desired, options, plan);
+    const result = await applyWith(ctx, engine, { op: "restore", from: live, to: live, who: ctx.actor, reason: options.reason, approvals: recordOf(granted) }, target, history, desired, options, held);
     await audit(ctx, engine, { op: "restore", from: live, to: live, result: "succeeded", detail: `to ${desired.database?.plan.restore?.time} from ${desired.database?.plan.restore?.snapshot}${approvedBy(approvals)}` }, options);
     return { ...result, plan, approvals };
   } catch (err) {

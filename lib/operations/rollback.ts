@@ -128,7 +128,7 @@ export async function rollback(ctx: EnvironmentContext, options: RollbackOptions
     Object.assign(incident.record, { from, to: target.version });
     incident.step("target resolved", `${from ?? "(nothing)"} -> ${target.version}`);
 
-    const { granted, plan } = await guardPlan(ctx, engine, {
+    const { granted, plan, held } = await guardPlan(ctx, engine, {
       ...options,
       op: "rollback",
       target,
@@ -146,7 +146,7 @@ export async function rollback(ctx: EnvironmentContext, options: RollbackOptions
     started = true;
     await tell("rollback.started");
     incident.step("apply started", desired.notes.join("; "));
-    const result = await applyWith(ctx, engine, { op: "rollback", from, to: target.version, who: ctx.actor, reason: options.reason, approvals: recordOf(granted) }, target, history, desired, options, plan);
+    const result = await applyWith(ctx, engine, { op: "rollback", from, to: target.version, who: ctx.actor, reason: options.reason, approvals: recordOf(granted) }, target, history, desired, options, held);
     incident.record.revision = result.revision;
     incident.record.diff ??= {
       config: diffConfig(from ? safeConfig(ctx, from) : {}, target.config).map((c) => ({ key: c.key, kind: c.kind })),

@@ -41,9 +41,9 @@ export async function removeSnapshot(ctx: EnvironmentContext, options: RemoveSna
     const desired = await prepareApply(ctx, engine, "deploy", target, history, request);
     // What runs is re-applied with one backup fewer: no config that never ran, so no deploy approval; the
     // deletion itself is what --approve-data-loss (asked by the database plan) approves.
-    const { plan } = await guardPlan(ctx, engine, { ...options, op: "deploy", target, history, desired, dbOptions: request, warnings: fileDiffersWarning(ran), what: `removal of ${options.name}` });
+    const { plan, held } = await guardPlan(ctx, engine, { ...options, op: "deploy", target, history, desired, dbOptions: request, warnings: fileDiffersWarning(ran), what: `removal of ${options.name}` });
     const reason = `retention: remove ${options.name}${options.reason ? `: ${options.reason}` : ""}`;
-    const result = await applyWith(ctx, engine, { op: "deploy", from: live, to: live, who: ctx.actor, reason }, target, history, desired, options, plan);
+    const result = await applyWith(ctx, engine, { op: "deploy", from: live, to: live, who: ctx.actor, reason }, target, history, desired, options, held);
     await audit(ctx, engine, { op: "deploy", from: live, to: live, result: "succeeded", detail: reason }, options);
     return { ...result, plan, removed: options.name };
   } catch (err) {

@@ -51,7 +51,7 @@ const gateProvider: pulumi.dynamic.ResourceProvider = {
  */
 export class HealthGate extends pulumi.dynamic.Resource {
   constructor(name: string, args: HealthGateArgs, opts?: pulumi.CustomResourceOptions) {
-    const verifier = path.join(__dirname, "..", "..", "lib", "verification.js");
+    const verifier = path.join(__dirname, "..", "..", "lib", "verify", "verification.js");
     super(gateProvider, name, { ...args, verifier, attempts: undefined, checkedAt: undefined }, opts, "stackpin-local", "HealthGate");
   }
 }

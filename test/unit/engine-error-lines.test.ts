@@ -22,4 +22,18 @@ describe("engineErrorLines: the engine's own error lines from a CLI report", () 
     assert.equal(engineErrorLines("error: Preview failed: resource 'fast-ssd' does not exist\nerror: preview failed"), "Preview failed: resource 'fast-ssd' does not exist");
     assert.equal(engineErrorLines("error: 1 error occurred:\nnothing listed"), "1 error occurred:");
   });
+
+  it("names the error that stopped an update held to a saved plan, not the planned steps it never reached", () => {
+    const report = [
+      "error: Cannot find module 'x'",
+      "error: expected resource operations for urn:pulumi:dev::p::t::route but none were seen",
+      "error: expected resource operations for urn:pulumi:dev::p::t::switch but none were seen",
+      "error: update failed",
+    ].join("\n");
+    assert.equal(engineErrorLines(report), "Cannot find module 'x'");
+    assert.equal(
+      engineErrorLines("error: expected resource operations for urn:pulumi:dev::p::t::route but none were seen"),
+      "expected resource operations for urn:pulumi:dev::p::t::route but none were seen",
+    );
+  });
 });
