@@ -364,9 +364,9 @@ export class DatabaseUnavailableError extends StackpinError {
 export class FrozenError extends StackpinError {
   readonly exitCode = ExitCode.frozen;
   readonly code = "frozen";
-  constructor(readonly stackName: string, readonly reason: string, readonly by: string, readonly at: string) {
+  constructor(readonly stackName: string, readonly reason: string, readonly by: string, readonly at: string, readonly refused = "deploys to") {
     super(
-      `deploys to stack ${stackName} are frozen since ${at} by ${by}: ${reason}. Rollbacks are still allowed; ` +
+      `${refused} stack ${stackName} are frozen since ${at} by ${by}: ${reason}. Rollbacks are still allowed; ` +
         `lift it with \`stackpin unfreeze --stack ${stackName} --reason ...\`. Nothing was changed.`,
     );
   }

@@ -409,10 +409,10 @@ export class EngineStack {
     return Object.fromEntries(Object.entries(masked).map(([k, v]) => [k, { value: v, secret: v === "[secret]" }]));
   }
 
-  /** Removes every resource of the stack (its history stays). */
-  async destroy(message: string, onEvent?: (e: EngineEvent) => void): Promise<void> {
+  /** Removes every resource of the stack (its history stays). `beforeUpdate` runs as for {@link up}. */
+  async destroy(message: string, onEvent?: (e: EngineEvent) => void, options: { beforeUpdate?: () => Promise<void> } = {}): Promise<void> {
     this.opened = undefined;
-    await this.inFlight(message, undefined, () => this.stack.destroy({ message, onEvent }));
+    await this.inFlight(message, options.beforeUpdate, () => this.stack.destroy({ message, onEvent }));
   }
 
   /**

@@ -261,6 +261,21 @@ export function carryPlan(plan: Plan | undefined): (engine: EngineStack) => void
 }
 
 /**
+ * The check an update runs once the stack's in-flight mark is held ({@link EngineStack.up}'s
+ * `beforeUpdate`): raises {@link StalePlanError} when the newest update is no longer the one the plan was
+ * computed from (`history[0]`), so a plan never lands on a stack it did not describe.
+ */
+export function unchangedSince(ctx: EnvironmentContext, engine: EngineStack, history: HistoryEntry[], arrow: string): () => Promise<void> {
+  const planned = history[0];
+  return async () => {
+    const now = toHistoryEntries(await engine.history())[0];
+    if ((now?.updateId ?? "") !== (planned?.updateId ?? "") || (now?.revision ?? 0) !== (planned?.revision ?? 0)) {
+      throw new StalePlanError(ctx.stack.name, arrow, planned?.revision ?? 0, now?.revision ?? 0);
+    }
+  };
+}
+
+/**
  * Applies a version (as {@link prepareApply} planned it) through the engine, records it as a new forward entry in the backend's history
  * (the update message carries who, from, to, why and the update's id), then verifies it through the
  * program's endpoint and records the outcome in stackpin's records, keyed by the update's id. Raises
@@ -291,13 +306,7 @@ export async function applyWith(
   // operation applied since, it describes a stack that no longer exists. Checked while this process holds
   // the stack's in-flight mark, so no other stackpin operation can apply between the check and the update;
   // the engine's own lock covers the update itself.
-  const planned = history[0];
-  const stillCurrent = async () => {
-    const now = toHistoryEntries(await engine.history())[0];
-    if ((now?.updateId ?? "") !== (planned?.updateId ?? "") || (now?.revision ?? 0) !== (planned?.revision ?? 0)) {
-      throw new StalePlanError(ctx.stack.name, arrow, planned?.revision ?? 0, now?.revision ?? 0);
-    }
-  };
+  const stillCurrent = unchangedSince(ctx, engine, history, arrow);
   const id = newUpdateId();
   let run;
   try {

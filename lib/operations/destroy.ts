@@ -1,11 +1,12 @@
 import type { EnvironmentContext, ProgressOptions } from "../environment";
 import { progressBridge } from "../environment";
 import type { StackOutput, StateResource } from "../engine/stack";
-import { ApplyFailedError, ApprovalRequiredError, EngineFailedError, engineErrorLines, NotConfirmedError } from "../errors";
+import { ApplyFailedError, ApprovalRequiredError, EngineFailedError, engineErrorLines, FrozenError, NotConfirmedError } from "../errors";
 import { encodeRecord } from "../records/history-record";
 import { recordStoreOf } from "../records/ledger";
 import { DataResource, dataOnDestroy } from "../planning/data-resources";
 import { audit, auditFailure } from "../records/trail";
+import { readHistoryAndTags, unchangedSince } from "./apply";
 import { recoverInterrupted } from "./recover";
 
 /** Options for {@link destroy}. */
@@ -65,10 +66,12 @@ export function describeDestroyData(data: readonly DataResource[]): string {
 
 /**
  * Removes every resource the stack owns (processes, files, cloud resources), restored databases
- * included; data-holding resources kept on delete are left where they are, outside the stack. When the
- * stack holds any data-holding resource it refuses, changing nothing and naming each one with what the
- * destroy would do to it, unless `approveDataLoss` is given. The stack and its history stay in the
- * backend; the next deploy starts it again.
+ * included; data-holding resources kept on delete are left where they are, outside the stack. Guarded as
+ * every apply is: refused while the stack is frozen ({@link FrozenError}); when the stack holds any
+ * data-holding resource it refuses, changing nothing and naming each one with what the destroy would do
+ * to it, unless `approveDataLoss` is given; and it is refused (`StalePlanError`, exit 7) when another
+ * operation lands between that decision and the destroy. The stack and its history stay in the backend;
+ * the next deploy starts it again.
  */
 export async function destroy(ctx: EnvironmentContext, options: DestroyOptions): Promise<DestroyResult> {
   if (!options.yes) throw new NotConfirmedError(ctx.stack.name, "destroy");
@@ -76,18 +79,25 @@ export async function destroy(ctx: EnvironmentContext, options: DestroyOptions):
   const engine = await ctx.openEngine({ create: false });
   try {
     await recoverInterrupted(ctx, engine, options);
+    const { history, records } = await readHistoryAndTags(engine);
     const { resources } = await engine.checkpoint({ reuse: true });
     const data = destroyData(resources, await engine.outputs({ reuse: true }));
-    if (data.length && !options.approveDataLoss) {
-      const refused = new ApprovalRequiredError(ctx.stack.name, `destroying ${describeDestroyData(data)}`, "--approve-data-loss");
-      await auditFailure(ctx, engine, { op: "destroy" }, refused, options);
-      throw refused;
+    const refusal = records.freeze
+      ? new FrozenError(ctx.stack.name, records.freeze.reason, records.freeze.by, records.freeze.at, "destroys of")
+      : data.length && !options.approveDataLoss
+        ? new ApprovalRequiredError(ctx.stack.name, `destroying ${describeDestroyData(data)}`, "--approve-data-loss")
+        : undefined;
+    if (refusal) {
+      await auditFailure(ctx, engine, { op: "destroy" }, refusal, options);
+      throw refusal;
     }
     const what = data.length ? `: it ${describeDestroyData(data)}` : "";
     options.onProgress?.({ type: "phase", phase: "apply", message: `destroying everything stack ${ctx.stack.name} owns${what}` });
     const message = encodeRecord({ op: "destroy", to: "(nothing)", who: ctx.actor, reason: options.reason });
     try {
-      await engine.destroy(message, progressBridge(options));
+      // What was approved (the data above) was read from the stack as it is at the newest update: checked
+      // again once the in-flight mark is held, so another operation landing in between refuses the destroy.
+      await engine.destroy(message, progressBridge(options), { beforeUpdate: unchangedSince(ctx, engine, history, "destroy") });
     } catch (caught) {
       // The destroy ran and stopped part-way: not a refusal, and not "nothing applied".
       const err = caught instanceof EngineFailedError

@@ -148,7 +148,7 @@ describe("operations around a rollback: watch, triggers, webhooks, incident reco
     assert.equal((await project.cli(["audit", "verify", "--stack", "dev"])).code, ExitCode.ok);
   });
 
-  it("a freeze blocks deploys (exit 14, nothing changed) but not rollbacks, and every machine sees it in status", async () => {
+  it("a freeze blocks deploys and destroys (exit 14, nothing changed) but not rollbacks, and every machine sees it in status", async () => {
     assert.equal((await project.cli(["freeze", "--stack", "dev", "--reason", "incident 42: checkout errors"])).code, ExitCode.ok);
     const status = json(await project.cli(["status", "--stack", "dev", "--json"]));
     assert.equal(status.freeze.reason, "incident 42: checkout errors");
@@ -158,6 +158,10 @@ describe("operations around a rollback: watch, triggers, webhooks, incident reco
     const r = await project.cli(["deploy", "--stack", "dev", "--version", "v2", "--yes"]);
     assert.equal(r.code, ExitCode.frozen, r.stderr);
     assert.match(r.stderr, /deploys to stack dev are frozen since .* by e2e: incident 42: checkout errors/);
+    assert.equal(project.stateDigest(), digest);
+    const destroyed = await project.cli(["destroy", "--stack", "dev", "--yes", "--approve-data-loss"]);
+    assert.equal(destroyed.code, ExitCode.frozen, destroyed.stderr);
+    assert.match(destroyed.stderr, /destroys of stack dev are frozen since .* by e2e: incident 42: checkout errors/);
     assert.equal(project.stateDigest(), digest);
 
     assert.equal((await project.cli(["rollback", "--stack", "dev", "--to", "v2", "--yes"])).code, ExitCode.ok, "a rollback is allowed while frozen");
