@@ -101,7 +101,8 @@ export class VersionStore {
   stack(name: string): StackDefinition {
     const dir = path.join(this.root, name);
     const file = path.join(dir, stackFileName);
-    if (!/^[A-Za-z0-9_.-]+$/.test(name) || !fs.existsSync(file)) {
+    // `.` and `..` are not stacks, whatever directory they reach.
+    if (!stackNamePattern.test(name) || !fs.existsSync(file)) {
       throw new UnknownStackError(name, this.listStacks());
     }
     const parsed = stackFileSchema.safeParse(readYamlFile(file) ?? {});
@@ -132,6 +133,8 @@ export class VersionStore {
       throw new InvalidVersionFileError(file, [`version: says ${parsed.data.version} but the file is ${name}.yaml`]);
     }
     if (stack.programConfig) this.checkAgainstProgram(stack, stack.programConfig, parsed.data, file);
+    const outside = migrationsOutside(stack.dir, parsed.data);
+    if (outside.length) throw new InvalidVersionFileError(file, outside);
     return parsed.data;
   }
 
@@ -207,4 +210,28 @@ export class VersionStore {
     fs.writeFileSync(file, doc.toString());
     return file;
   }
+}
+
+/** A stack's name: its directory under `stacks/`; never `.` or `..`. */
+const stackNamePattern = /^(?!\.\.?$)[A-Za-z0-9_.-]+$/;
+
+/**
+ * The problems of a version whose migration files resolve outside its stack's directory (`../../x`, an
+ * absolute path, or a symbolic link out of it): what they name would be read and recorded in the
+ * backend's history, so they must be files of the stack's own.
+ */
+export function migrationsOutside(stackDir: string, version: VersionFile): string[] {
+  const real = (p: string) => (fs.existsSync(p) ? fs.realpathSync(p) : path.resolve(p));
+  const root = real(stackDir);
+  const problems: string[] = [];
+  for (const key of ["up", "down"] as const) {
+    const file = version.database?.migration?.[key];
+    if (!file) continue;
+    const resolved = real(path.resolve(stackDir, file));
+    const rel = path.relative(root, resolved);
+    if (rel === "" || rel === ".." || rel.startsWith(`..${path.sep}`) || path.isAbsolute(rel)) {
+      problems.push(`database.migration.${key}: ${file} is outside the stack's directory ${stackDir}; migration files must be inside it`);
+    }
+  }
+  return problems;
 }

@@ -50,6 +50,36 @@ describe("version files", () => {
     assert.throws(() => store.stack("../prod"), UnknownStackError);
   });
 
+  it("never takes . or .. for a stack, even where they reach a stack.yaml", () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), "stackpin-unit-"));
+    roots.push(root);
+    fs.mkdirSync(path.join(root, "stacks", "prod"), { recursive: true });
+    for (const f of ["stack.yaml", "stacks/stack.yaml", "stacks/prod/stack.yaml"]) fs.writeFileSync(path.join(root, f), "program: local\n");
+    const store = new VersionStore(path.join(root, "stacks"));
+    for (const name of [".", ".."]) assert.throws(() => store.stack(name), (e: unknown) => e instanceof UnknownStackError && /known: prod/.test(e.message), name);
+    assert.equal(store.stack("prod").name, "prod");
+  });
+
+  it("refuses a version whose migration files are outside its stack's directory, naming the key", () => {
+    const db = (up: string, down?: string) =>
+      `version: v1\nconfig: {}\ndatabase:\n  schema: 1\n  migration: { name: m, up: ${up}${down ? `, down: ${down}` : ""} }\n  backwardCompatible: true\n`;
+    const store = tempStacks({
+      "outside.sql": "drop table items;",
+      "prod/stack.yaml": "program: local\n",
+      "prod/migrations/1.up.sql": "create table items();",
+      "prod/v1.yaml": db("migrations/1.up.sql"),
+      "prod/v2.yaml": db("migrations/1.up.sql", "../outside.sql").replace("v1", "v2"),
+      "prod/v3.yaml": db("/etc/passwd").replace("v1", "v3"),
+    });
+    const prod = store.stack("prod");
+    assert.equal(store.version(prod, "v1").database?.migration?.up, "migrations/1.up.sql");
+    assert.throws(() => store.version(prod, "v2"), (e: unknown) => e instanceof InvalidVersionFileError && /database\.migration\.down: \.\.\/outside\.sql is outside the stack's directory/.test(e.message));
+    assert.throws(() => store.version(prod, "v3"), (e: unknown) => e instanceof InvalidVersionFileError && /database\.migration\.up: \/etc\/passwd is outside/.test(e.message));
+    fs.symlinkSync(path.join(prod.dir, "..", "outside.sql"), path.join(prod.dir, "migrations", "link.sql"));
+    fs.writeFileSync(path.join(prod.dir, "v4.yaml"), db("migrations/link.sql").replace("v1", "v4"));
+    assert.throws(() => store.version(store.stack("prod"), "v4"), /database\.migration\.up: migrations\/link\.sql is outside/);
+  });
+
   it("names the known versions when a version is unknown", () => {
     const store = tempStacks({ "prod/stack.yaml": "program: local\n", "prod/v40.yaml": "version: v40\nconfig: {}\n" });
     const prod = store.stack("prod");
