@@ -75,11 +75,12 @@ describe("plans applied only as confirmed, and records no concurrent writer lose
     assert.equal(result.verification?.passed, true);
     assert.deepEqual(result.resourceChanges.map((s) => `${s.op} ${s.name}`).sort(), shown, "the update did other than the plan shown");
     const history = json(await project.cli(["history", "--stack", "dev", "--json"]));
+    // Every apply is held to the plan its guard previewed: --yes ones too.
     assert.deepEqual(history.map((h: { revision: number; heldToPlan?: boolean }) => [h.revision, h.heldToPlan ?? false]), [
       [4, true],
-      [3, false],
-      [2, false],
-      [1, false],
+      [3, true],
+      [2, true],
+      [1, true],
     ]);
     process.stderr.write(`      [figures] confirmed rollback held to its update plan: ${shown.length} steps shown, ${result.resourceChanges.length} applied\n`);
   });
