@@ -342,6 +342,47 @@ export class ApprovalRequiredError extends StackpinError {
   }
 }
 
+/**
+ * What the plan does loses data (a point-in-time restore, a removal, a destroy of what holds data) and
+ * `--approve-data-loss` was not given. Nothing was changed.
+ */
+export class DataLossApprovalRequiredError extends ApprovalRequiredError {
+  constructor(stackName: string, what: string) {
+    super(stackName, what, "--approve-data-loss");
+  }
+}
+
+/**
+ * A deploy failed (its health gate, its update or its verification) and its automatic rollback was not
+ * run, because going back loses data (a point-in-time restore, or deleting what holds data) and
+ * `--approve-data-loss` was not given.
+ * The message keeps the deploy's own failure, with what it did to the database, and names the rollback to
+ * run. The stack is as the failed deploy left it, which did change it: never "nothing was changed".
+ */
+export class AutoRollbackNeedsApprovalError extends StackpinError {
+  readonly exitCode = ExitCode.approvalRequired;
+  readonly code = "auto-rollback-needs-approval";
+  constructor(
+    readonly stackName: string,
+    readonly version: string,
+    /** The failed deploy's message, as it reads without `--auto-rollback`. */
+    readonly failure: string,
+    readonly rollbackTarget: string,
+    /** What the rollback's plan does that needs the approval. */
+    readonly needs: string,
+    /** The failed apply's result, when it completed, and the rollback's refusal, for `--json`. */
+    readonly details?: unknown,
+  ) {
+    super(
+      `${failure}\n` +
+        `the automatic rollback to ${rollbackTarget} was not run: ${needs}, and --approve-data-loss was not given. ` +
+        `The stack is as the failed deploy of ${version} left it.\n` +
+        `To go back, check the plan with \`stackpin preview --stack ${stackName} --to ${rollbackTarget}\`, ` +
+        `then run \`stackpin rollback --stack ${stackName} --to ${rollbackTarget} --approve-data-loss\`.`,
+    );
+  }
+}
+
 /** A restore cannot be done: no snapshot, a time outside the recoverable window, or WAL missing. */
 export class RestoreImpossibleError extends StackpinError {
   readonly exitCode = ExitCode.databaseUnavailable;

@@ -9,7 +9,7 @@ import { builtinPrograms } from "../../programs";
 import type { ProgressEvent } from "../environment";
 import { openEnvironment } from "../environment";
 import { ensurePulumi, locatePulumi, packageRoot, PulumiCli } from "../engine/pulumi-cli";
-import { AuditBrokenError, ExitCode, FleetIncompleteError, PlanChangedError, StackpinError, VerificationFailedError } from "../errors";
+import { AuditBrokenError, AutoRollbackNeedsApprovalError, ExitCode, FleetIncompleteError, PlanChangedError, StackpinError, VerificationFailedError } from "../errors";
 import { fleetRollback, FleetResult } from "../operations/fleet";
 import { emitK8sJobs, JobBatch } from "../operations/fleet-emit";
 import { MachinePolicy, readMachinePolicy } from "../policy/machine-policy";
@@ -624,7 +624,7 @@ export async function main(argv: string[], rawEnv: NodeJS.ProcessEnv): Promise<n
       return ExitCode.usage;
     }
     if (e instanceof StackpinError) {
-      if (e instanceof VerificationFailedError && !json) {
+      if ((e instanceof VerificationFailedError || e instanceof AutoRollbackNeedsApprovalError) && !json) {
         const d = e.details as { deploy?: ApplyResult; rollback?: ApplyResult } | undefined;
         if (d?.deploy?.verification) err(renderVerification(d.deploy.verification).join("\n"));
         if (d?.rollback) err(renderApply(d.rollback));

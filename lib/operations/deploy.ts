@@ -1,6 +1,6 @@
 import { ApprovalInput, approvedBy, recordOf } from "../policy/approvals";
 import type { EnvironmentContext, ProgressOptions } from "../environment";
-import { ApplyFailedError, FrozenError, StackpinError, VerificationFailedError } from "../errors";
+import { ApplyFailedError, AutoRollbackNeedsApprovalError, DataLossApprovalRequiredError, FrozenError, StackpinError, VerificationFailedError } from "../errors";
 import { HistoryEntry, lastGoodVersion, liveState } from "../records/history-record";
 import { audit, auditFailure, isRefusal } from "../records/trail";
 import { ApplyResult, applyWith, carryPlan, prepareApply, readHistoryAndTags } from "./apply";
@@ -22,7 +22,9 @@ export interface DeployOptions extends ProgressOptions {
   confirm?: (plan: Plan) => Promise<boolean>;
   /**
    * When the new version fails its health gate or verification, roll back to the last version that
-   * verified. The deploy still raises {@link VerificationFailedError}, saying where it rolled back to.
+   * verified. The deploy still raises {@link VerificationFailedError}, saying where it rolled back to; when
+   * going back is a point-in-time restore and `approveDataLoss` is not set, it does not roll back and raises
+   * {@link AutoRollbackNeedsApprovalError} instead.
    */
   autoRollback?: boolean;
   /** Approves the data loss of a point-in-time restore, when the database policy needs one. */
@@ -48,6 +50,8 @@ export async function deploy(ctx: EnvironmentContext, options: DeployOptions): P
   let history: HistoryEntry[] = [];
   let result: (ApplyResult & { plan?: Plan; approvals: string[]; recovery?: RecoveryReport }) | undefined;
   let reason: string;
+  // The failed deploy's whole story as its own error tells it (what it left in the database included).
+  let failure: string;
   const from = () => liveState(history).version;
   try {
     // An operation killed mid-way is cleaned up first, so that re-running it is the way to finish it.
@@ -83,11 +87,14 @@ export async function deploy(ctx: EnvironmentContext, options: DeployOptions): P
       await audit(ctx, engine, { op: "deploy", from: from(), to: target.version, result: passed ? "succeeded" : "failed", detail: `revision ${result.revision}${approvedBy(approvals)}${passed ? "" : `; verification failed: ${result.verification?.reason}`}` }, options);
       if (passed) return result;
       reason = result.verification?.reason ?? "verification failed";
+      const db = result.database?.notes.length ? `; its database change ran: ${result.database.notes.join("; ")}` : "";
+      failure = `${target.version} failed verification on stack ${ctx.stack.name}: ${reason}\n${target.version} was applied and is live${db}.`;
     } catch (err) {
       if (!(err instanceof ApplyFailedError)) throw err;
       await auditFailure(ctx, engine, { op: "deploy", from: from(), to: target.version }, err, options);
       if (!options.autoRollback) throw err;
       reason = err.detail;
+      failure = err.message;
     }
   } catch (err) {
     // Nothing reached the backend while planning on a scratch stack, so there is no trail to write to.
@@ -114,13 +121,18 @@ export async function deploy(ctx: EnvironmentContext, options: DeployOptions): P
       onEngineEvent: options.onEngineEvent,
     });
   } catch (err) {
+    const rollbackError = err instanceof StackpinError ? { code: err.code, exitCode: err.exitCode, message: err.message } : { message: (err as Error).message };
+    // Going back loses data and nobody approved it: the rollback's plan was refused before it changed
+    // anything, and the stack is as the failed deploy left it. The rollback to run is named.
+    if (err instanceof DataLossApprovalRequiredError) {
+      throw new AutoRollbackNeedsApprovalError(ctx.stack.name, target.version, failure, goodVersion, err.what, { deploy: result, rollbackError });
+    }
     // Both stories matter to whoever is on call: why the deploy failed, and why going back did too.
     const why = err instanceof VerificationFailedError
       ? `${goodVersion} was applied and is live, but failed verification: ${err.reason}`
       : isRefusal(err)
         ? `it was refused before it changed anything: ${(err as Error).message.split("\n")[0].replace(/\s*Nothing was changed\.$/, "")}`
         : (err as Error).message.split("\n")[0];
-    const rollbackError = err instanceof StackpinError ? { code: err.code, exitCode: err.exitCode, message: err.message } : { message: (err as Error).message };
     throw new VerificationFailedError(ctx.stack.name, target.version, reason, undefined, { deploy: result, rollbackError }, { rollbackFailure: why, rollbackTarget: goodVersion });
   }
   throw new VerificationFailedError(ctx.stack.name, target.version, reason, goodVersion, { deploy: result, rollback: back });

@@ -1,7 +1,7 @@
 import type { EnvironmentContext, ProgressOptions } from "../environment";
 import { progressBridge } from "../environment";
 import type { StackOutput, StateResource } from "../engine/stack";
-import { ApplyFailedError, ApprovalRequiredError, EngineFailedError, engineErrorLines, FrozenError, NotConfirmedError } from "../errors";
+import { ApplyFailedError, DataLossApprovalRequiredError, EngineFailedError, engineErrorLines, FrozenError, NotConfirmedError } from "../errors";
 import { encodeRecord } from "../records/history-record";
 import { recordStoreOf } from "../records/ledger";
 import { DataResource, dataOnDestroy } from "../planning/data-resources";
@@ -85,7 +85,7 @@ export async function destroy(ctx: EnvironmentContext, options: DestroyOptions):
     const refusal = records.freeze
       ? new FrozenError(ctx.stack.name, records.freeze.reason, records.freeze.by, records.freeze.at, "destroys of")
       : data.length && !options.approveDataLoss
-        ? new ApprovalRequiredError(ctx.stack.name, `destroying ${describeDestroyData(data)}`, "--approve-data-loss")
+        ? new DataLossApprovalRequiredError(ctx.stack.name, `destroying ${describeDestroyData(data)}`)
         : undefined;
     if (refusal) {
       await auditFailure(ctx, engine, { op: "destroy" }, refusal, options);

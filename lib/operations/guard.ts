@@ -1,7 +1,7 @@
 import { ApprovalInput, checkApprovals, GrantedApproval } from "../policy/approvals";
 import type { EngineStack } from "../engine/stack";
 import type { EnvironmentContext, ProgressOptions } from "../environment";
-import { ApprovalRequiredError, NotConfirmedError } from "../errors";
+import { DataLossApprovalRequiredError, NotConfirmedError } from "../errors";
 import type { HistoryEntry } from "../records/history-record";
 import type { VersionFile } from "../versions/schema";
 import { DatabaseOptions, DesiredState, planWith } from "./apply";
@@ -51,7 +51,7 @@ export async function guardPlan(ctx: EnvironmentContext, engine: EngineStack, re
   const plan = await planWith(ctx, engine, op, target, history, request, request.dbOptions, desired, request.warnings ?? []);
   if (plan.dataAtRisk.length && !request.dbOptions.approveDataLoss) {
     const named = plan.dataAtRisk.map((d) => `${d.label} (in ${d.where})`).join(", ");
-    throw new ApprovalRequiredError(ctx.stack.name, `${request.what} deletes data: ${named}`, "--approve-data-loss");
+    throw new DataLossApprovalRequiredError(ctx.stack.name, `${request.what} deletes data: ${named}`);
   }
   if (!request.confirm) return { granted, held: plan };
   request.onPlan?.(plan);

@@ -5,7 +5,7 @@
  * database alone; (2) if every migration in between has a down, take a fresh snapshot and run the downs;
  * (3) otherwise restore to just before the bad deploy (point-in-time restore), only with approval.
  */
-import { ApprovalRequiredError, BackupNotRemovableError, RestoreImpossibleError } from "../errors";
+import { BackupNotRemovableError, DataLossApprovalRequiredError, RestoreImpossibleError } from "../errors";
 import type { DatabaseSpec } from "../versions/schema";
 
 /** One migration with its SQL, as handed to the program. */
@@ -232,7 +232,7 @@ function retention(stack: string, plan: DatabasePlan, name: string): { plan: Dat
 
 /**
  * Decides what happens to the database when `target` is applied on top of `live`. Raises
- * {@link ApprovalRequiredError} when a restore is needed without `approveDataLoss`, and
+ * {@link DataLossApprovalRequiredError} when a restore or a removal is needed without `approveDataLoss`, and
  * {@link RestoreImpossibleError} when no snapshot or time can serve it.
  */
 export function planDatabase(
@@ -269,7 +269,7 @@ export function planDatabase(
   const notes: string[] = [];
   const warnings: string[] = [];
   const needsApproval = (what: string) => {
-    if (!request.approveDataLoss && !request.previewOnly) throw new ApprovalRequiredError(stack, what, "--approve-data-loss");
+    if (!request.approveDataLoss && !request.previewOnly) throw new DataLossApprovalRequiredError(stack, what);
     if (!request.approveDataLoss) warnings.push("applying this needs --approve-data-loss");
   };
   // The same base backup and time again still makes a new instance: the earlier one has had writes since.
@@ -356,10 +356,9 @@ export function planDatabase(
   const time = live.snapshotTimes[snap.name];
   if (!request.approveDataLoss && request.previewOnly) warnings.push("applying this needs --approve-data-loss");
   else if (!request.approveDataLoss) {
-    throw new ApprovalRequiredError(
+    throw new DataLossApprovalRequiredError(
       stack,
       `rolling back to ${target.version} needs a point-in-time restore to ${time} (${firstBad.spec.migration!.name} has no down migration); data written since then is lost`,
-      "--approve-data-loss",
     );
   }
   const window = { from: time, to: request.now.toISOString() };

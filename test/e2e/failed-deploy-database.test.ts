@@ -1,10 +1,10 @@
 import { strict as assert } from "node:assert";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { stringify } from "yaml";
+import { parse, stringify } from "yaml";
 import { ExitCode } from "../../lib/errors";
 import type { LocalPostgres } from "../../scripts/local-postgres";
-import { json, TempProject } from "./harness";
+import { filesUnder, json, TempProject } from "./harness";
 import { pointShopAt, shopWithPostgres } from "./shop-postgres";
 
 /**
@@ -18,6 +18,16 @@ describe("after a failed deploy that dropped a column, the rollback is the resto
   const stack = ["--stack", "shop"];
   const columns = async (url?: string) =>
     (await pg.query<{ column_name: string }>("select column_name from information_schema.columns where table_name = 'items' order by column_name", [], url)).map((c) => c.column_name);
+  /** The snapshot's base backup, as the state names it, is still on disk. */
+  const snapshotOnDisk = (name: string) => {
+    const checkpoint = filesUnder(path.join(project.stateDir, ".pulumi", "stacks")).find((f) => f.endsWith(`${path.sep}shop.json`));
+    const resources: Array<{ urn: string; outputs?: { path?: string } }> = JSON.parse(fs.readFileSync(checkpoint!, "utf8")).checkpoint.latest.resources;
+    const dir = resources.find((r) => r.urn.endsWith(`::snapshot-${name}`))?.outputs?.path;
+    return !!dir && fs.existsSync(path.join(dir, "backup_label"));
+  };
+  /** The app's /health through the stack's endpoint, and the database port it uses. */
+  const served = async (endpoint: string) => (await (await fetch(`${endpoint}/health`)).json()) as { version: string; database: { port: string } };
+  let endpoint: string;
 
   before(async function () {
     ({ project, pg } = await shopWithPostgres(this));
@@ -105,8 +115,52 @@ describe("after a failed deploy that dropped a column, the rollback is the resto
 
     r = await project.cli(["snapshot", "rm", "pre-v2", ...stack, "--approve-data-loss", "--yes", "--json"]);
     assert.equal(r.code, ExitCode.ok, r.stderr);
-    const endpoint = json(r).outputs.endpoint.value;
+    endpoint = json(r).outputs.endpoint.value;
     const home = (await (await fetch(`${endpoint}/`)).json()) as { message: string };
     assert.equal(home.message, "shop v1", "the edit never ran");
+  });
+  it("deploy --auto-rollback, approved: v2 migrates then fails verification, and the automatic rollback restores pre-v2", async () => {
+    // This time the release is healthy and takes traffic, and a smoke check fails after the apply.
+    const v2 = path.join(project.dir, "stacks", "shop", "v2.yaml");
+    const failing = fs.readFileSync(v2, "utf8");
+    fs.writeFileSync(v2, stringify({ ...parse(failing), config: { artifact: "hello-1.0.0", message: "shop v2" }, verify: { smoke: [{ name: "checkout", run: "exit 3" }] } }));
+    let r;
+    try {
+      r = await project.cli(["deploy", ...stack, "--version", "v2", "--yes", "--auto-rollback", "--approve-data-loss", "--json"]);
+    } finally {
+      fs.writeFileSync(v2, failing);
+    }
+    assert.equal(r.code, ExitCode.verificationFailed, r.stderr);
+    const error = json(r).error;
+    assert.match(error.message, /v2 failed verification on stack shop: .*checkout/);
+    assert.match(error.message, /rolled back automatically to v1/);
+    const out = error.details.rollback.outputs;
+    assert.equal(out.database.value.restoredFrom, "pre-v2");
+    const url = `postgres://postgres@127.0.0.1:${new URL(out.database.value.url.replace(":***@", "@")).port}/app`;
+    assert.deepEqual(await columns(url), ["created_at", "id", "note"]);
+    const [{ n }] = await pg.query<{ n: string }>("select count(note) as n from items", [], url);
+    assert.equal(n, "40");
+    const health = await served(endpoint);
+    assert.equal(health.version, "v1");
+    assert.equal(health.database.port, new URL(url).port);
+    assert.ok(snapshotOnDisk("pre-v2"), "snapshot pre-v2 is kept");
+  });
+
+  it("deploy --auto-rollback without --approve-data-loss: exit 12 after the health gate, the deploy's database story kept, nothing rolled back", async () => {
+    const r = await project.cli(["deploy", ...stack, "--version", "v2", "--yes", "--auto-rollback", "--json"]);
+    assert.equal(r.code, ExitCode.approvalRequired, r.stderr);
+    const message: string = json(r).error.message;
+    assert.match(message, /v2 failed its health gate on stack shop: traffic stayed on the previous release/);
+    assert.match(message, /the database DID change: its schema moved from 1 to 2 \(snapshot pre-v2-2 was taken first and is kept\)/);
+    assert.match(message, /rolling back to v1 needs a point-in-time restore to .* \(002_drop_note has no down migration\)/);
+    assert.match(message, /stackpin rollback --stack shop --to v1 --approve-data-loss/);
+    assert.doesNotMatch(message, /Nothing was changed/);
+    // Still as the failed deploy left it: note dropped on the live database, both snapshots kept, v1 serving.
+    const history = json(await project.cli(["history", ...stack, "--json"]));
+    assert.deepEqual([history[0].op, history[0].to, history[0].result], ["deploy", "v2", "failed"]);
+    const health = await served(endpoint);
+    assert.equal(health.version, "v1");
+    assert.deepEqual(await columns(`postgres://postgres@127.0.0.1:${health.database.port}/app`), ["created_at", "id"]);
+    assert.ok(snapshotOnDisk("pre-v2") && snapshotOnDisk("pre-v2-2"), "both snapshots are kept");
   });
 });

@@ -1,4 +1,5 @@
 import { strict as assert } from "node:assert";
+import { DataLossApprovalRequiredError, ExitCode } from "../../lib/errors";
 import type { DatabasePlan } from "../../lib/planning/database";
 import { readAllPages } from "../../lib/engine/history-pages";
 import type { HistoryEntry, RecordedConfig } from "../../lib/records/history-record";
@@ -181,7 +182,7 @@ describe("the desired state, planned from the world as read (plain values)", () 
   const world = { history, outputs: {}, resources };
 
   it("after a failed update whose migration ran, a rollback is the restore to its snapshot, and needs approval", () => {
-    assert.throws(() => planDesiredState(stack, "rollback", v1, world, versions, {}, now), (e: Error) => e.constructor.name === "ApprovalRequiredError");
+    assert.throws(() => planDesiredState(stack, "rollback", v1, world, versions, {}, now), (e: Error) => e instanceof DataLossApprovalRequiredError && e.exitCode === ExitCode.approvalRequired);
     const d = planDesiredState(stack, "rollback", v1, world, versions, { approveDataLoss: true }, now);
     assert.equal(d.database?.plan.policy, "point-in-time-restore");
     assert.equal(d.database?.plan.restore?.snapshot, "pre-v2");
