@@ -86,7 +86,8 @@ export interface EnvironmentContext {
    * Opens the stack to plan against without creating anything: the stack itself when the backend has
    * it; otherwise (never deployed) a scratch stack of the same name in a throw-away `file://` backend
    * under the system's temp directory, with the same config and salt, that `close()` deletes. Neither
-   * the backend nor `stack.yaml` is written.
+   * the backend nor `stack.yaml` is written. When `stack.yaml` has no salt (or data key) yet, the one the
+   * scratch stack got is the one `openEngine({ create: true })` then creates the stack with.
    */
   openForPlan(): Promise<PlanEngine>;
   /**
@@ -178,6 +179,10 @@ export async function openEnvironment(options: OpenEnvironmentOptions & { progra
   // Made when the engine is first opened: a program's module loads `@pulumi/pulumi`, which commands that
   // only read (`status`, `history`) never need.
   let program: ReturnType<ProgramFactory> | undefined;
+  // The salt or data key a first deploy's scratch stack was made with, when stack.yaml has none: the
+  // real stack is created with it, since the update plan made on the scratch stack holds ciphertext
+  // that only it decrypts. Kept in memory only: a refused first deploy writes nothing.
+  const planned: { encryptionSalt?: string; encryptedKey?: string } = {};
   const open = async (url: string, create: boolean) => {
     // Opened for reading only: the engine decrypts the stack's secrets, so it is where the passphrase is needed.
     if (passphraseMissing) throw new MissingPassphraseError(stack.name);
@@ -187,8 +192,8 @@ export async function openEnvironment(options: OpenEnvironmentOptions & { progra
       projectName: stack.project,
       backendUrl: url,
       secretsProvider: stack.settings.secretsProvider,
-      encryptionSalt: stack.settings.encryptionsalt,
-      encryptedKey: stack.settings.encryptedkey,
+      encryptionSalt: stack.settings.encryptionsalt ?? planned.encryptionSalt,
+      encryptedKey: stack.settings.encryptedkey ?? planned.encryptedKey,
       passphrase,
       program: (program ??= factory({ stackName: stack.name, stateDir })),
       pulumi,
@@ -261,6 +266,13 @@ export async function openEnvironment(options: OpenEnvironmentOptions & { progra
       const scratch = fs.mkdtempSync(path.join(os.tmpdir(), `stackpin-plan-${stack.name}-`));
       try {
         const engine = await open(`file://${scratch}`, true);
+        try {
+          if (stack.settings.secretsProvider === "passphrase") planned.encryptionSalt ??= await engine.encryptionSalt();
+          else planned.encryptedKey ??= await engine.encryptedKey();
+        } catch (err) {
+          engine.close();
+          throw err;
+        }
         return {
           engine,
           firstUse: true,

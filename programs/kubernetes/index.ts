@@ -86,7 +86,9 @@ export const kubernetesProgram: ProgramFactory = () => async () => {
           `secret-${name}-${slot}`,
           {
             metadata: { ...meta(`${s.app}-${slot}-${kubernetesSecretName.parse(name)}`, { slot }), annotations: { "stackpin.dev/generation": String(generation) } },
-            stringData: { value: value.value, generation: String(generation) },
+            // `data`, not `stringData`: the provider turns `stringData` into `data` only once the value is
+            // known, so the update would not match the plan its preview saved (the value unknown then).
+            data: { value: value.value.apply((v) => Buffer.from(v).toString("base64")), generation: Buffer.from(String(generation)).toString("base64") },
           },
           // After a restore's check too: replacing a colour's Secret replaces its Deployment, and nothing
           // of the app changes before the restored database is known to hold what the snapshot held.

@@ -10,6 +10,7 @@ import { k8sBinDir, kubernetesProviderVersion } from "../../scripts/k8s-tools";
 import { findPgBin } from "../../scripts/local-postgres";
 import { filesUnder, json, pulumiOrSkip, tempProject, TempProject } from "./harness";
 import { EndpointSamples, K8sCluster, k8sToolsOrSkip, startCluster, watchEndpoints } from "./k8s-cluster";
+import { writeProgram } from "./own-program";
 import { CheckRun, playCheckPod, restoredVolumeStandIn } from "./restore-check-kubelet";
 
 const exec = promisify(execFile);
@@ -50,6 +51,13 @@ describe("kubernetes target against a real API server: deploy v41, v42, preview 
       fs.rmSync(dir, { recursive: true, force: true });
     }
   };
+  /** Installs the provider plugin built into tools/k8s/bin in `p`'s Pulumi home, at the version the SDK asks for. */
+  const installProvider = (p: TempProject) =>
+    exec(
+      path.join(pulumi.root, "pulumi"),
+      ["plugin", "install", "resource", "kubernetes", kubernetesProviderVersion, "--file", path.join(k8sBinDir(), "pulumi-resource-kubernetes")],
+      { env: { ...process.env, ...p.env } },
+    );
   const timed = async <T>(label: string, f: () => Promise<T>): Promise<T> => {
     const started = Date.now();
     const r = await f();
@@ -108,11 +116,7 @@ describe("kubernetes target against a real API server: deploy v41, v42, preview 
 
     // The engine finds the provider plugin installed at the version the SDK asks for: no download, no warning.
     const started = Date.now();
-    await exec(
-      path.join(pulumi.root, "pulumi"),
-      ["plugin", "install", "resource", "kubernetes", kubernetesProviderVersion, "--file", path.join(k8sBinDir(), "pulumi-resource-kubernetes")],
-      { env: { ...process.env, ...project.env } },
-    );
+    await installProvider(project);
     figures.push(`plugin install ${((Date.now() - started) / 1000).toFixed(1)} s`);
   });
 
@@ -314,11 +318,7 @@ describe("kubernetes target against a real API server: deploy v41, v42, preview 
       const text = fs.readFileSync(path.join(other, "stack.yaml"), "utf8").replace("app: shop", "app: cart").replace("storageClass: standard", "storageClass: fast-ssd");
       fs.writeFileSync(path.join(other, "stack.yaml"), text);
       cart = tempProject(pulumi, { stack: "cart", from: other });
-      await exec(
-        path.join(pulumi.root, "pulumi"),
-        ["plugin", "install", "resource", "kubernetes", kubernetesProviderVersion, "--file", path.join(k8sBinDir(), "pulumi-resource-kubernetes")],
-        { env: { ...process.env, ...cart.env } },
-      );
+      await installProvider(cart);
       const before = cart.stateDigest();
       const started = Date.now();
       const r = await cart.cli(["deploy", "--stack", "cart", "--version", "v41", "--yes"], { env });
@@ -352,11 +352,7 @@ describe("kubernetes target against a real API server: deploy v41, v42, preview 
       fs.cpSync(fixture!, other, { recursive: true });
       fs.writeFileSync(path.join(other, "stack.yaml"), fs.readFileSync(path.join(other, "stack.yaml"), "utf8").replace("app: shop", "app: basket"));
       basket = tempProject(pulumi, { stack: "basket", from: other });
-      await exec(
-        path.join(pulumi.root, "pulumi"),
-        ["plugin", "install", "resource", "kubernetes", kubernetesProviderVersion, "--file", path.join(k8sBinDir(), "pulumi-resource-kubernetes")],
-        { env: { ...process.env, ...basket.env } },
-      );
+      await installProvider(basket);
       // The earlier stack's claims took the volumes made before: one more for this stack's claim.
       await cluster!.addVolumes("standard", 1);
       const run = (args: string[]) => basket!.cli([...args, "--stack", "basket"], { env });
@@ -401,6 +397,120 @@ describe("kubernetes target against a real API server: deploy v41, v42, preview 
         await basket?.teardown();
       } finally {
         fs.rmSync(other, { recursive: true, force: true });
+      }
+    }
+  });
+
+  it("a team's own program whose claim is not kept on delete: replacing it needs --approve-data-loss, named in the preview and in the refusal of a deploy and of a rollback", async () => {
+    // Claims in these classes bind when a pod first uses them: Pending is as ready as they get, no volume needed.
+    for (const name of ["ledger-hdd", "ledger-ssd"]) {
+      await api().create("/apis/storage.k8s.io/v1/storageclasses", {
+        apiVersion: "storage.k8s.io/v1",
+        kind: "StorageClass",
+        metadata: { name },
+        provisioner: "kubernetes.io/no-provisioner",
+        volumeBindingMode: "WaitForFirstConsumer",
+      });
+    }
+    const source = fs.mkdtempSync(path.join(os.tmpdir(), "stackpin-k8s-own-"));
+    let ledger: TempProject | undefined;
+    try {
+      fs.writeFileSync(path.join(source, "stack.yaml"), "program: ./infra/ledger\nproject: ledger\n");
+      fs.writeFileSync(path.join(source, "v1.yaml"), "version: v1\nconfig:\n  app: ledger\n  storageClass: ledger-hdd\n");
+      fs.writeFileSync(path.join(source, "v2.yaml"), "version: v2\ndescription: data on SSD\nconfig:\n  app: ledger\n  storageClass: ledger-ssd\n");
+      ledger = tempProject(pulumi, { stack: "ledger", from: source });
+      // As in the team's repository: its program, and @pulumi/kubernetes installed beside it.
+      writeProgram(ledger.dir, "infra/ledger", {
+        "index.ts": `import * as pulumi from "@pulumi/pulumi";
+import * as k8s from "@pulumi/kubernetes";
+import { z } from "zod";
+
+export const config = z.object({ app: z.string(), storageClass: z.string() }).strict();
+
+export default async () => {
+  const cfg = new pulumi.Config();
+  const app = cfg.require("app");
+  // Client-side apply: under server-side apply the provider's dry run of a replaced claim fails the
+  // preview (the API server refuses the new spec while the old claim still exists).
+  const provider = new k8s.Provider("cluster", { enableServerSideApply: false });
+  const ns = new k8s.core.v1.Namespace("namespace", { metadata: { name: app } }, { provider });
+  // A claim's class cannot change in place: a new class replaces the claim, and its data with it.
+  const data = new k8s.core.v1.PersistentVolumeClaim(
+    "data",
+    {
+      metadata: { name: app + "-data", namespace: ns.metadata.name },
+      spec: { accessModes: ["ReadWriteOnce"], storageClassName: cfg.require("storageClass"), resources: { requests: { storage: "1Gi" } } },
+    },
+    { provider },
+  );
+  return { claim: data.metadata.name };
+};
+`,
+      });
+      fs.mkdirSync(path.join(ledger.dir, "node_modules", "@pulumi"), { recursive: true });
+      fs.symlinkSync(path.join(packageRoot(), "node_modules", "@pulumi", "kubernetes"), path.join(ledger.dir, "node_modules", "@pulumi", "kubernetes"));
+      await installProvider(ledger);
+      const run = (args: string[]) => ledger!.cli([...args, "--stack", "ledger"], { env });
+      const claim = () => api().get("/api/v1/namespaces/ledger/persistentvolumeclaims/ledger-data");
+      const refusal = (version: string) =>
+        `${version} deletes data: volume ledger/ledger-data (in the cluster) on stack ledger needs explicit approval: re-run with --approve-data-loss. Nothing was changed.`;
+
+      const first = await timed("deploy v1 (own program)", () => run(["deploy", "--version", "v1", "--yes", "--json"]));
+      assert.equal(first.code, ExitCode.ok, first.stderr);
+      const v1Claim = await claim();
+      assert.equal(v1Claim.spec.storageClassName, "ledger-hdd");
+
+      // The preview names the claim whose data the replacement deletes, and says what applying needs.
+      const preview = await timed("preview --version v2 (own program)", () => run(["preview", "--version", "v2", "--json"]));
+      assert.equal(preview.code, ExitCode.ok, preview.stderr);
+      const plan = json(preview);
+      assert.deepEqual(
+        plan.dataAtRisk.map((d: any) => [d.label, d.where, d.kind, d.fate]),
+        [["volume ledger/ledger-data", "the cluster", "volume", "deleted"]],
+        JSON.stringify(plan.dataAtRisk),
+      );
+      assert.ok(
+        plan.warnings.includes("this deletes data: volume ledger/ledger-data (in the cluster); applying needs --approve-data-loss"),
+        JSON.stringify(plan.warnings),
+      );
+      assert.equal(plan.resourceChanges.find((s: any) => s.name === "data")?.op, "replace", JSON.stringify(plan.resourceChanges));
+
+      // A deploy without approval is refused, naming the claim; the backend and the claim are as they were.
+      const before = ledger.stateDigest();
+      const refused = await timed("deploy v2 refused (own program)", () => run(["deploy", "--version", "v2", "--yes", "--json"]));
+      assert.equal(refused.code, ExitCode.approvalRequired, refused.stderr);
+      assert.equal(json(refused).error.code, "approval-required");
+      assert.equal(json(refused).error.message, refusal("v2"));
+      assert.equal(ledger.stateDigest(), before, "the refused deploy changed the backend");
+      const kept = await claim();
+      assert.equal(kept.metadata.uid, v1Claim.metadata.uid, "the refused deploy replaced the claim");
+      assert.equal(kept.metadata.deletionTimestamp, undefined, "the refused deploy is deleting the claim");
+      assert.equal(kept.spec.storageClassName, "ledger-hdd");
+
+      // Approved, the claim is replaced: a new object in the new class.
+      const approved = await timed("deploy v2 --approve-data-loss (own program)", () => run(["deploy", "--version", "v2", "--yes", "--approve-data-loss", "--json"]));
+      assert.equal(approved.code, ExitCode.ok, approved.stderr);
+      const v2Claim = await claim();
+      assert.notEqual(v2Claim.metadata.uid, v1Claim.metadata.uid, "the claim was not replaced");
+      assert.equal(v2Claim.spec.storageClassName, "ledger-ssd");
+
+      // Whatever the verb: a rollback to v1 would replace it again; its plan says so, and it is refused the same way.
+      const rollbackPlan = await timed("preview --to v1 (own program)", () => run(["preview", "--to", "v1"]));
+      assert.equal(rollbackPlan.code, ExitCode.ok, rollbackPlan.stderr);
+      assert.match(rollbackPlan.stdout, /^ {2}! deletes volume ledger\/ledger-data in the cluster: its data is gone$/m, rollbackPlan.stdout);
+      const beforeRollback = ledger.stateDigest();
+      const back = await timed("rollback --to v1 refused (own program)", () => run(["rollback", "--to", "v1", "--yes", "--reason", "SSD latency", "--json"]));
+      assert.equal(back.code, ExitCode.approvalRequired, back.stderr);
+      assert.equal(json(back).error.message, refusal("v1"));
+      assert.equal(ledger.stateDigest(), beforeRollback, "the refused rollback changed the backend");
+      assert.equal((await claim()).metadata.uid, v2Claim.metadata.uid, "the refused rollback replaced the claim");
+    } finally {
+      try {
+        // The cluster goes with the suite: the stack is forgotten rather than destroyed, which would cost seconds.
+        if (ledger) fs.rmSync(path.join(ledger.stateDir, ".pulumi", "stacks"), { recursive: true, force: true });
+        await ledger?.teardown();
+      } finally {
+        fs.rmSync(source, { recursive: true, force: true });
       }
     }
   });
