@@ -58,6 +58,29 @@ export abstract class StackpinError extends Error {
   }
 }
 
+/**
+ * What a failure is, as `--json` reports it (`{ error: { code, message, details } }`) and a fleet passes
+ * on per stack: its machine-readable name, the exit code, the message and the error's `details`, if any.
+ */
+export interface ErrorReport {
+  code: string;
+  exitCode: ExitCodeValue;
+  message: string;
+  details?: unknown;
+}
+
+/**
+ * The {@link ErrorReport} of anything thrown: a {@link StackpinError} reports its own code and exit code;
+ * anything else is a bug in stackpin (`internal`, exit 1).
+ */
+export function errorReport(e: unknown): ErrorReport {
+  if (e instanceof StackpinError) {
+    const details = (e as { details?: unknown }).details;
+    return { code: e.code, exitCode: e.exitCode, message: e.message, ...(details === undefined ? {} : { details }) };
+  }
+  return { code: "internal", exitCode: ExitCode.internal, message: e instanceof Error ? e.message : String(e) };
+}
+
 /** The stack has no directory under `stacks/`. */
 export class UnknownStackError extends StackpinError {
   readonly exitCode = ExitCode.unknownStack;

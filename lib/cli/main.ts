@@ -9,7 +9,7 @@ import { builtinPrograms } from "../../programs";
 import type { ProgressEvent } from "../environment";
 import { openEnvironment } from "../environment";
 import { ensurePulumi, locatePulumi, packageRoot, PulumiCli } from "../engine/pulumi-cli";
-import { AuditBrokenError, AutoRollbackNeedsApprovalError, ExitCode, FleetIncompleteError, PlanChangedError, StackpinError, VerificationFailedError } from "../errors";
+import { AuditBrokenError, AutoRollbackNeedsApprovalError, errorReport, ExitCode, FleetIncompleteError, PlanChangedError, StackpinError, VerificationFailedError } from "../errors";
 import { fleetRollback, FleetResult } from "../operations/fleet";
 import { emitK8sJobs, JobBatch } from "../operations/fleet-emit";
 import { MachinePolicy, readMachinePolicy } from "../policy/machine-policy";
@@ -623,22 +623,23 @@ export async function main(argv: string[], rawEnv: NodeJS.ProcessEnv): Promise<n
       if (json) io().stdout.write(`${JSON.stringify({ error: { code: "usage", message: e.message } })}\n`);
       return ExitCode.usage;
     }
-    if (e instanceof StackpinError) {
-      if ((e instanceof VerificationFailedError || e instanceof AutoRollbackNeedsApprovalError) && !json) {
-        const d = e.details as { deploy?: ApplyResult; rollback?: ApplyResult } | undefined;
-        if (d?.deploy?.verification) err(renderVerification(d.deploy.verification).join("\n"));
-        if (d?.rollback) err(renderApply(d.rollback));
-      }
-      if (e instanceof FleetIncompleteError && !json) err(renderFleet(e.details as FleetResult));
-      err(`error: ${e.message}`);
-      const details = (e as { details?: unknown }).details;
-      if (json) io().stdout.write(`${JSON.stringify({ error: { code: e.code, message: e.message, details } }, null, 2)}\n`);
-      return e.exitCode;
+    if ((e instanceof VerificationFailedError || e instanceof AutoRollbackNeedsApprovalError) && !json) {
+      const d = e.details as { deploy?: ApplyResult; rollback?: ApplyResult } | undefined;
+      if (d?.deploy?.verification) err(renderVerification(d.deploy.verification).join("\n"));
+      if (d?.rollback) err(renderApply(d.rollback));
     }
-    err(`internal error: ${(e as Error).message}`);
-    if (rawEnv.STACKPIN_DEBUG) err((e as Error).stack ?? "");
-    if (json) io().stdout.write(`${JSON.stringify({ error: { code: "internal", message: (e as Error).message } })}\n`);
-    return ExitCode.internal;
+    if (e instanceof FleetIncompleteError && !json) err(renderFleet(e.details as FleetResult));
+    // The code, exit code, message and details, as a fleet reports each stack's failure too.
+    const report = errorReport(e);
+    if (e instanceof StackpinError) {
+      err(`error: ${report.message}`);
+      if (json) io().stdout.write(`${JSON.stringify({ error: { code: report.code, message: report.message, details: report.details } }, null, 2)}\n`);
+    } else {
+      err(`internal error: ${report.message}`);
+      if (rawEnv.STACKPIN_DEBUG) err((e as Error).stack ?? "");
+      if (json) io().stdout.write(`${JSON.stringify({ error: { code: report.code, message: report.message } })}\n`);
+    }
+    return report.exitCode;
   }
 }
 
