@@ -2,12 +2,13 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import type { EngineEvent } from "@pulumi/pulumi/automation";
+import { z } from "zod";
 import type { ProgramFactory } from "../programs/types";
 import { EngineStack, isProgramResource } from "./engine/stack";
 import { StackReader } from "./engine/stack-reader";
-import { locatePulumi, PulumiCli } from "./engine/pulumi-cli";
+import { locatePulumi, LocatePulumiOptions, PulumiCli } from "./engine/pulumi-cli";
 import { InvalidVersionFileError, MissingPassphraseError, StackNotDeployedError } from "./errors";
-import { checkMachinePolicy, MachinePolicy, MachinePolicyInput } from "./policy/machine-policy";
+import { checkMachinePolicy, MachinePolicy, MachinePolicyInput, readMachinePolicy } from "./policy/machine-policy";
 import { readPulumiProject, StackDefinition, VersionStore } from "./versions/store";
 
 /** How to reach one environment: a stack under `stacks/`, its backend, its passphrase and its CLI. */
@@ -43,6 +44,58 @@ export interface OpenEnvironmentOptions {
    * one raises `InvalidMachinePolicyError` (exit 5).
    */
   machinePolicy?: MachinePolicyInput;
+}
+
+/**
+ * The environment variables stackpin reads, validated here and nowhere else: by the CLI, and by each
+ * stack's process in a fleet rollback (which gets the fleet's environment, never secrets in arguments).
+ */
+export const envSchema = z.object({
+  PULUMI_CONFIG_PASSPHRASE: z.string().optional(),
+  PULUMI_CONFIG_PASSPHRASE_FILE: z.string().min(1).optional(),
+  PULUMI_HOME: z.string().min(1).optional(),
+  STACKPIN_PULUMI: z.string().min(1).optional(),
+  STACKPIN_BACKEND: z.string().min(1).optional(),
+  STACKPIN_ACTOR: z.string().min(1).optional(),
+  STACKPIN_ALLOWED_SIGNERS: z.string().min(1).optional(),
+  STACKPIN_MACHINE_POLICY: z.string().min(1).optional(),
+  STACKPIN_DEBUG: z.string().optional(),
+  PATH: z.string().default(""),
+});
+/** The environment variables stackpin reads, validated by {@link envSchema}. */
+export type StackpinEnv = z.infer<typeof envSchema>;
+
+/**
+ * This machine's policy: the file `STACKPIN_MACHINE_POLICY` names, with `STACKPIN_ALLOWED_SIGNERS` as its
+ * allowed signers when it names none; or `STACKPIN_ALLOWED_SIGNERS` alone, which pins whose signatures
+ * count but not what needs approval. Relative paths are relative to the current directory.
+ */
+export function machinePolicyFromEnv(env: StackpinEnv): MachinePolicy | undefined {
+  const signers = env.STACKPIN_ALLOWED_SIGNERS === undefined ? undefined : path.resolve(env.STACKPIN_ALLOWED_SIGNERS);
+  if (env.STACKPIN_MACHINE_POLICY !== undefined) {
+    return readMachinePolicy(env.STACKPIN_MACHINE_POLICY, signers === undefined ? {} : { allowedSigners: { file: signers, from: "STACKPIN_ALLOWED_SIGNERS" } });
+  }
+  return signers === undefined ? undefined : { source: "STACKPIN_ALLOWED_SIGNERS", approvals: { require: [], approvers: [], allowedSigners: signers } };
+}
+
+/** The passphrase the environment gives (`PULUMI_CONFIG_PASSPHRASE`, or a file named by `PULUMI_CONFIG_PASSPHRASE_FILE`), if any. */
+export function passphraseFromEnv(env: StackpinEnv): OpenEnvironmentOptions["passphrase"] {
+  return env.PULUMI_CONFIG_PASSPHRASE !== undefined || env.PULUMI_CONFIG_PASSPHRASE_FILE
+    ? { value: env.PULUMI_CONFIG_PASSPHRASE, file: env.PULUMI_CONFIG_PASSPHRASE_FILE }
+    : undefined;
+}
+
+/**
+ * What the environment says about opening a stack: this machine's policy (read first: a broken one
+ * refuses before anything else), the passphrase, `PULUMI_HOME` and who acts.
+ */
+export function openOptionsFromEnv(env: StackpinEnv): Pick<OpenEnvironmentOptions, "machinePolicy" | "passphrase" | "pulumiHome" | "actor"> {
+  return { machinePolicy: machinePolicyFromEnv(env), passphrase: passphraseFromEnv(env), pulumiHome: env.PULUMI_HOME, actor: env.STACKPIN_ACTOR };
+}
+
+/** Where to look for the Pulumi CLI, from the environment; `projectDir`'s engine directory remembers its version. */
+export function locateOptionsFromEnv(env: StackpinEnv, projectDir?: string): LocatePulumiOptions {
+  return { explicit: env.STACKPIN_PULUMI, searchPath: env.PATH, pulumiHome: env.PULUMI_HOME, versionCacheDir: `${projectDir ?? process.cwd()}/.stackpin/engine` };
 }
 
 /** Progress of an operation, for people: phases and resources as the engine touches them. */

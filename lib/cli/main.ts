@@ -6,13 +6,12 @@ import * as readline from "node:readline/promises";
 import { Command, CommanderError, Option } from "commander";
 import { z } from "zod";
 import { builtinPrograms } from "../../programs";
-import type { ProgressEvent } from "../environment";
-import { openEnvironment } from "../environment";
+import type { ProgressEvent, StackpinEnv } from "../environment";
+import { envSchema, locateOptionsFromEnv, machinePolicyFromEnv, openEnvironment, openOptionsFromEnv, passphraseFromEnv } from "../environment";
 import { ensurePulumi, locatePulumi, packageRoot, PulumiCli } from "../engine/pulumi-cli";
-import { AuditBrokenError, AutoRollbackNeedsApprovalError, errorReport, ExitCode, FleetIncompleteError, PlanChangedError, StackpinError, VerificationFailedError } from "../errors";
+import { AuditBrokenError, AutoRollbackNeedsApprovalError, errorReport, ExitCode, FleetIncompleteError, StackpinError, VerificationFailedError } from "../errors";
 import { fleetRollback, FleetResult } from "../operations/fleet";
 import { emitK8sJobs, JobBatch } from "../operations/fleet-emit";
-import { MachinePolicy, readMachinePolicy } from "../policy/machine-policy";
 import { watchIntervalSchema } from "../versions/schema";
 import type { ApplyResult } from "../operations/apply";
 import { adopt } from "../operations/adopt";
@@ -31,7 +30,7 @@ import { rotate } from "../operations/rotate";
 import { history } from "../operations/history";
 import { type Plan } from "../operations/plan";
 import { preview } from "../operations/preview";
-import { previewRollback, rollback } from "../operations/rollback";
+import { expectPlan, previewRollback, rollback } from "../operations/rollback";
 import { setSecret } from "../operations/secret";
 import { status } from "../operations/status";
 import {
@@ -51,21 +50,6 @@ import {
   renderVerification,
 } from "./render";
 import { addHelpExamples } from "./help-examples";
-
-/** The environment variables the CLI reads, validated once here and nowhere else. */
-const envSchema = z.object({
-  PULUMI_CONFIG_PASSPHRASE: z.string().optional(),
-  PULUMI_CONFIG_PASSPHRASE_FILE: z.string().min(1).optional(),
-  PULUMI_HOME: z.string().min(1).optional(),
-  STACKPIN_PULUMI: z.string().min(1).optional(),
-  STACKPIN_BACKEND: z.string().min(1).optional(),
-  STACKPIN_ACTOR: z.string().min(1).optional(),
-  STACKPIN_ALLOWED_SIGNERS: z.string().min(1).optional(),
-  STACKPIN_MACHINE_POLICY: z.string().min(1).optional(),
-  STACKPIN_DEBUG: z.string().optional(),
-  PATH: z.string().default(""),
-});
-type Env = z.infer<typeof envSchema>;
 
 interface CommonFlags {
   stack: string;
@@ -101,10 +85,9 @@ const err = (line: string) => io().stderr.write(`${line}\n`);
 // Locating runs `pulumi version`; a process (or a test running many commands in one) does it once.
 const located = new Map<string, Promise<PulumiCli>>();
 
-async function findPulumi(env: Env, quiet: boolean, projectDir?: string): Promise<PulumiCli> {
+async function findPulumi(env: StackpinEnv, quiet: boolean, projectDir?: string): Promise<PulumiCli> {
   // The project's engine directory remembers the CLI's version: `pulumi version` runs once, not per command.
-  const versionCacheDir = `${projectDir ?? process.cwd()}/.stackpin/engine`;
-  const options = { explicit: env.STACKPIN_PULUMI, searchPath: env.PATH, pulumiHome: env.PULUMI_HOME, versionCacheDir };
+  const options = locateOptionsFromEnv(env, projectDir);
   const key = JSON.stringify(options);
   if (!located.has(key)) located.set(key, locatePulumi(options).catch((e) => (located.delete(key), Promise.reject(e))));
   const cli = await located.get(key)!;
@@ -112,33 +95,15 @@ async function findPulumi(env: Env, quiet: boolean, projectDir?: string): Promis
   return cli;
 }
 
-/**
- * This machine's policy: the file `STACKPIN_MACHINE_POLICY` names, with `STACKPIN_ALLOWED_SIGNERS` as its
- * allowed signers when it names none; or `STACKPIN_ALLOWED_SIGNERS` alone, which pins whose signatures
- * count but not what needs approval. Relative paths are relative to the current directory.
- */
-function machinePolicy(env: Env): MachinePolicy | undefined {
-  const signers = env.STACKPIN_ALLOWED_SIGNERS === undefined ? undefined : path.resolve(env.STACKPIN_ALLOWED_SIGNERS);
-  if (env.STACKPIN_MACHINE_POLICY !== undefined) {
-    return readMachinePolicy(env.STACKPIN_MACHINE_POLICY, signers === undefined ? {} : { allowedSigners: { file: signers, from: "STACKPIN_ALLOWED_SIGNERS" } });
-  }
-  return signers === undefined ? undefined : { source: "STACKPIN_ALLOWED_SIGNERS", approvals: { require: [], approvers: [], allowedSigners: signers } };
-}
-
 /** Opens the stack the flags name. `reading`: a command that only reads, which a passphrase stack opens without its passphrase. */
-async function context(flags: CommonFlags, env: Env, reading = false) {
+async function context(flags: CommonFlags, env: StackpinEnv, reading = false) {
   return openEnvironment({
+    // First: a broken machine policy refuses before anything else is read.
+    ...openOptionsFromEnv(env),
     requirePassphrase: !reading,
-    machinePolicy: machinePolicy(env),
     stack: flags.stack,
     projectDir: flags.projectDir,
     backendUrl: flags.backend ?? env.STACKPIN_BACKEND,
-    passphrase:
-      env.PULUMI_CONFIG_PASSPHRASE !== undefined || env.PULUMI_CONFIG_PASSPHRASE_FILE
-        ? { value: env.PULUMI_CONFIG_PASSPHRASE, file: env.PULUMI_CONFIG_PASSPHRASE_FILE }
-        : undefined,
-    pulumiHome: env.PULUMI_HOME,
-    actor: env.STACKPIN_ACTOR,
     pulumi: await findPulumi(env, !!flags.json, flags.projectDir),
     programs: builtinPrograms,
   });
@@ -287,12 +252,7 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
         reason: flags.reason,
         force: !!flags.force,
         // A caller holding a previewed plan (a fleet) applies that plan or nothing.
-        confirm: expected
-          ? async (plan) => {
-              if (plan.planDigest !== expected) throw new PlanChangedError(ctx.stack.name, expected, plan.planDigest);
-              return true;
-            }
-          : confirmer(flags),
+        confirm: expected ? expectPlan(ctx.stack.name, expected) : confirmer(flags),
         approveDataLoss: !!flags.approveDataLoss,
         approvals: approvalsOf(flags),
         ...progress(),
@@ -303,7 +263,7 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
   /** `rollback --stacks GLOB` / `--fleet FILE`: previews every stack, asks once, then the waves. */
   async function fleetAction(flags: Record<string, any>): Promise<void> {
     // The children read the machine policy themselves; a broken one refuses the fleet here, before any preview.
-    machinePolicy(env);
+    machinePolicyFromEnv(env);
     const result = await fleetRollback({
       projectDir: flags.projectDir,
       backendUrl: flags.backend ?? env.STACKPIN_BACKEND,
@@ -557,10 +517,7 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
         projectDir: flags.projectDir,
         backendUrl: flags.backend ?? env.STACKPIN_BACKEND,
         recordBackend: !!(flags.backend ?? env.STACKPIN_BACKEND),
-        passphrase:
-          env.PULUMI_CONFIG_PASSPHRASE !== undefined || env.PULUMI_CONFIG_PASSPHRASE_FILE
-            ? { value: env.PULUMI_CONFIG_PASSPHRASE, file: env.PULUMI_CONFIG_PASSPHRASE_FILE }
-            : undefined,
+        passphrase: passphraseFromEnv(env),
         pulumiHome: env.PULUMI_HOME,
         pulumi: await findPulumi(env, !!flags.json),
         programs: builtinPrograms,

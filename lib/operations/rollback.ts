@@ -1,6 +1,6 @@
 import { ApprovalInput, approvedBy, recordOf } from "../policy/approvals";
 import type { EnvironmentContext, ProgressOptions } from "../environment";
-import { VerificationFailedError } from "../errors";
+import { PlanChangedError, VerificationFailedError } from "../errors";
 import type { StackOutput } from "../engine/stack";
 import type { StackReader } from "../engine/stack-reader";
 import { readBackendLocks } from "../engine/interruption";
@@ -39,6 +39,17 @@ export interface RollbackOptions extends ProgressOptions {
    * rollback is answered without an update, and recorded nowhere.
    */
   force?: boolean;
+}
+
+/**
+ * A {@link RollbackOptions.confirm} for a caller holding a previewed plan (a fleet, `--expect-plan`): it
+ * applies that plan or nothing. Any other plan raises {@link PlanChangedError} before anything changes.
+ */
+export function expectPlan(stackName: string, digest: string): (plan: Plan) => Promise<boolean> {
+  return async (plan) => {
+    if (plan.planDigest !== digest) throw new PlanChangedError(stackName, digest, plan.planDigest);
+    return true;
+  };
 }
 
 /** A rollback's outcome: the apply, and what was recorded and told around it. */
