@@ -1,6 +1,5 @@
 import Table from "cli-table3";
 import pc from "picocolors";
-import type { ProgressEvent } from "../environment";
 import type { HistoryEntry } from "../records/history-record";
 import type { ApplyResult } from "../operations/apply";
 import type { ApproveResult } from "../operations/approve";
@@ -14,15 +13,9 @@ import type { RollbackResult } from "../operations/rollback";
 import type { Evaluation } from "../incident/triggers";
 import type { VerificationResult } from "../verify/verification";
 import type { ConfigChange } from "../versions/config-diff";
+import { opColour } from "./progress";
 
-const opColour: Record<string, (s: string) => string> = {
-  create: pc.green,
-  update: pc.yellow,
-  delete: pc.red,
-  replace: pc.magenta,
-  "create-replacement": pc.magenta,
-  "delete-replaced": pc.magenta,
-};
+export { renderProgress } from "./progress";
 
 // Borders stay uncoloured so piped output and logs hold no escape codes.
 const tableStyle = { head: [] as string[], border: [] as string[] };
@@ -169,25 +162,6 @@ export function renderStatus(s: Status): string {
   lines.push(`  versions: ${s.versions.join(", ") || "(none)"}`);
   for (const [k, o] of Object.entries(s.outputs)) lines.push(`  ${k}: ${show(o.value)}`);
   return lines.join("\n");
-}
-
-/** One progress line for stderr, or undefined for events not worth a line. */
-export function renderProgress(e: ProgressEvent): string | undefined {
-  switch (e.type) {
-    case "phase":
-      return pc.cyan(`▸ ${e.message}`);
-    case "resource": {
-      const colour = opColour[e.op] ?? ((x: string) => x);
-      const mark = e.status === "started" ? "…" : e.status === "done" ? pc.green("✓") : pc.red("✗");
-      return `  ${mark} ${colour(e.op)} ${e.name}`;
-    }
-    case "check":
-      return `  ${e.passed ? pc.green("✓") : pc.red("✗")} ${e.name}: ${e.detail}`;
-    case "diagnostic":
-      return e.severity === "error" ? pc.red(`  error: ${e.message}`) : pc.yellow(`  warning: ${e.message}`);
-    case "waiting":
-      return pc.dim(`  … waiting on ${e.name} (${e.resourceType}): ${e.reason}`);
-  }
 }
 
 /** What `destroy` removed, and the data it deleted or left in place (retained on delete). */
