@@ -5,7 +5,8 @@
  * and may use `lib/`'s plain helpers and types; `scripts/` and `test/` may import anything. The
  * engine-facing code in `lib/` sees a program only through `programs/types.ts` and a program's
  * `schema.ts`; the registry of built-in programs (`programs/index.ts`, which loads each program's code
- * lazily) is handed in by the two entry points, `lib/index.ts` and `lib/cli/main.ts`.
+ * lazily) is handed in by the entry points: `lib/index.ts`, `lib/cli/main.ts`, and
+ * `lib/operations/fleet-worker.ts`, the process a fleet rollback runs each stack in.
  */
 /** @type {import("dependency-cruiser").IConfiguration} */
 module.exports = {
@@ -26,16 +27,17 @@ module.exports = {
       comment:
         "lib/ runs any program through the ProgramFactory interface; it may read programs/types.ts and a " +
         "program's schema.ts (to check a version file without loading the program), never a program's code.",
-      from: { path: "^lib/", pathNot: "^lib/(index|cli/main)\\.ts$" },
+      from: { path: "^lib/", pathNot: "^lib/(index|cli/main|operations/fleet-worker)\\.ts$" },
       to: { path: "^programs/", pathNot: "^programs/(types\\.ts|[^/]+/schema\\.ts)$" },
     },
     {
       name: "entry-points-to-program-registry-only",
       severity: "error",
       comment:
-        "The entry points hand the built-in programs to the library; beyond what the rest of lib/ may " +
-        "import, they may import the registry programs/index.ts, which loads each program only when a stack names it.",
-      from: { path: "^lib/(index|cli/main)\\.ts$" },
+        "The entry points (the library's, the CLI's, and the fleet's per-stack process) hand the built-in " +
+        "programs to the library; beyond what the rest of lib/ may import, they may import the registry " +
+        "programs/index.ts, which loads each program only when a stack names it.",
+      from: { path: "^lib/(index|cli/main|operations/fleet-worker)\\.ts$" },
       to: { path: "^programs/", pathNot: "^programs/(index\\.ts|types\\.ts|[^/]+/schema\\.ts)$" },
     },
     {

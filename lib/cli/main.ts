@@ -262,7 +262,7 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
 
   /** `rollback --stacks GLOB` / `--fleet FILE`: previews every stack, asks once, then the waves. */
   async function fleetAction(flags: Record<string, any>): Promise<void> {
-    // The children read the machine policy themselves; a broken one refuses the fleet here, before any preview.
+    // Each stack's process reads the machine policy itself; a broken one refuses the fleet here, before any preview.
     machinePolicyFromEnv(env);
     const result = await fleetRollback({
       projectDir: flags.projectDir,
@@ -274,7 +274,7 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
       continueOnError: flags.continueOnError,
       approveDataLoss: !!flags.approveDataLoss,
       approvers: flags.approve,
-      // The children are stackpin too: they get the environment as given and validate it themselves.
+      // Each stack's process gets the environment as given and validates it as the CLI does.
       env: rawEnv,
       confirm: flags.yes
         ? async (previews) => (err(renderFleetPreview(previews)), true)

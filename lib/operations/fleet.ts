@@ -4,24 +4,28 @@
  * and the remaining waves halt when a stack fails. Each stack's rollback is an ordinary single-stack
  * rollback, so its history, incident record and audit entry are written exactly as one.
  *
- * Each preview and rollback runs in a child process of stackpin's own CLI: Pulumi's Node.js runtime keeps
- * global state, and the Automation API runs one inline program per process at a time
- * (pulumi/pulumi#5449), so stacks can only go back in parallel as separate processes. A child applies
- * only the plan the fleet previewed: it gets the previewed plan's digest (`--expect-plan`) and refuses,
- * changing nothing, when the stack moved in between.
+ * The fleet runs each stack through a {@link StackRunner}: the library's own preview and rollback, whose
+ * outcomes come back as values (the plan, the rollback's result, or the error's report). The default one
+ * runs each preview and rollback in a process of its own (`fleet-worker.ts`, forked and spoken to over
+ * IPC): Pulumi's Node.js runtime keeps global state, and the Automation API runs one inline program per
+ * process at a time, so stacks can only go back in parallel as separate processes. A stack applies only
+ * the plan the fleet previewed: its rollback gets the previewed plan's digest and refuses, changing
+ * nothing, when the stack moved in between.
  */
-import { spawn } from "node:child_process";
+import { fork } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { minimatch } from "minimatch";
 import pLimit from "p-limit";
 import { z } from "zod";
-import { packageRoot } from "../engine/pulumi-cli";
-import { FleetIncompleteError, InvalidVersionFileError, NotConfirmedError, UnknownStackError } from "../errors";
+import { renderProgress } from "../cli/progress";
+import type { ProgressEvent } from "../environment";
+import { ErrorReport, ExitCode, FleetIncompleteError, InvalidVersionFileError, NotConfirmedError, UnknownStackError } from "../errors";
 import { describeIssues } from "../versions/schema";
 import { readYamlFile } from "../versions/yaml-input";
 import { VersionStore } from "../versions/store";
 import type { Plan } from "./plan";
+import type { RollbackResult } from "./rollback";
 
 /** A fleet file (`--fleet fleet.yaml`): waves of stacks (names or globs over `stacks/`), run in order. */
 export const fleetFileSchema = z
@@ -73,11 +77,13 @@ export interface FleetRollbackOptions {
   approvers?: string[];
   /** The state backend URL for every stack (default: each `stack.yaml`'s). */
   backendUrl?: string;
-  /** The environment the children run with (passphrase, Pulumi CLI); default the process's. */
+  /** The environment each stack's process runs with (passphrase, Pulumi CLI); default the process's. */
   env?: NodeJS.ProcessEnv;
+  /** How each stack is previewed and rolled back; default {@link processRunner}, a process per stack with `env`. */
+  runner?: StackRunner;
   /** Called with every stack's preview before anything changes; return false to stop. Absent: go on (`--yes`). */
   confirm?: (previews: FleetPreview[]) => Promise<boolean>;
-  /** A line of progress for people: fleet events and each child's own progress, prefixed with its stack. */
+  /** A line of progress for people: fleet events and each stack's own progress, prefixed with its stack. */
   onProgress?: (line: string) => void;
 }
 
@@ -169,49 +175,141 @@ export function resolveWaves(store: VersionStore, selection: FleetSelection, con
   return { waves, continueOnError: parsed.data.continueOnError };
 }
 
-interface ChildRun {
-  code: number;
-  stdout: string;
-  stderr: string;
+/** What the fleet asks of one stack first: the plan of its rollback to `to`. Changes nothing. */
+export interface StackPreviewRequest {
+  stack: string;
+  /** A version, or `previous`. */
+  to: string;
 }
 
-/** Runs `stackpin <args>` as a child, forwarding each stderr line (its progress) prefixed with the stack. */
-function runChild(args: string[], cwd: string, env: NodeJS.ProcessEnv, stack: string, onLine?: (line: string) => void): Promise<ChildRun> {
-  const cli = path.join(packageRoot(), "dist", "lib", "cli", "main.js");
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [cli, ...args], { cwd, env, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    let partial = "";
-    child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
-    child.stderr.setEncoding("utf8").on("data", (d: string) => {
-      stderr += d;
-      const lines = (partial + d).split("\n");
-      partial = lines.pop() ?? "";
-      for (const l of lines) if (l.trim()) onLine?.(`[${stack}] ${l}`);
+/** What the fleet asks of one stack then: its rollback, held to the plan previewed. */
+export interface StackRollbackRequest {
+  stack: string;
+  /** The version its preview resolved. */
+  to: string;
+  /** The previewed plan's digest: any other plan is refused (exit 7), nothing changed. */
+  expectPlan: string;
+  reason?: string;
+  approveDataLoss?: boolean;
+  /** Unsigned acknowledgements (`--approve NAME`). */
+  approvers?: string[];
+}
+
+/** A stack's preview: the plan, or why there is none. */
+export type PreviewOutcome = { ok: true; plan: Plan } | { ok: false; failure: ErrorReport };
+
+/** A stack's rollback: its result, or why it failed (`details` as the error carries them). */
+export type RollbackOutcome = { ok: true; result: RollbackResult } | { ok: false; failure: ErrorReport };
+
+/** What a stack's run tells while it goes. */
+export interface StackRunWatch {
+  /** The operation's progress events. */
+  onProgress?: (event: ProgressEvent) => void;
+  /** Anything else its run printed (a runtime's warning), a line at a time. */
+  onOutput?: (line: string) => void;
+}
+
+/**
+ * Runs one stack's preview or rollback for a fleet, through the library. A failure is an outcome, not a
+ * rejection: a rejection means the runner itself could not run, and stops the fleet.
+ */
+export interface StackRunner {
+  /** The stack's rollback plan (the library's `previewRollback`). */
+  preview(request: StackPreviewRequest, watch?: StackRunWatch): Promise<PreviewOutcome>;
+  /** The stack's rollback (the library's `rollback`), applying the previewed plan or nothing. */
+  rollback(request: StackRollbackRequest, watch?: StackRunWatch): Promise<RollbackOutcome>;
+}
+
+/** What the fleet sends a stack's process (`fleet-worker.ts`): one request, then nothing. */
+export type WorkerRequest = { projectDir: string; backendUrl?: string } & (
+  | { op: "preview"; request: StackPreviewRequest }
+  | { op: "rollback"; request: StackRollbackRequest }
+);
+
+/** What a stack's process sends back: progress events, then its outcome, then it exits. */
+export type WorkerMessage = { type: "progress"; event: ProgressEvent } | { type: "outcome"; outcome: PreviewOutcome | RollbackOutcome };
+
+/** Options for {@link processRunner}. */
+export interface ProcessRunnerOptions {
+  /** The project directory holding `stacks/`; each process runs in it. */
+  projectDir: string;
+  /** The state backend URL for every stack (default: `STACKPIN_BACKEND`, else each `stack.yaml`'s). */
+  backendUrl?: string;
+  /** The processes' environment: secrets (the passphrase) travel here, never in arguments. */
+  env: NodeJS.ProcessEnv;
+}
+
+/**
+ * A {@link StackRunner} that runs each request in a process of its own: a fork of `fleet-worker.js`,
+ * which opens the stack with the built-in programs and the environment it was given, runs the library's
+ * preview or rollback, and sends its progress events and outcome back over IPC.
+ */
+export function processRunner(options: ProcessRunnerOptions): StackRunner {
+  const run = <T extends PreviewOutcome | RollbackOutcome>(request: WorkerRequest, watch?: StackRunWatch) =>
+    new Promise<T>((resolve, reject) => {
+      const child = fork(path.join(__dirname, "fleet-worker.js"), [], {
+        cwd: options.projectDir,
+        env: options.env,
+        execArgv: [],
+        serialization: "json",
+        stdio: ["ignore", "pipe", "pipe", "ipc"],
+      });
+      let outcome: T | undefined;
+      // The last lines it printed: what says why, should it end without an outcome.
+      const tail: string[] = [];
+      const lines = (stream: NodeJS.ReadableStream) => {
+        let partial = "";
+        const say = (line: string) => {
+          if (!line.trim()) return;
+          tail.push(line.trim());
+          if (tail.length > 20) tail.shift();
+          watch?.onOutput?.(line);
+        };
+        stream.setEncoding("utf8");
+        stream.on("data", (d: string) => {
+          const all = (partial + d).split("\n");
+          partial = all.pop() ?? "";
+          all.forEach(say);
+        });
+        stream.on("end", () => say(partial));
+      };
+      lines(child.stdout!);
+      lines(child.stderr!);
+      child.on("message", (m: WorkerMessage) => {
+        if (m.type === "progress") watch?.onProgress?.(m.event);
+        else outcome = m.outcome as T;
+      });
+      child.on("error", reject);
+      // Settled when the process is gone and its channel closed: every message it sent has arrived.
+      let ended: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+      let disconnected = false;
+      const settle = () => {
+        if (!ended || !disconnected) return;
+        if (outcome) return resolve(outcome);
+        const how = ended.signal ? `was killed (${ended.signal})` : `exited with code ${ended.code}`;
+        const why = tail.find((l) => /^(\w*Error\b|error:)/.test(l)) ?? tail.at(-1);
+        const failure: ErrorReport = {
+          code: "internal",
+          exitCode: ExitCode.internal,
+          message: `the process running ${request.op} of stack ${request.request.stack} ${how} without an outcome${why ? `: ${why}` : ""}`,
+        };
+        resolve({ ok: false, failure } as T);
+      };
+      child.on("close", (code, signal) => ((ended = { code, signal }), settle()));
+      child.on("disconnect", () => ((disconnected = true), settle()));
+      child.send(request satisfies WorkerRequest, (e) => {
+        // A process that cannot take its request has ended, or will: its exit says so.
+        if (e) child.kill();
+      });
     });
-    child.on("error", reject);
-    child.on("close", (code, signal) => {
-      if (partial.trim()) onLine?.(`[${stack}] ${partial}`);
-      resolve({ code: code ?? (signal ? 128 : 1), stdout, stderr });
-    });
-  });
+  const where = { projectDir: options.projectDir, ...(options.backendUrl ? { backendUrl: options.backendUrl } : {}) };
+  return {
+    preview: (request, watch) => run<PreviewOutcome>({ ...where, op: "preview", request }, watch),
+    rollback: (request, watch) => run<RollbackOutcome>({ ...where, op: "rollback", request }, watch),
+  };
 }
 
-/** The `--json` document a child printed; a failing child's is `{ error: { message } }`. */
-function parsed<T>(run: ChildRun): T | undefined {
-  try {
-    return JSON.parse(run.stdout) as T;
-  } catch {
-    return undefined;
-  }
-}
-
-function failureOf(run: ChildRun): string {
-  const doc = parsed<{ error?: { message?: string } }>(run);
-  const message = doc?.error?.message ?? run.stderr.split("\n").filter((l) => l.startsWith("error:") || l.startsWith("internal error:")).pop() ?? `exit ${run.code}`;
-  return message.replace(/^(internal )?error: /, "").split("\n")[0];
-}
+const firstLine = (message: string) => message.split("\n")[0];
 
 /**
  * Rolls a fleet of stacks back to `to`: previews all of them, asks once, then runs the waves. Resolves
@@ -226,9 +324,14 @@ export async function fleetRollback(options: FleetRollbackOptions): Promise<Flee
   const resolved = resolveWaves(store, options.selection, options.concurrency ?? 4);
   const waves = resolved.waves;
   const continueOnError = options.continueOnError ?? resolved.continueOnError ?? false;
-  const env = Object.fromEntries(Object.entries(options.env ?? process.env).filter(([, v]) => v !== undefined)) as NodeJS.ProcessEnv;
+  const runner =
+    options.runner ??
+    processRunner({
+      projectDir,
+      backendUrl: options.backendUrl,
+      env: Object.fromEntries(Object.entries(options.env ?? process.env).filter(([, v]) => v !== undefined)) as NodeJS.ProcessEnv,
+    });
   const say = (line: string) => options.onProgress?.(line);
-  const common = ["--project-dir", projectDir, ...(options.backendUrl ? ["--backend", options.backendUrl] : [])];
   const all = waves.flatMap((w) => w.stacks.map((stack) => ({ stack, wave: w.name })));
   say(`fleet: ${all.length} stack(s) in ${waves.length} wave(s): ${waves.map((w) => `${w.name} [${w.stacks.join(", ")}]${w.stacks.length > 1 ? ` at ${w.concurrency} at once` : ""}`).join(", then ")}`);
 
@@ -238,9 +341,9 @@ export async function fleetRollback(options: FleetRollbackOptions): Promise<Flee
   const previews = await Promise.all(
     all.map(({ stack, wave }) =>
       previewLimit(async (): Promise<FleetPreview> => {
-        const run = await runChild(["preview", "--stack", stack, "--to", options.to, "--json", ...common], projectDir, env, stack);
-        if (run.code !== 0) return { stack, wave, warnings: [], error: { exitCode: run.code, message: failureOf(run) } };
-        const plan = parsed<Plan>(run)!;
+        const outcome = await runner.preview({ stack, to: options.to });
+        if (!outcome.ok) return { stack, wave, warnings: [], error: { exitCode: outcome.failure.exitCode, message: firstLine(outcome.failure.message) } };
+        const plan = outcome.plan;
         const changes = Object.fromEntries(Object.entries(plan.changeSummary ?? {}).filter(([k, v]) => k !== "same" && (v ?? 0) > 0)) as Record<string, number>;
         return { stack, wave, from: plan.from, to: plan.to, changes, warnings: plan.warnings, planDigest: plan.planDigest };
       }),
@@ -283,24 +386,25 @@ export async function fleetRollback(options: FleetRollbackOptions): Promise<Flee
           if (haltedBy && !continueOnError) return;
           const preview = previewOf.get(stack)!;
           const t0 = performance.now();
-          const args = [
-            "rollback", "--stack", stack, "--to", preview.to!, "--yes", "--json", "--expect-plan", preview.planDigest!, ...common,
-            ...(options.reason ? ["--reason", options.reason] : []),
-            ...(options.approveDataLoss ? ["--approve-data-loss"] : []),
-            ...(options.approvers ?? []).flatMap((a) => ["--approve", a]),
-          ];
           say(`[${stack}] rolling back ${preview.from ?? "(nothing)"} -> ${preview.to}`);
-          const run = await runChild(args, projectDir, env, stack, options.onProgress);
+          // The stack's own progress, each line with its name, as the CLI would print it for that stack.
+          const tell = (text: string) => text.split("\n").forEach((l) => l.trim() && say(`[${stack}] ${l}`));
+          const outcome = await runner.rollback(
+            { stack, to: preview.to!, expectPlan: preview.planDigest!, reason: options.reason, approveDataLoss: options.approveDataLoss, approvers: options.approvers ?? [] },
+            { onProgress: (e) => tell(renderProgress(e) ?? ""), onOutput: tell },
+          );
           const durationMs = Math.round(performance.now() - t0);
-          if (run.code === 0) {
-            const r = parsed<{ revision: number; verification?: { passed: boolean }; incident?: { markdown: string } }>(run);
-            results.set(stack, { stack, wave: wave.name, from: preview.from, to: preview.to, status: "succeeded", exitCode: 0, revision: r?.revision, verified: r?.verification?.passed, incident: r?.incident?.markdown, durationMs });
-            say(`[${stack}] rolled back to ${preview.to}${r?.revision ? `, revision ${r.revision}` : ""}${r?.verification ? (r.verification.passed ? ", verified" : "") : ""} (${(durationMs / 1000).toFixed(1)} s)`);
+          if (outcome.ok) {
+            const r = outcome.result;
+            results.set(stack, { stack, wave: wave.name, from: preview.from, to: preview.to, status: "succeeded", exitCode: 0, revision: r.revision, verified: r.verification?.passed, incident: r.incident?.markdown, durationMs });
+            say(`[${stack}] rolled back to ${preview.to}${r.revision ? `, revision ${r.revision}` : ""}${r.verification ? (r.verification.passed ? ", verified" : "") : ""} (${(durationMs / 1000).toFixed(1)} s)`);
           } else {
-            const doc = parsed<{ error?: { details?: { rollback?: { revision?: number }; incident?: { markdown?: string } } } }>(run);
-            const message = failureOf(run);
-            results.set(stack, { stack, wave: wave.name, from: preview.from, to: preview.to, status: "failed", exitCode: run.code, revision: doc?.error?.details?.rollback?.revision, verified: run.code === 11 ? false : undefined, incident: doc?.error?.details?.incident?.markdown, error: message, durationMs });
-            say(`[${stack}] FAILED (exit ${run.code}): ${message}`);
+            const { exitCode, message } = outcome.failure;
+            // A rollback that applied and then failed verification carries its result and incident record.
+            const details = outcome.failure.details as { rollback?: { revision?: number }; incident?: { markdown?: string } } | undefined;
+            const error = firstLine(message);
+            results.set(stack, { stack, wave: wave.name, from: preview.from, to: preview.to, status: "failed", exitCode, revision: details?.rollback?.revision, verified: exitCode === ExitCode.verificationFailed ? false : undefined, incident: details?.incident?.markdown, error, durationMs });
+            say(`[${stack}] FAILED (exit ${exitCode}): ${error}`);
             haltedBy ??= stack;
           }
         }),
