@@ -66,6 +66,9 @@ describe("fleet rollback: six stacks, waves, a canary and a halt (real engine)",
     const doc = json(r).error;
     assert.match(doc.message, /6 of 6 stack\(s\) could not be previewed.*no stack was rolled back\. Nothing was changed\./s);
     assert.deepEqual(doc.details.results.map((x: any) => [x.stack, x.status, x.exitCode]), stacks.map((s) => [s, "failed", ExitCode.unknownVersion]));
+    // Each stack's own refusal, as its preview raised it, in the results and the preview table.
+    for (const x of doc.details.results) assert.match(x.error, new RegExp(`^version v9 not found for stack ${x.stack}; known: v1, v2, v3$`), JSON.stringify(x));
+    assert.deepEqual(doc.details.previews.map((p: any) => p.error), doc.details.results.map((x: any) => ({ exitCode: x.exitCode, message: x.error })));
     const none = await project.cli(["rollback", "--stacks", "staging-*", "--to", "previous", "--yes"]);
     assert.equal(none.code, ExitCode.unknownStack, none.stderr);
     assert.match(none.stderr, /stack "staging-\*" not found; known: prod-a, prod-b/);
@@ -94,6 +97,10 @@ describe("fleet rollback: six stacks, waves, a canary and a halt (real engine)",
     assert.ok(previewAt < r.stderr.indexOf("[prod-a] rolling back v2 -> v1"), "preview before any rollback");
     assert.ok(r.stderr.indexOf("[prod-a] rolled back to v1") < r.stderr.indexOf("fleet: wave eu"), "the canary finishes before the next wave starts");
     assert.match(r.stderr, /\[prod-e\] FAILED \(exit 11\): v2 failed verification on stack prod-e/);
+    // Each stack's own progress as the CLI renders it for one stack, every line under the stack's name.
+    assert.match(r.stderr, /^\[prod-a\] ▸ resolving v1 for prod-a$/m);
+    assert.match(r.stderr, /^\[prod-e\] {3}✗ smoke: home page answers: /m, "prod-e's failed smoke check, in its own progress");
+    assert.doesNotMatch(r.stderr, /^ *[▸✓✗…] /mu, "no stack's progress line without its stack's name");
 
     const result = json(r).error.details;
     const row = (s: string) => result.results.find((x: any) => x.stack === s);
