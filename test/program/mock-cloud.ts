@@ -54,6 +54,10 @@ class CloudMocks implements pulumi.runtime.Mocks {
       case "aws:lb/loadBalancer:LoadBalancer":
         state.dnsName = `${args.inputs.name}.elb.amazonaws.com`;
         break;
+      case "pulumi-nodejs:dynamic/stackpin:GeneratedSecret":
+        // A real one's provider generates the value at create, once per generation.
+        state.value = `generated-${args.name}-${args.inputs.generation}`;
+        break;
       case "kubernetes:snapshot.storage.k8s.io/v1:VolumeSnapshot":
         state.metadata = { ...args.inputs.metadata, creationTimestamp: (this.snapshotTimes[args.inputs.metadata.name] ??= this.clock().toISOString()) };
         break;
