@@ -32,14 +32,15 @@ describe("STACKPIN_DEBUG=timing: the Pulumi CLI calls of one operation (real eng
     }
   });
 
-  it("a rollback makes five Pulumi CLI calls: read, stale-plan check, update, outputs", async () => {
+  it("a rollback makes six Pulumi CLI calls: read, the preview it is held to, stale-plan check, update, outputs", async () => {
     const deploy = await project.cli(["deploy", "--stack", "dev", "--version", "v2", "--yes"]);
     assert.equal(deploy.code, 0, deploy.stderr);
     const r = await project.cli(["rollback", "--stack", "dev", "--to", "v1", "--yes"], { env: { STACKPIN_DEBUG: "timing" } });
     assert.equal(r.code, 0, r.stderr);
     const calls = [...r.stderr.matchAll(/^\[timing\] pulumi (.+): \d+ ms$/gm)].map((m) => m[1]);
-    // The read (history, checkpoint), the stale-plan check, the update, and its outputs (masked, once).
-    assert.deepEqual([...calls].sort(), ["stack export", "stack history", "stack history", "stack output", "up"], calls.join(", "));
+    // The read (history, checkpoint), the preview saved as the update plan, the stale-plan check, the update,
+    // and its outputs (masked, once).
+    assert.deepEqual([...calls].sort(), ["preview", "stack export", "stack history", "stack history", "stack output", "up"], calls.join(", "));
   });
 
   it("names a secret's config call without its value", async () => {
