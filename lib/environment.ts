@@ -252,6 +252,7 @@ export async function openEnvironment(options: OpenEnvironmentOptions & { progra
       pulumi,
       workRoot: path.join(localDir, "engine"),
       pulumiHome: options.pulumiHome,
+      leaseTtlMs: stack.settings.lease.ttlSeconds * 1000,
       create,
     });
   };

@@ -182,13 +182,16 @@ export class SecretsProviderUnavailableError extends StackpinError {
 export class ConcurrentOperationError extends StackpinError {
   readonly exitCode = ExitCode.concurrentOperation;
   readonly code = "concurrent-operation";
-  constructor(readonly stackName: string, options?: { cause?: unknown; holder?: string; hint?: string }) {
+  /** When the holder's lease ends (ISO 8601), when it keeps one: the stack cannot be taken over before. */
+  readonly details?: { expiresAt: string };
+  constructor(readonly stackName: string, options?: { cause?: unknown; holder?: string; hint?: string; expiresAt?: string }) {
     super(
       `another operation is running on stack ${stackName}${options?.holder ? ` (${options.holder})` : " (its lock is held in the backend)"}. ` +
         `Wait for it to finish. ${options?.hint ? `${options.hint[0].toUpperCase()}${options.hint.slice(1)}` : `If its process died, \`stackpin recover --stack ${stackName}\` clears what it left (the next deploy or rollback does too)`}. ` +
         `Nothing was changed.`,
       options?.cause === undefined ? undefined : { cause: options.cause },
     );
+    if (options?.expiresAt) this.details = { expiresAt: options.expiresAt };
   }
 }
 

@@ -2,22 +2,21 @@ import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { deleteObject, getObject, listKeys, s3LocationOf } from "../records/s3-backend";
+import { HolderPlace, judgeHolder, LeaseHolder, LocalFacts } from "./lease";
 
 /**
  * Whether the process that holds something (a backend lock, a scratch workspace, an operation in flight)
- * is still running. `dead` is only said with proof; anything else is `alive` or `unknown`.
+ * is still running. `dead` is only said with proof; anything else is `alive` (with when its lease ends,
+ * when it keeps one) or `unknown`.
  */
 export type Liveness =
-  | { state: "alive"; detail: string }
+  | { state: "alive"; detail: string; expiresAt?: string }
   | { state: "dead"; detail: string }
   | { state: "unknown"; detail: string };
 
-/** Who took something, as recorded when it was taken. */
-export interface Holder {
-  pid: number;
-  hostname: string;
-  /** When it was taken (ISO 8601); a process started after this cannot be the holder. */
-  since: string;
+/** Who took something, as recorded when it was taken: the process, where it ran, and its lease. */
+export interface Holder extends LeaseHolder {
   username?: string;
 }
 
@@ -31,16 +30,42 @@ function bootTimeMs(): number | undefined {
   return line ? Number(line.split(" ")[1]) * 1000 : undefined;
 }
 
-/**
- * Judges a holder conservatively. Dead means proven: on this host and the pid is gone, a zombie, a
- * process started after the holder took it (the pid was reused), or a process that is not `program`
- * (the pid was reused by something else). A holder on another host is `unknown`: a pid says nothing there.
- */
-export function livenessOf(holder: Holder, program: RegExp): Liveness {
-  const who = `pid ${holder.pid} on ${holder.hostname}`;
-  if (holder.hostname !== os.hostname()) {
-    return { state: "unknown", detail: `${who} (another host: this machine cannot tell whether it still runs)` };
+function readOr(read: () => string): string | undefined {
+  try {
+    return read().trim() || undefined;
+  } catch {
+    return undefined;
   }
+}
+
+let here: HolderPlace | undefined;
+
+/**
+ * This machine as a holder records it: hostname, the kernel's boot id, and the inode of this process's
+ * pid namespace. Two containers that share a hostname (host networking) differ in the pid namespace; a
+ * reboot changes the boot id: a pid seen here is the holder's pid only when all three match.
+ */
+export function thisPlace(): HolderPlace {
+  here ??= {
+    hostname: os.hostname(),
+    bootId: readOr(() => fs.readFileSync("/proc/sys/kernel/random/boot_id", "utf8")),
+    pidNs: readOr(() => fs.readlinkSync("/proc/self/ns/pid")),
+  };
+  return here;
+}
+
+/** A holder taken now by this process: its pid, this machine, and the time. */
+export function holderHere(extra: Partial<Holder> = {}): Holder {
+  return { pid: process.pid, ...thisPlace(), since: new Date().toISOString(), ...extra };
+}
+
+/**
+ * Whether the holder's pid, read on the holder's own machine, still runs the holder's program. Dead means
+ * proven: the pid is gone, a zombie, a process started after the holder took it (the pid was reused), or
+ * a process that is not `program` (the pid was reused by something else).
+ */
+export function processLiveness(holder: Holder, program: RegExp): Liveness {
+  const who = `pid ${holder.pid} on ${holder.hostname}`;
   if (!Number.isInteger(holder.pid) || holder.pid <= 0) return { state: "unknown", detail: `${who}: not a process id` };
   let stat: string;
   let cmdline: string;
@@ -64,8 +89,25 @@ export function livenessOf(holder: Holder, program: RegExp): Liveness {
   return { state: "alive", detail: `${who} is running (\`${cmdline.slice(0, 80)}\`)` };
 }
 
-/** A Pulumi lock file of a `file://` backend and what is known of its holder. */
+/** The facts of this machine a holder is judged by, its processes read from /proc as running `program`. */
+export function localFacts(program: RegExp, now = Date.now()): LocalFacts {
+  return { ...thisPlace(), now, processState: (h) => processLiveness(h, program) };
+}
+
+/**
+ * Judges a holder as a lease ({@link judgeHolder}): on its own machine (host, boot and pid namespace) by
+ * its process, elsewhere by its lease; a holder elsewhere without a lease is `unknown`.
+ */
+export function livenessOf(holder: Holder, program: RegExp, now = Date.now()): Liveness {
+  const j = judgeHolder(holder, localFacts(program, now));
+  if (j.state === "gone") return { state: "dead", detail: j.detail };
+  if (j.state === "held") return { state: "alive", detail: j.detail, expiresAt: j.expiresAt };
+  return j;
+}
+
+/** A Pulumi lock on a stack (a file of a `file://` backend, an object of an `s3://` one) and what is known of its holder. */
 export interface BackendLock {
+  /** The lock's path, or its `s3://bucket/key`. */
   file: string;
   holder: Holder;
   liveness: Liveness;
@@ -76,11 +118,61 @@ export const pulumiCommand = /(^|\/)pulumi(\s|$)/;
 /** A Node.js process (stackpin itself). */
 export const nodeCommand = /(^|\/)node(js)?(\s|$)/;
 
+/** A Pulumi lock's holder as its lock records it: `{pid, username, hostname, timestamp}`. */
+function lockHolder(text: string | undefined): Holder {
+  let raw: { pid?: number; hostname?: string; timestamp?: string; username?: string } = {};
+  try {
+    raw = JSON.parse(text ?? "");
+  } catch {
+    // A lock being written right now, or unreadable: its holder cannot be judged.
+  }
+  return { pid: Number(raw.pid), hostname: String(raw.hostname ?? "?"), since: String(raw.timestamp ?? ""), username: raw.username };
+}
+
+// Pulumi takes its lock after stackpin wrote the in-flight mark of the operation that runs it.
+const lockAfterMarkSlackMs = 2_000;
+
 /**
- * The locks Pulumi holds on a stack of a `file://` backend: `.pulumi/locks/<org>/<project>/<stack>/<uuid>.json`
- * with `{pid, username, hostname, timestamp}`. Other backends' locks are not readable here: empty.
+ * Judges a Pulumi lock. Pulumi records no lease and no boot id or pid namespace; a lock taken on the
+ * mark's host after the mark was written belongs to the operation that mark names (stackpin marks every
+ * engine call that locks: previews, updates, refreshes, destroys), so it is judged on that operation's
+ * machine and lease, by the lock's own pid. Any other lock is judged without a place: unknown unless
+ * expired, which it cannot be.
  */
-export function readBackendLocks(backendUrl: string, project: string, stack: string): BackendLock[] {
+export function judgeLock(holder: Holder, mark: Holder | undefined, now = Date.now()): Liveness {
+  const since = Date.parse(holder.since);
+  const ofMark = mark !== undefined && mark.hostname === holder.hostname && !Number.isNaN(since) && since >= Date.parse(mark.since) - lockAfterMarkSlackMs;
+  const placed: Holder = ofMark ? { ...holder, bootId: mark.bootId, pidNs: mark.pidNs, ttlMs: mark.ttlMs, renewedAt: mark.renewedAt ?? mark.since } : holder;
+  const l = livenessOf(placed, pulumiCommand, now);
+  if (l.state === "unknown" && !ofMark) {
+    return { state: "unknown", detail: `${l.detail}; no stackpin operation on the stack took it` };
+  }
+  return l;
+}
+
+/**
+ * The locks Pulumi holds on a stack: `.pulumi/locks/<org>/<project>/<stack>/<uuid>.json` holding
+ * `{pid, username, hostname, timestamp}`, in a `file://` backend's directory or an `s3://` backend's
+ * bucket (under the URL's prefix). Each is judged by {@link judgeLock} against `mark`, the stack's
+ * in-flight mark. Other backends' locks are not readable here: empty.
+ */
+export async function readBackendLocks(backendUrl: string, project: string, stack: string, mark?: Holder): Promise<BackendLock[]> {
+  const s3 = s3LocationOf(backendUrl);
+  if (s3) {
+    const locks: BackendLock[] = [];
+    for (const key of await listKeys(s3, ".pulumi/locks/")) {
+      const parts = key.split("/");
+      if (parts.length !== 6 || parts[3] !== project || parts[4] !== stack || !parts[5].endsWith(".json")) continue;
+      const holder = lockHolder((await getObject(s3, key))?.text);
+      locks.push({ file: `${s3.url}/${key}`, holder, liveness: judgeLock(holder, mark) });
+    }
+    return locks;
+  }
+  return readFileBackendLocks(backendUrl, project, stack, mark);
+}
+
+/** {@link readBackendLocks} of a `file://` backend, read synchronously; empty for other backends. */
+export function readFileBackendLocks(backendUrl: string, project: string, stack: string, mark?: Holder): BackendLock[] {
   if (!backendUrl.startsWith("file://")) return [];
   const root = path.join(backendUrl.slice("file://".length), ".pulumi", "locks");
   if (!fs.existsSync(root)) return [];
@@ -90,21 +182,31 @@ export function readBackendLocks(backendUrl: string, project: string, stack: str
     if (!fs.existsSync(dir)) continue;
     for (const name of fs.readdirSync(dir).filter((f) => f.endsWith(".json")).sort()) {
       const file = path.join(dir, name);
-      let raw: { pid?: number; hostname?: string; timestamp?: string; username?: string } = {};
+      let text: string | undefined;
       try {
-        raw = JSON.parse(fs.readFileSync(file, "utf8"));
+        text = fs.readFileSync(file, "utf8");
       } catch {
-        // A lock being written right now, or unreadable: its holder cannot be judged.
+        // Released meanwhile.
+        continue;
       }
-      const holder: Holder = { pid: Number(raw.pid), hostname: String(raw.hostname ?? "?"), since: String(raw.timestamp ?? ""), username: raw.username };
-      locks.push({ file, holder, liveness: livenessOf(holder, pulumiCommand) });
+      const holder = lockHolder(text);
+      locks.push({ file, holder, liveness: judgeLock(holder, mark) });
     }
   }
   return locks;
 }
 
-/** Removes one lock file (and the attributes file the blob store keeps beside it), nothing else. */
-export function removeBackendLock(lock: BackendLock): void {
+/**
+ * Removes one lock (and the attributes file the blob store keeps beside a file), nothing else. Pulumi
+ * names each lock by its process's own id and never rewrites it: deleting that name deletes the lock that
+ * was judged, never a successor's.
+ */
+export async function removeBackendLock(backendUrl: string, lock: BackendLock): Promise<void> {
+  const s3 = s3LocationOf(backendUrl);
+  if (s3) {
+    await deleteObject(s3, lock.file.slice(s3.url.length + 1));
+    return;
+  }
   fs.rmSync(lock.file, { force: true });
   fs.rmSync(`${lock.file}.attrs`, { force: true });
 }
@@ -136,12 +238,12 @@ export function processesIn(dir: string): number[] {
  * This rewrites each unreadable attributes file of the stack's checkpoint, tags, history and backups
  * from its object (the MD5 recomputed) and removes the abandoned temporary files, returning one line per
  * repair. Only files untouched for a while are repaired, and nothing while a lock's holder may be
- * writing: a live write finishes within milliseconds.
+ * writing (judged against `mark`, the stack's in-flight mark): a live write finishes within milliseconds.
  */
-export function repairInterruptedWrites(backendUrl: string, project: string, stack: string): string[] {
+export function repairInterruptedWrites(backendUrl: string, project: string, stack: string, mark?: Holder): string[] {
   if (!backendUrl.startsWith("file://")) return [];
   const root = path.join(backendUrl.slice("file://".length), ".pulumi");
-  if (readBackendLocks(backendUrl, project, stack).some((l) => l.liveness.state !== "dead")) return [];
+  if (readFileBackendLocks(backendUrl, project, stack, mark).some((l) => l.liveness.state !== "dead")) return [];
   const quietMs = 1_000;
   const old = (f: string) => Date.now() - fs.statSync(f).mtimeMs > quietMs;
   const candidates: string[] = [];

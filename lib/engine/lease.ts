@@ -30,8 +30,8 @@ export interface LeaseHolder extends HolderPlace {
 export interface LocalFacts extends HolderPlace {
   /** Now, in milliseconds since the epoch. */
   now: number;
-  /** Whether `pid` runs here as the holder (not a reused pid): from /proc, as `livenessOf` proves it. */
-  processState: (pid: number) => "alive" | "dead" | "unknown";
+  /** Whether the holder's pid runs here as the holder (not a reused pid): from /proc, as `livenessOf` proves it. */
+  processState: (holder: LeaseHolder) => { state: "alive" | "dead" | "unknown"; detail?: string };
 }
 
 /** The judgement: `gone` only with proof; `held` with when the lease ends, when known. */
@@ -62,25 +62,30 @@ export function leaseEnd(holder: LeaseHolder): number | undefined {
 }
 
 /**
- * Judges a holder: gone when its lease has expired, or when it ran here (same host, boot and pid
- * namespace) and its process is gone; held while its lease is fresh, saying until when; unknown for a
- * holder elsewhere that keeps no lease.
+ * Judges a holder. On its own machine (same host, boot and pid namespace) its process decides: gone once
+ * it has exited, held while it runs (a live process is never broken, even when it has stopped renewing).
+ * Elsewhere its lease decides: gone once expired, held until then, saying until when. A holder elsewhere
+ * that keeps no lease (Pulumi's own lock, an older stackpin) is unknown: nothing here can prove it gone.
  */
 export function judgeHolder(holder: LeaseHolder, here: LocalFacts): LeaseState {
   const who = `pid ${holder.pid} on ${holder.hostname}`;
   const end = leaseEnd(holder);
-  if (end !== undefined && here.now > end) {
-    return { state: "gone", detail: `${who}: its lease expired at ${new Date(end).toISOString()} (last renewed ${holder.renewedAt ?? holder.since})` };
-  }
   const until = end !== undefined ? new Date(end).toISOString() : undefined;
+  const left = end !== undefined ? `${Math.max(0, Math.ceil((end - here.now) / 1000))} s left` : "";
   if (samePlace(holder, here)) {
-    const p = here.processState(holder.pid);
-    if (p === "dead") return { state: "gone", detail: `${who} is gone (this machine, its process has exited)` };
-    if (p === "alive") return { state: "held", detail: `${who} is running${until ? `; its lease runs until ${until}` : ""}`, expiresAt: until };
+    const p = here.processState(holder);
+    if (p.state === "dead") return { state: "gone", detail: p.detail ?? `${who} is gone (this machine, its process has exited)` };
+    if (p.state === "alive") {
+      const lease = until ? (end! > here.now ? `; its lease runs until ${until} (${left})` : `; it has not renewed its lease since ${holder.renewedAt ?? holder.since}`) : "";
+      return { state: "held", detail: `${p.detail ?? `${who} is running`}${lease}`, expiresAt: until };
+    }
   }
-  if (until) return { state: "held", detail: `${who} holds a lease until ${until} (${Math.ceil((end! - here.now) / 1000)} s left)`, expiresAt: until };
-  if (holder.hostname === here.hostname && !samePlace(holder, here)) {
-    return { state: "unknown", detail: `${who}: same hostname, another boot or pid namespace; it keeps no lease, so this machine cannot tell whether it runs` };
+  if (end !== undefined && here.now > end) {
+    return { state: "gone", detail: `${who}: its lease expired at ${until} (last renewed ${holder.renewedAt ?? holder.since})` };
   }
-  return { state: "unknown", detail: `${who} (another host, no lease: this machine cannot tell whether it still runs)` };
+  if (until) return { state: "held", detail: `${who} holds a lease until ${until} (${left})`, expiresAt: until };
+  if (holder.hostname === here.hostname) {
+    return { state: "unknown", detail: `${who}: same hostname, but its boot or pid namespace is not this machine's (or was not recorded), and it keeps no lease: nothing here can tell whether it runs` };
+  }
+  return { state: "unknown", detail: `${who} (another host, no lease: nothing here can tell whether it still runs)` };
 }

@@ -248,7 +248,9 @@ export async function ensurePulumi(options: EnsurePulumiOptions = {}): Promise<P
 export function writeDynamicProviderPlugin(dir: string): string {
   const script = require.resolve("@pulumi/pulumi/cmd/dynamic-provider");
   const file = path.join(dir, "pulumi-resource-pulumi-nodejs");
-  const body = `#!/bin/sh\nexec "${process.execPath}" "${script}" "$@"\n`;
+  // The watchdog ends the plugin with the CLI that started it (lib/engine/plugin-watchdog.ts).
+  const watchdog = path.join(__dirname, "plugin-watchdog.js");
+  const body = `#!/bin/sh\nexec "${process.execPath}" --require "${watchdog}" "${script}" "$@"\n`;
   fs.mkdirSync(dir, { recursive: true });
   if (!fs.existsSync(file) || fs.readFileSync(file, "utf8") !== body) {
     fs.writeFileSync(file, body, { mode: 0o755 });

@@ -1,12 +1,11 @@
 import { automation } from "./automation";
 import { readAllPages } from "./history-pages";
 import { CliRunError, runPulumi } from "./pulumi-process";
-import type { InFlightMark, StackOutput } from "./types";
+import type { InFlightMark, MarkKind, StackOutput } from "./types";
 
-export type { InFlightMark, StackOutput } from "./types";
+export type { InFlightMark, MarkKind, StackOutput } from "./types";
 import * as crypto from "node:crypto";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import type {
   Deployment,
@@ -29,17 +28,19 @@ import {
 import {
   BackendLock,
   Holder,
+  holderHere,
   Liveness,
   livenessOf,
   nodeCommand,
   pluginCommand,
   processesIn,
   readBackendLocks,
+  readFileBackendLocks,
   removeBackendLock,
   repairInterruptedWrites,
 } from "./interruption";
 import { stopProcesses } from "./processes";
-import { recordStoreOf, StackRecords, tagNameLimit, tagValueLimit } from "../records/ledger";
+import { recordsFile, recordStoreOf, StackRecords, TagRecordStore, tagNameLimit, tagValueLimit } from "../records/ledger";
 import type { PulumiCli } from "./pulumi-cli";
 import { dataAtRisk, DataResource, ResourceRef } from "../planning/data-resources";
 import { writeDynamicProviderPlugin } from "./pulumi-cli";
@@ -70,7 +71,16 @@ export interface OpenEngineStackOptions {
   pulumiHome?: string;
   /** Extra environment for the CLI and the program's providers. */
   env?: Record<string, string>;
+  /**
+   * How long an in-flight mark's lease holds without renewal (ms; `stack.yaml`'s `lease.ttlSeconds`). A
+   * running operation renews it on a heartbeat; another machine may take the stack over only after it
+   * lapsed. Default {@link defaultLeaseTtlMs}.
+   */
+  leaseTtlMs?: number;
 }
+
+/** The lease an in-flight mark holds unless `stack.yaml` says otherwise: two minutes. */
+export const defaultLeaseTtlMs = 120_000;
 
 /** A resource the engine plans to touch or touched, without values: op, identity and changed keys. */
 export interface ResourceStep {
@@ -233,7 +243,7 @@ export class EngineStack {
     const pluginDir = writeDynamicProviderPlugin(path.join(options.workRoot, "bin"));
     const workDir = fs.mkdtempSync(path.join(options.workRoot, `work-${options.stackName}-`));
     // Written first, so that whoever finds this workspace after a kill can prove its owner is gone.
-    const owner: Holder = { pid: process.pid, hostname: os.hostname(), since: new Date().toISOString() };
+    const owner: Holder = holderHere();
     fs.writeFileSync(path.join(workDir, ownerFile), JSON.stringify(owner));
     const backend = options.backendUrl;
     if (backend.startsWith("file://")) fs.mkdirSync(backend.slice("file://".length), { recursive: true });
@@ -245,7 +255,7 @@ export class EngineStack {
     };
     if (options.passphrase?.value !== undefined) envVars.PULUMI_CONFIG_PASSPHRASE = options.passphrase.value;
     if (options.passphrase?.file !== undefined) envVars.PULUMI_CONFIG_PASSPHRASE_FILE = options.passphrase.file;
-    const repaired = repairInterruptedWrites(backend, options.projectName, options.stackName);
+    const repaired = repairInterruptedWrites(backend, options.projectName, options.stackName, fileRecordsMark(options));
     const select = async () => {
       const { LocalWorkspace, Stack } = automation();
       const workspace = await LocalWorkspace.create({
@@ -275,11 +285,11 @@ export class EngineStack {
       } catch (err) {
         if (!/failed to load checkpoint/.test(String((err as Error).message))) throw err;
         // A live operation is writing the checkpoint right now: that is a concurrent operation.
-        const live = readBackendLocks(backend, options.projectName, options.stackName).find((l) => l.liveness.state !== "dead");
+        const live = readFileBackendLocks(backend, options.projectName, options.stackName, fileRecordsMark(options)).find((l) => l.liveness.state !== "dead");
         if (live) throw new ConcurrentOperationError(options.stackName, { cause: err, holder: `Pulumi's lock is held: ${live.liveness.detail}` });
         // A write killed a moment ago: once its files are quiet they can be repaired, then select again.
         await new Promise((r) => setTimeout(r, 1_100));
-        const more = repairInterruptedWrites(backend, options.projectName, options.stackName);
+        const more = repairInterruptedWrites(backend, options.projectName, options.stackName, fileRecordsMark(options));
         if (!more.length) throw err;
         repaired.push(...more);
         engine = await select();
@@ -341,7 +351,7 @@ export class EngineStack {
   async preview(onEvent?: (e: EngineEvent) => void, options: { savePlan?: string } = {}): Promise<EnginePreview> {
     const steps: ResourceStep[] = [];
     const deleting: Array<ResourceRef & { op: string }> = [];
-    const result = await this.guard(() =>
+    const result = await this.inFlight("preview", `stackpin preview of ${this.options.stackName}`, undefined, () =>
       this.stack.preview({
         ...(options.savePlan ? { plan: options.savePlan } : {}),
         onEvent: (e) => {
@@ -384,7 +394,7 @@ export class EngineStack {
       outputs: async () => this.maskedOutputs(),
       info: async () => undefined,
     });
-    const result = await this.inFlight(message, options.beforeUpdate, async () => {
+    const result = await this.inFlight("update", message, options.beforeUpdate, async () => {
       return lean.up({
         ...(options.plan ? { plan: options.plan } : {}),
         message,
@@ -412,7 +422,7 @@ export class EngineStack {
   /** Removes every resource of the stack (its history stays). `beforeUpdate` runs as for {@link up}. */
   async destroy(message: string, onEvent?: (e: EngineEvent) => void, options: { beforeUpdate?: () => Promise<void> } = {}): Promise<void> {
     this.opened = undefined;
-    await this.inFlight(message, options.beforeUpdate, () => this.stack.destroy({ message, onEvent }));
+    await this.inFlight("destroy", message, options.beforeUpdate, () => this.stack.destroy({ message, onEvent }));
   }
 
   /**
@@ -421,17 +431,20 @@ export class EngineStack {
    */
   async refreshClearingPendingCreates(message: string, onEvent?: (e: EngineEvent) => void): Promise<void> {
     this.opened = undefined;
-    await this.guard(() => this.stack.refresh({ message, clearPendingCreates: true, onEvent }));
+    await this.inFlight("refresh", message, undefined, () => this.stack.refresh({ message, clearPendingCreates: true, onEvent }));
   }
 
-  /** The lock files Pulumi holds on this stack (`file://` backends only) and whether each holder runs. */
-  locks(): BackendLock[] {
-    return readBackendLocks(this.options.backendUrl, this.options.projectName, this.options.stackName);
+  /**
+   * The locks Pulumi holds on this stack (`file://` and `s3://` backends), each judged against `mark`, the
+   * in-flight mark of the operation that may have taken it.
+   */
+  async locks(mark?: InFlightMark): Promise<BackendLock[]> {
+    return readBackendLocks(this.options.backendUrl, this.options.projectName, this.options.stackName, mark);
   }
 
-  /** Deletes one lock file whose holder is gone; every other lock of the stack stays. */
-  breakLock(lock: BackendLock): void {
-    removeBackendLock(lock);
+  /** Deletes one lock whose holder is gone; every other lock of the stack stays. */
+  async breakLock(lock: BackendLock): Promise<void> {
+    await removeBackendLock(this.options.backendUrl, lock);
   }
 
   /**
@@ -444,8 +457,9 @@ export class EngineStack {
   }
 
   /**
-   * The in-flight mark an update or destroy left in stackpin's records (or, from an older stackpin, in the
-   * stack's tags), with whether its process runs. `records`: the records already read by the caller.
+   * The in-flight mark an engine call left in stackpin's records (or, from an older stackpin, in the
+   * stack's tags), judged now: on its own machine by its process, elsewhere by its lease.
+   * `records`: the records already read by the caller.
    */
   async inFlightMark(records?: StackRecords): Promise<(InFlightMark & { liveness: Liveness }) | undefined> {
     const r = records ?? (await recordStoreOf(this).read());
@@ -455,12 +469,48 @@ export class EngineStack {
     return { ...mark, liveness: livenessOf(mark, nodeCommand) };
   }
 
-  /** Removes the in-flight mark (after recovering from the operation it names). */
-  async clearInFlightMark(): Promise<void> {
+  /**
+   * The history entry of the update a mark covers, when that update has ended (it is in the backend's
+   * history: same message, started when the mark was written or later). A preview leaves no history:
+   * undefined. One CLI call.
+   */
+  async markEnded(mark: InFlightMark): Promise<{ revision: number; result: string } | undefined> {
+    if (mark.kind === "preview") return undefined;
+    const since = Date.parse(mark.since);
+    if (Number.isNaN(since) || !mark.what) return undefined;
+    // Pulumi records an update's start in whole seconds.
+    const from = Math.floor(since / 1000) * 1000;
+    for (const u of await this.history()) {
+      const started = Date.parse(String(u.startTime));
+      if (started < from) break;
+      if (String(u.message ?? "").split("\n")[0].startsWith(mark.what)) return { revision: u.version, result: String(u.result) };
+    }
+    return undefined;
+  }
+
+  /**
+   * Removes the in-flight mark `judged`, and only it: compare-and-delete, so a mark another operation wrote
+   * after it was judged stays. False when it was no longer there.
+   */
+  async clearInFlightMark(judged: InFlightMark): Promise<boolean> {
+    let cleared = false;
     // The write first moves an older stackpin's tags (its `stackpin:in-flight` among them) into the records.
     await recordStoreOf(this).update((r) => {
-      delete r.inFlight;
+      if (r.inFlight && sameMark(r.inFlight, judged)) {
+        delete r.inFlight;
+        cleared = true;
+      }
     });
+    return cleared;
+  }
+
+  /**
+   * Runs `fn` holding the stack's in-flight mark (kind `recover`), replacing `judged` — a mark judged gone,
+   * or one the operator forced — by compare-and-swap: if another mark is there by then, it is judged
+   * afresh, and a live one refuses. Engine calls inside `fn` run under this mark; it is cleared after.
+   */
+  async holding<T>(kind: MarkKind, message: string, judged: InFlightMark | undefined, fn: () => Promise<T>): Promise<T> {
+    return this.inFlight(kind, message, undefined, fn, judged);
   }
 
   /**
@@ -555,43 +605,94 @@ export class EngineStack {
     fs.rmSync(this.workDir, { recursive: true, force: true });
   }
 
-  private async inFlight<T>(message: string, check: (() => Promise<void>) | undefined, fn: () => Promise<T>): Promise<T> {
-    const mark: InFlightMark = { what: message.split("\n")[0].slice(0, 140), pid: process.pid, hostname: os.hostname(), since: new Date().toISOString() };
-    let text = JSON.stringify(mark);
-    // A long hostname or message would pass the tag value limit (where the records are stack tags): the
-    // description gives way.
-    while (text.length > tagValueLimit && mark.what.length > 0) {
-      mark.what = mark.what.slice(0, Math.max(0, mark.what.length - (text.length - tagValueLimit)));
-      text = JSON.stringify(mark);
-    }
+  /** The mark this process holds on the stack while one of its engine calls (or a recovery) runs. */
+  private held?: InFlightMark;
+
+  /**
+   * Runs `fn` (an engine call that takes Pulumi's lock) under an in-flight mark naming this process, its
+   * machine and a lease renewed on a heartbeat. Another operation's mark stops it with
+   * {@link ConcurrentOperationError} while that mark's holder runs or its lease is fresh; a mark whose
+   * holder is gone, or whose update has ended in the backend's history, is replaced. `check` runs in the
+   * records write that sets the mark; `replacing` is a mark the caller judged and may replace as it is.
+   */
+  private async inFlight<T>(kind: MarkKind, message: string, check: (() => Promise<void>) | undefined, fn: () => Promise<T>, replacing?: InFlightMark): Promise<T> {
     const store = recordStoreOf(this);
-    const legacy = async () => ((await store.read()).migratedFromTags ? undefined : parseMark((await this.tags())[inFlightTag]));
-    const legacyMark = await legacy();
-    // Another stackpin operation's mark while its process runs: that operation holds (or is about to take)
-    // the engine's lock. Writing ours would overwrite its mark and clearing ours would remove it, so that a
-    // kill of that process could no longer be recognised. Checked and written in one records write, so two
-    // operations starting at once cannot both pass.
-    await store.update((r) => {
-      const current = r.inFlight ?? legacyMark;
-      if (!current || (current.pid === process.pid && current.hostname === mark.hostname)) {
-        r.inFlight = mark;
-        return;
+    if (this.held) {
+      // Inside a recovery that holds the stack: its mark covers this call too.
+      if (check) await store.update(() => undefined, { check: () => this.guard(check) });
+      return this.guard(fn);
+    }
+    const ttlMs = this.options.leaseTtlMs ?? defaultLeaseTtlMs;
+    const mark: InFlightMark = { what: message.split("\n")[0].slice(0, 140), kind, id: crypto.randomUUID(), ...holderHere({ ttlMs }) };
+    mark.renewedAt = mark.since;
+    if (store instanceof TagRecordStore) {
+      // Where the records are stack tags, the mark must fit a tag value: the boot id gives way first (the
+      // holder is then judged by its lease alone), then the description.
+      let text = JSON.stringify(mark);
+      if (text.length > tagValueLimit) delete mark.bootId;
+      text = JSON.stringify(mark);
+      while (text.length > tagValueLimit && mark.what.length > 0) {
+        mark.what = mark.what.slice(0, Math.max(0, mark.what.length - (text.length - tagValueLimit)));
+        text = JSON.stringify(mark);
       }
-      const liveness = livenessOf(current, nodeCommand);
-      if (liveness.state !== "dead") throw new ConcurrentOperationError(this.options.stackName, { holder: `${current.what}: ${liveness.detail}` });
-      r.inFlight = mark;
-    }, { check: check && (() => this.guard(check)) });
+    }
+    const stored = await store.read();
+    const legacyMark = stored.migratedFromTags ? undefined : parseMark((await this.tags())[inFlightTag]);
+    // A mark that is there now and not provably gone: if its update has ended in the backend's history it
+    // is only left over (a killed process, a lost clearing write), and is replaced.
+    const before = stored.inFlight ?? legacyMark;
+    const ended = before && livenessOf(before, nodeCommand).state !== "dead" && !(replacing && sameMark(before, replacing)) ? await this.markEnded(before) : undefined;
+    // Checked and written in one records write, so two operations starting at once cannot both pass.
+    await store.update(
+      (r) => {
+        const current = r.inFlight ?? legacyMark;
+        if (!current || (replacing && sameMark(current, replacing)) || (ended && sameMark(current, before!))) {
+          r.inFlight = mark;
+          return;
+        }
+        const liveness = livenessOf(current, nodeCommand);
+        if (liveness.state !== "dead") {
+          throw new ConcurrentOperationError(this.options.stackName, { holder: `${current.what}: ${liveness.detail}`, expiresAt: liveness.state === "alive" ? liveness.expiresAt : undefined });
+        }
+        r.inFlight = mark;
+      },
+      { check: check && (() => this.guard(check)) },
+    );
+    this.held = mark;
+    // The heartbeat: renews this mark (only while it is still this mark) well within its lease. A missed
+    // renewal is tried again at the next beat; the lease outlives several.
+    let beat: Promise<void> = Promise.resolve();
+    const renew = () => {
+      beat = beat.then(async () => {
+        try {
+          await store.update((r) => {
+            if (!r.inFlight || !sameMark(r.inFlight, mark)) throw new MarkGone();
+            r.inFlight.renewedAt = new Date().toISOString();
+          });
+        } catch {
+          // Gone (nothing to renew) or a failed write (tried again at the next beat).
+        }
+      });
+    };
+    const timer = setInterval(renew, Math.max(1_000, Math.min(5_000, ttlMs / 4)));
+    timer.unref();
     try {
       return await this.guard(fn);
     } finally {
+      clearInterval(timer);
+      await beat;
+      this.held = undefined;
       // A failed update ended too (the engine released its lock); only a killed one leaves the mark. Only
-      // ours is removed: a mark written meanwhile by another process stays with that process.
-      await store
-        .update((r) => {
-          const after = r.inFlight;
-          if (after && after.pid === mark.pid && after.hostname === mark.hostname && after.since === mark.since) delete r.inFlight;
-        })
-        .catch(() => undefined);
+      // ours is removed: a mark written meanwhile by another process stays with that process. A clearing
+      // write that keeps failing leaves the mark to be cleared as ended (or expired) by the next command.
+      for (let attempt = 0; attempt < 3; attempt++) {
+        try {
+          await this.clearInFlightMark(mark);
+          break;
+        } catch {
+          await new Promise((r) => setTimeout(r, 200 * (attempt + 1)));
+        }
+      }
     }
   }
 
@@ -626,6 +727,26 @@ function maskOutputs(outputs: Record<string, { value: unknown; secret: boolean }
   return Object.fromEntries(
     Object.entries(outputs).map(([k, o]) => [k, { value: o.secret ? "[secret]" : o.value, secret: o.secret }]),
   );
+}
+
+/** Raised inside a records write to abandon it: the mark to renew is no longer there. */
+class MarkGone extends Error {}
+
+/** Whether two marks are the same one: by id, or (marks of an older stackpin) by holder and start. */
+export function sameMark(a: InFlightMark, b: InFlightMark): boolean {
+  if (a.id !== undefined || b.id !== undefined) return a.id === b.id;
+  return a.pid === b.pid && a.hostname === b.hostname && a.since === b.since && a.what === b.what;
+}
+
+/** The in-flight mark in a `file://` backend's records document, read before the stack is opened; undefined elsewhere. */
+function fileRecordsMark(options: OpenEngineStackOptions): InFlightMark | undefined {
+  if (!options.backendUrl.startsWith("file://")) return undefined;
+  try {
+    const doc = JSON.parse(fs.readFileSync(recordsFile(options.backendUrl.slice("file://".length), options.projectName, options.stackName), "utf8")) as StackRecords;
+    return doc.inFlight;
+  } catch {
+    return undefined;
+  }
 }
 
 /** A mark as an older stackpin kept it in the `stackpin:in-flight` stack tag. */

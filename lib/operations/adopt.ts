@@ -111,7 +111,7 @@ export async function adopt(options: AdoptOptions & { programs: Record<string, P
   try {
     const checkpoint = await engine.checkpoint();
     if (checkpoint.pending.length) throw new PendingOperationsError(options.stack, checkpoint.pending.map((p) => `${p.type} ${p.urn.split("::").pop()}`));
-    const live = engine.locks().find((l) => l.liveness.state !== "dead");
+    const live = (await engine.locks((await engine.inFlightMark()) ?? undefined)).find((l) => l.liveness.state !== "dead");
     if (live) throw new ConcurrentOperationError(options.stack, { holder: `Pulumi's lock is held: ${live.liveness.detail}`, hint: "adopt again when it is done" });
     resources = checkpoint.resources.length;
     settings = await engine.deployedSettings();

@@ -65,55 +65,70 @@ export async function recoverInterrupted(ctx: EnvironmentContext, engine: Engine
   }
 
   // The checkpoint read when the stack was opened, and the mark from the records document: no CLI call.
-  const [mark, checkpoint] = await Promise.all([engine.inFlightMark(), engine.checkpoint({ reuse: true })]);
-  const locks = engine.locks();
-  const refuse = (what: string, detail: string, canForce: boolean) => {
+  const [judged, checkpoint] = await Promise.all([engine.inFlightMark(), engine.checkpoint({ reuse: true })]);
+  let mark = judged;
+  const refuse = (what: string, detail: string, canForce: boolean, expiresAt?: string) => {
     throw new ConcurrentOperationError(stack, {
       holder: `${what}: ${detail}`,
-      hint: canForce ? `if you know it is gone, run \`stackpin recover --stack ${stack} --force\`` : undefined,
+      hint: canForce ? `if you know it is gone, run \`stackpin recover --stack ${stack} --force\`` : expiresAt ? `a live operation is never broken, --force included` : undefined,
+      expiresAt,
     });
   };
+  // A mark whose update has ended in the backend's history (its process was killed while clearing it, or
+  // the clearing write was lost) is left over, not an interruption: it is cleared, that mark and no other.
+  if (mark && mark.liveness.state !== "dead") {
+    const ended = await engine.markEnded(mark);
+    if (ended) {
+      if (await engine.clearInFlightMark(mark)) {
+        found.push(`a mark of ${mark.what}, whose update ended as revision ${ended.revision} (${ended.result})`);
+        actions.push(`removed that mark: its update had ended (${mark.liveness.detail})`);
+      }
+      mark = undefined;
+    }
+  }
+  if (mark && mark.liveness.state === "alive") refuse(`${mark.what} is running`, mark.liveness.detail, false, mark.liveness.expiresAt);
+  if (mark && mark.liveness.state === "unknown" && !options.force) refuse(`${mark.what} may be running`, mark.liveness.detail, true);
+  const locks = await engine.locks(mark);
   for (const lock of locks) {
-    if (lock.liveness.state === "alive") refuse("Pulumi's lock is held", lock.liveness.detail, false);
+    if (lock.liveness.state === "alive") refuse("Pulumi's lock is held", lock.liveness.detail, false, lock.liveness.expiresAt);
     if (lock.liveness.state === "unknown" && !options.force) refuse("Pulumi's lock is held", lock.liveness.detail, true);
   }
-  // A mark whose update did end (killed while clearing it, or a removal the CLI lost: seen after a
-  // stack's first update) is history, not an interruption: left alone, and overwritten by the next update.
-  const markEnded = mark ? await endedAfter(engine, mark) : false;
-  if (mark && !markEnded && mark.liveness.state === "alive") refuse(`${mark.what} is running`, mark.liveness.detail, false);
-  if (mark && !markEnded && mark.liveness.state === "unknown" && !options.force) refuse(`${mark.what} may be running`, mark.liveness.detail, true);
-  const interruptedUpdate = locks.length > 0 || checkpoint.pending.length > 0 || (mark !== undefined && !markEnded) || engine.repairedWrites.length > 0;
+  const previewOnly = mark?.kind === "preview" && checkpoint.pending.length === 0 && engine.repairedWrites.length === 0;
+  const interruptedUpdate = locks.length > 0 || checkpoint.pending.length > 0 || mark !== undefined || engine.repairedWrites.length > 0;
   if (!interruptedUpdate) {
     if (actions.length) say(options, `cleaned up after a stopped stackpin process on ${stack}:\n    ${[...found, ...actions].join("\n    ")}`);
     return report(stack, found, actions, undefined);
   }
 
-  const interrupted = describe(markEnded ? undefined : mark);
+  const interrupted = describe(mark);
   const summary = `recovered after an interrupted ${interrupted.op}${arrow(interrupted)}`;
-  if (mark && !markEnded) found.push(`${mark.what} started at ${mark.since} and never ended (${mark.liveness.detail})`);
+  if (mark) found.push(`${mark.what} started at ${mark.since} and never ended (${mark.liveness.detail})`);
   for (const lock of locks) found.push(`Pulumi's lock ${lock.file} (${lock.liveness.detail})`);
   if (checkpoint.pending.length) {
     found.push(`${checkpoint.pending.length} pending operation(s) in the checkpoint: ${checkpoint.pending.map((p) => `${p.type} ${p.urn.split("::").pop()}`).join(", ")}`);
   }
   say(options, `found an interrupted ${interrupted.op}${arrow(interrupted)} on ${stack}:\n    ${found.join("\n    ")}`);
 
-  for (const lock of locks) {
-    engine.breakLock(lock);
-    actions.push(`deleted the lock file of ${lock.holder.pid}@${lock.holder.hostname} (only that one; other locks would stay)`);
-  }
-  say(options, `refreshing ${stack} from what actually exists, dropping pending creates`);
-  await engine.refreshClearingPendingCreates(`stackpin recover: ${summary} by ${ctx.actor}`, options.onEngineEvent);
-  actions.push("refreshed the state from what exists, dropping pending creates (recorded in history)");
-  if (mark && !markEnded) {
-    await engine.clearInFlightMark();
-    actions.push("removed the in-flight mark");
-  }
-  const reconcile = ctx.program.reconcile;
-  if (reconcile) {
-    const { resources } = await engine.checkpoint();
-    const stopped = await reconcile({ stackName: stack, stateDir: ctx.stateDir }, resources);
-    actions.push(...(stopped.length ? stopped : ["every process the stack started is recorded in its state"]));
-  }
+  // The recovery holds the stack under its own mark, which replaces the mark judged above (and only it:
+  // a mark written since is judged afresh). Processes are reconciled before that mark is cleared, so an
+  // operation can start only after the recovery is done with the stack.
+  await engine.holding("recover", `stackpin recover: ${summary} by ${ctx.actor}`, mark, async () => {
+    for (const lock of locks) {
+      await engine.breakLock(lock);
+      actions.push(`deleted the lock ${lock.file} of pid ${lock.holder.pid} on ${lock.holder.hostname} (only that one; other locks would stay)`);
+    }
+    if (mark) actions.push(`replaced the mark of ${mark.what} (${mark.id ? `id ${mark.id}` : `pid ${mark.pid}`}) with the recovery's own, cleared when it is done`);
+    if (previewOnly) return;
+    say(options, `refreshing ${stack} from what actually exists, dropping pending creates`);
+    await engine.refreshClearingPendingCreates(`stackpin recover: ${summary} by ${ctx.actor}`, options.onEngineEvent);
+    actions.push("refreshed the state from what exists, dropping pending creates (recorded in history)");
+    const reconcile = ctx.program.reconcile;
+    if (reconcile) {
+      const { resources } = await engine.checkpoint();
+      const stopped = await reconcile({ stackName: stack, stateDir: ctx.stateDir }, resources);
+      actions.push(...(stopped.length ? stopped : ["every process the stack started is recorded in its state"]));
+    }
+  });
   for (const a of actions) say(options, a);
   const result = report(stack, found, actions, interrupted, summary);
   await audit(ctx, engine, { op: "recover", from: interrupted.from, to: interrupted.to, result: "succeeded", detail: `${summary}: ${actions.join("; ")}`.slice(0, 600) }, options);
@@ -144,15 +159,10 @@ function arrow(i: InterruptedOperation): string {
 
 /** Reads op, from and to back from the mark's first line (`stackpin rollback v2 -> v1 by alice: why`). */
 function describe(mark: InFlightMark | undefined): InterruptedOperation {
+  if (mark?.kind === "preview") return { op: "preview", what: mark.what, since: mark.since };
   const m = mark && /^stackpin (\w+) (?:(\S+) -> )?(\S+) by /.exec(mark.what);
   if (!mark || !m) return { op: "update", what: mark?.what, since: mark?.since };
   return { op: m[1], from: m[2], to: m[3] === "(nothing)" ? undefined : m[3], what: mark.what, since: mark.since };
-}
-
-async function endedAfter(engine: EngineStack, mark: InFlightMark): Promise<boolean> {
-  const since = Date.parse(mark.since);
-  const newest = (await engine.history())[0];
-  return !!newest && !Number.isNaN(since) && Date.parse(String(newest.startTime)) >= since - 1_000;
 }
 
 function report(stack: string, found: string[], actions: string[], interrupted?: InterruptedOperation, summary?: string): RecoveryReport {

@@ -213,7 +213,7 @@ function attempt<T>(fn: () => T): T | undefined {
 async function readOnce(ctx: EnvironmentContext, reader: StackReader): Promise<{ history: HistoryEntry[]; records: StackRecords; locks: number } | undefined> {
   try {
     const { history, records } = await readHistoryAndTags(reader);
-    return { history, records, locks: readBackendLocks(ctx.backendUrl, ctx.stack.project, ctx.stack.name).length };
+    return { history, records, locks: (await readBackendLocks(ctx.backendUrl, ctx.stack.project, ctx.stack.name, records.inFlight)).length };
   } catch {
     return undefined;
   }

@@ -1,10 +1,9 @@
 import * as crypto from "node:crypto";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import type { UpdateSummary } from "@pulumi/pulumi/automation";
 import type { InFlightMark, StackOutput } from "../engine/types";
-import { Holder, livenessOf, nodeCommand } from "../engine/interruption";
+import { Holder, holderHere, livenessOf, nodeCommand } from "../engine/interruption";
 import { ConcurrentOperationError } from "../errors";
 import { updateKey, toHistoryEntries } from "./history-record";
 import { getObject, S3Location, s3LocationOf, updateObject } from "./s3-backend";
@@ -90,6 +89,9 @@ export function liveTags(live: LiveRecord | undefined): Record<string, string> {
 export const maxVerifications = 100;
 
 const lockTimeoutMs = 30_000;
+// A records lock is held for one read-modify-write (with the stale-plan check, one CLI call): a holder
+// elsewhere that has kept it this long is gone.
+const fileLockTtlMs = 120_000;
 // A lock file that is still empty this long after it was made was left by a writer killed between creating
 // and writing it (writing takes microseconds).
 const emptyLockStaleMs = 10_000;
@@ -127,15 +129,16 @@ export function writeFileAtomic(file: string, text: string): void {
 }
 
 /**
- * Runs `fn` holding an exclusive lock file (created with O_EXCL, naming this process). A holder proven
- * gone (the `livenessOf` rules: same host, pid dead or reused) is broken; a live one, or one on another
- * host, is waited for up to 30 s, then {@link ConcurrentOperationError}. The lock is for short critical
- * sections (a read-modify-write of a small file), never for a whole operation.
+ * Runs `fn` holding an exclusive lock file (created with O_EXCL, naming this process, its machine and a
+ * lease). A holder proven gone (the `livenessOf` rules: on its own machine its process has exited,
+ * elsewhere its lease has lapsed) is broken; a live one is waited for up to 30 s, then
+ * {@link ConcurrentOperationError}. The lock is for short critical sections (a read-modify-write of a
+ * small file), never for a whole operation: its lease is never renewed.
  */
 export async function withFileLock<T>(lockFile: string, stackName: string, fn: () => T | Promise<T>): Promise<T> {
   fs.mkdirSync(path.dirname(lockFile), { recursive: true });
   const token = crypto.randomUUID();
-  const me = JSON.stringify({ pid: process.pid, hostname: os.hostname(), since: new Date().toISOString(), token });
+  const me = JSON.stringify({ ...holderHere({ ttlMs: fileLockTtlMs }), token });
   const deadline = Date.now() + lockTimeoutMs;
   let delay = 2;
   for (;;) {

@@ -1,4 +1,4 @@
-import { GetObjectCommand, PutObjectCommand, S3Client, S3ServiceException } from "@aws-sdk/client-s3";
+import { DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client, S3ServiceException } from "@aws-sdk/client-s3";
 import { ConcurrentOperationError } from "../errors";
 
 /**
@@ -117,4 +117,21 @@ export async function updateObject<T>(
     await new Promise((r) => setTimeout(r, Math.random() * delay));
     delay = Math.min(delay * 2, 200);
   }
+}
+
+/** The keys under `prefix` (relative to the backend's prefix, as {@link getObject} takes them), every page. */
+export async function listKeys(loc: S3Location, prefix: string): Promise<string[]> {
+  const keys: string[] = [];
+  let token: string | undefined;
+  do {
+    const page = await loc.client.send(new ListObjectsV2Command({ Bucket: loc.bucket, Prefix: loc.prefix + prefix, ContinuationToken: token }));
+    for (const o of page.Contents ?? []) if (o.Key) keys.push(o.Key.slice(loc.prefix.length));
+    token = page.IsTruncated ? page.NextContinuationToken : undefined;
+  } while (token);
+  return keys;
+}
+
+/** Deletes one object (relative key); deleting one that is already gone is not an error. */
+export async function deleteObject(loc: S3Location, key: string): Promise<void> {
+  await loc.client.send(new DeleteObjectCommand({ Bucket: loc.bucket, Key: loc.prefix + key }));
 }

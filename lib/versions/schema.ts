@@ -222,6 +222,17 @@ export const stackFileSchema = z
     config: z.record(z.string(), configValueSchema).default({}),
     /** Triggers, approvals and notifications around rollbacks. */
     policy: policySchema.prefault({}),
+    /**
+     * The lease a running operation holds on the stack: renewed every few seconds while it runs, so that
+     * another machine takes a stack over from a killed operation only once its lease has lapsed.
+     */
+    lease: z
+      .object({
+        /** How long the lease holds without renewal; long enough for a slow store or a paused process. */
+        ttlSeconds: z.number().int().min(15).max(86_400).default(120),
+      })
+      .strict()
+      .prefault({}),
   })
   .strict();
 

@@ -7,7 +7,7 @@ const here = (over: Partial<LocalFacts> = {}): LocalFacts => ({
   bootId: "boot-a",
   pidNs: "4026531836",
   now: t0 + 10_000,
-  processState: () => "dead",
+  processState: () => ({ state: "dead" }),
   ...over,
 });
 const holder = (over: Partial<LeaseHolder> = {}): LeaseHolder => ({
@@ -28,7 +28,7 @@ describe("leases: when the holder of a mark or lock is gone", () => {
   });
 
   it("a holder on this machine whose process runs holds, saying until when", () => {
-    const j = judgeHolder(holder(), here({ processState: () => "alive" }));
+    const j = judgeHolder(holder(), here({ processState: () => ({ state: "alive" }) }));
     assert.deepEqual([j.state, (j as { expiresAt?: string }).expiresAt], ["held", "2026-12-06T03:00:35.000Z"]);
   });
 
@@ -43,13 +43,17 @@ describe("leases: when the holder of a mark or lock is gone", () => {
     assert.equal(judgeHolder(holder({ pidNs: "4026532999" }), here()).state, "held");
   });
 
-  it("an expired lease is gone wherever it was held, live pid or not", () => {
-    const late = here({ now: t0 + 36_000, processState: () => "alive" });
-    for (const h of [holder(), holder({ hostname: "pod-fleet-7" }), holder({ pidNs: "other" })]) {
+  it("an expired lease is gone elsewhere; on its own machine a live process still holds, saying it stopped renewing", () => {
+    const late = here({ now: t0 + 36_000, processState: () => ({ state: "alive" }) });
+    for (const h of [holder({ hostname: "pod-fleet-7" }), holder({ pidNs: "other" })]) {
       const j = judgeHolder(h, late);
       assert.equal(j.state, "gone", h.hostname);
       assert.match(j.detail, /lease expired at 2026-12-06T03:00:35.000Z/);
     }
+    const mine = judgeHolder(holder(), late);
+    assert.equal(mine.state, "held");
+    assert.match(mine.detail, /has not renewed its lease since 2026-12-06T03:00:05.000Z/);
+    assert.equal(judgeHolder(holder(), here({ now: t0 + 36_000 })).state, "gone");
   });
 
   it("a holder that keeps no lease is gone only with proof on its own machine, unknown elsewhere", () => {

@@ -3,6 +3,7 @@ import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { thisPlace } from "../../lib/engine/interruption";
 import { FileRecordStore, maxVerifications, withFileLock } from "../../lib/records/ledger";
 import { gatedChild } from "./gated-child";
 
@@ -53,7 +54,7 @@ describe("stackpin's records document (freeze, verifications, baselines)", funct
     const pid = gone.pid!;
     await new Promise((r) => gone.once("exit", r));
     fs.mkdirSync(path.dirname(file), { recursive: true });
-    fs.writeFileSync(`${file}.lock`, JSON.stringify({ pid, hostname: os.hostname(), since: new Date().toISOString(), token: "x" }));
+    fs.writeFileSync(`${file}.lock`, JSON.stringify({ ...thisPlace(), pid, since: new Date().toISOString(), token: "x" }));
     await new FileRecordStore(file, "dev").update((r) => void (r.baselines.a = 1));
     assert.equal((await new FileRecordStore(file, "dev").read()).baselines.a, 1);
 
