@@ -3,6 +3,7 @@ import * as path from "node:path";
 import { ListObjectsV2Command } from "@aws-sdk/client-s3";
 import type { PulumiCli } from "../../lib/engine/pulumi-cli";
 import { ExitCode } from "../../lib/errors";
+import { checkConditionalWrites, s3LocationOf } from "../../lib/records/s3-backend";
 import { CliRun, json, pulumiOrSkip, TempProject, tempProject } from "./harness";
 import { S3Server, startS3Server, versitygwOrSkip } from "./s3-server";
 import { gatedChild } from "../unit/gated-child";
@@ -74,6 +75,7 @@ describe("an s3:// backend shared by two machines: records and audit trail in th
     assert.ok(all.includes(`${prefix}/.stackpin-audit/stackpin-demo/dev.head`), all.join("\n"));
     assert.ok(all.some((k) => k.startsWith(`${prefix}/.pulumi/stacks/`)), `Pulumi's state is not under the same prefix:\n${all.join("\n")}`);
     assert.ok(all.every((k) => k.startsWith(`${prefix}/`)), all.join("\n"));
+    assert.deepEqual(all.filter((k) => k.includes("cas-check")), [], "a store check left its probe object behind");
     process.stderr.write(`      [figures] s3 bucket: ${all.length} objects under ${prefix}/, records and trail beside .pulumi/\n`);
   });
 
@@ -126,5 +128,14 @@ describe("an s3:// backend shared by two machines: records and audit trail in th
     for (const e of entries.slice(before)) perWriter.set(e.actor, (perWriter.get(e.actor) ?? 0) + 1);
     assert.deepEqual([...perWriter.values()], [20, 20]);
     process.stderr.write(`      [figures] s3 concurrent appends: 2 x 20 -> ${v.entries - before} new entries in one chain of ${v.entries} (${(took / 1000).toFixed(1)} s)\n`);
+  });
+
+  it("the store check passes on the S3 server: it honours If-Match and If-None-Match", async () => {
+    const loc = { ...s3LocationOf(backendUrl)!, client: s3!.client };
+    const started = Date.now();
+    await checkConditionalWrites(loc);
+    const took = Date.now() - started;
+    assert.deepEqual((await keys()).filter((k) => k.includes("cas-check")), []);
+    process.stderr.write(`      [figures] s3 store check: conditional writes honoured, probe removed (${took} ms)\n`);
   });
 });
