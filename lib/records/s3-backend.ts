@@ -174,6 +174,11 @@ const casTimeoutMs = 30_000;
  * (so `change` may run more than once, and must only depend on what it is given). After 30 s of losing,
  * {@link ConcurrentOperationError}. Before the first write in a process, the store is checked to honour
  * conditional writes ({@link checkConditionalWrites}).
+ *
+ * A retried write may have landed already: the SDK retries a request whose response was lost (a 5xx, a
+ * reset connection), and the retry is refused (412) by the very write it repeats. So a `change` that
+ * appends must recognise its own write in what it reads (an id it made once, before calling this) and
+ * then return no text.
  */
 export async function updateObject<T>(
   loc: S3Location,
