@@ -7,8 +7,9 @@ import type { ProgramFactory } from "../programs/types";
 import { EngineStack, isProgramResource } from "./engine/stack";
 import { StackReader } from "./engine/stack-reader";
 import { locatePulumi, LocatePulumiOptions, PulumiCli } from "./engine/pulumi-cli";
-import { InvalidVersionFileError, MissingPassphraseError, StackNotDeployedError } from "./errors";
+import { BackendUnsupportedError, InvalidVersionFileError, MissingPassphraseError, StackNotDeployedError } from "./errors";
 import { checkMachinePolicy, MachinePolicy, MachinePolicyInput, readMachinePolicy } from "./policy/machine-policy";
+import { checkConditionalWrites, s3LocationOf } from "./records/s3-backend";
 import { readPulumiProject, StackDefinition, VersionStore } from "./versions/store";
 
 /** How to reach one environment: a stack under `stacks/`, its backend, its passphrase and its CLI. */
@@ -267,6 +268,16 @@ export async function openEnvironment(options: OpenEnvironmentOptions & { progra
     secretValues: passphrase?.value ? [passphrase.value] : [],
     ...(machinePolicy ? { machinePolicy } : {}),
     async openEngine({ create }) {
+      // An s3:// store that ignores conditional writes would lose records and audit entries silently:
+      // refused here, before the engine runs. A check that cannot run (read-only credentials, the store
+      // unreachable) does not stop the command: the engine says what is wrong, and every write of the
+      // records or the trail checks again first.
+      const s3 = s3LocationOf(backendUrl);
+      if (s3) {
+        await checkConditionalWrites(s3).catch((err: unknown) => {
+          if (err instanceof BackendUnsupportedError) throw err;
+        });
+      }
       const engine = await open(backendUrl, create);
       if (!stack.settings.encryptionsalt && stack.settings.secretsProvider === "passphrase") {
         const salt = await engine.encryptionSalt().catch((err) => {

@@ -41,6 +41,8 @@ export const ExitCode = {
   auditBroken: 16,
   /** A fleet rollback where not every stack succeeded. */
   fleetIncomplete: 17,
+  /** The backend's storage cannot keep stackpin's records safely: an `s3://` store that ignores conditional writes. */
+  backendUnsupported: 18,
 } as const;
 
 /** One of the {@link ExitCode} values. */
@@ -553,6 +555,29 @@ export class UnknownIncidentError extends StackpinError {
     super(
       `no incident "${id}" for stack ${stackName}; known: ${known.length ? known.join(", ") : "(none: every rollback writes one)"}. ` +
         `Records are in .stackpin/incidents/${stackName}/.`,
+    );
+  }
+}
+
+/**
+ * The backend's storage cannot keep stackpin's shared records safely: an `s3://` store that ignores (or
+ * does not support) S3 conditional writes, so two machines writing at once would both "win" and one write
+ * would be lost without a trace. Found before anything was written to the records or the audit trail.
+ */
+export class BackendUnsupportedError extends StackpinError {
+  readonly exitCode = ExitCode.backendUnsupported;
+  readonly code = "backend-unsupported";
+  constructor(
+    /** The store, as `s3://bucket/prefix at <endpoint>`. */
+    readonly store: string,
+    /** What it lacks: `ignores conditional writes (If-Match)`. */
+    readonly lacks: string,
+    /** What the check saw it do: `it replaced an object whose ETag did not match`. */
+    readonly found: string,
+  ) {
+    super(
+      `${store} ${lacks}: stackpin cannot share records safely there. ${found[0].toUpperCase()}${found.slice(1)}, so two writers at once would both succeed and one write would be lost. ` +
+        `Nothing was written. Use a store that supports S3 conditional writes (AWS S3, MinIO, versitygw…); see docs/shared-backends.md.`,
     );
   }
 }

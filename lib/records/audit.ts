@@ -7,6 +7,11 @@ import { getObject, S3Location, updateObject } from "./s3-backend";
 
 /** One line of the audit trail. `hash` covers every other field, `prev` included, so entries chain. */
 export interface AuditEntry {
+  /**
+   * The entry's own id, made once when it is appended (entries of an older stackpin have none): an append
+   * retried after its write landed finds it in the trail and is not written twice.
+   */
+  id?: string;
   seq: number;
   at: string;
   stack: string;
@@ -196,6 +201,7 @@ export function verifyTrail(file: string, read: { entries: AuditEntry[]; torn?: 
 export function chainEntry(entry: Omit<AuditEntry, "seq" | "prev" | "hash" | "at" | "anchor"> & { at?: string }, last: AuditEntry | undefined, anchor: string | undefined): AuditEntry {
   const body: Omit<AuditEntry, "hash"> = {
     ...entry,
+    id: entry.id ?? crypto.randomUUID(),
     at: entry.at ?? new Date().toISOString(),
     seq: (last?.seq ?? 0) + 1,
     ...(anchor ? { anchor } : {}),
@@ -259,10 +265,18 @@ export class S3AuditLog implements AuditTrail {
     });
   }
 
+  /**
+   * Appends an entry chained to the last one, then moves the anchor. The entry's id is made once, before
+   * the first attempt: a write that landed but whose answer was lost (the SDK retries it and is refused by
+   * it, 412) is found by its id on the next read and not appended again.
+   */
   async append(entry: Omit<AuditEntry, "seq" | "prev" | "hash" | "at" | "anchor"> & { at?: string }): Promise<AuditEntry> {
+    const id = entry.id ?? crypto.randomUUID();
     const full = await updateObject(this.loc, this.trailKey, this.stackName, async (current) => {
       const text = current?.text ?? "";
       const { entries, torn } = parseTrail(text);
+      const written = entries.find((e) => e.id === id);
+      if (written) return { result: written };
       const last = entries[entries.length - 1];
       let anchor = await this.anchored();
       // An entry another machine wrote but has not anchored yet (in flight, or it crashed) is anchored
@@ -271,7 +285,7 @@ export class S3AuditLog implements AuditTrail {
         await this.anchor(headOf(last)!);
         anchor = await this.anchored();
       }
-      const next = chainEntry(entry, last, anchor);
+      const next = chainEntry({ ...entry, id }, last, anchor);
       // An object is replaced whole, so a torn line can only come from an edit: it is kept, for verify.
       const base = torn === undefined || text.endsWith("\n") ? text : `${text}\n`;
       return { text: `${base}${JSON.stringify(next)}\n`, result: next };

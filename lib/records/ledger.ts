@@ -58,7 +58,16 @@ export interface StackRecords {
   inFlight?: InFlightMark;
   /** What stackpin applied last, written once after each apply (an older stackpin kept it in stack tags). */
   live?: LiveRecord;
+  /**
+   * On `s3://`: the ids of the newest writes (at most {@link recentWrites}), newest first. A write whose
+   * answer was lost is retried by the SDK and refused (412) by itself; finding its id here, the retry knows
+   * it landed, and does not apply its change a second time.
+   */
+  writes?: string[];
 }
+
+/** How many write ids the records document keeps on `s3://` (see {@link StackRecords.writes}). */
+export const recentWrites = 20;
 
 /** stackpin's bookkeeping of the last apply: one records write, instead of a stack tag each. */
 export interface LiveRecord {
@@ -252,7 +261,8 @@ export class FileRecordStore implements RecordStore {
  * The records of a stack on an `s3://` backend: `.stackpin/<project>/<stack>.json` in the state's bucket
  * (under the backend URL's prefix), so every machine reads and writes the same document. There is no lock
  * file: each write is a compare-and-swap by S3 conditional write (`If-Match` on the ETag read,
- * `If-None-Match: *` to create), retried from a fresh read when another writer got in first.
+ * `If-None-Match: *` to create), retried from a fresh read when another writer got in first. Each write
+ * leaves its id in the document ({@link StackRecords.writes}), so one whose answer was lost is not applied twice.
  */
 export class S3RecordStore implements RecordStore {
   private readonly key: string;
@@ -279,9 +289,12 @@ export class S3RecordStore implements RecordStore {
   }
 
   async update(change: (records: StackRecords) => void, options: RecordUpdateOptions = {}): Promise<StackRecords> {
+    // Made once for all attempts: an attempt that finds it in the document was preceded by one that landed.
+    const writeId = crypto.randomUUID();
     return updateObject(this.loc, this.key, this.stackName, async (current) => {
-      await options.check?.();
       const records = this.parse(current?.text);
+      if (records.writes?.includes(writeId)) return { result: records };
+      await options.check?.();
       if (!records.migratedFromTags) {
         await this.migrate?.(records);
         records.migratedFromTags = true;
@@ -289,6 +302,7 @@ export class S3RecordStore implements RecordStore {
       change(records);
       prune(records);
       records.generation += 1;
+      records.writes = [writeId, ...(records.writes ?? [])].slice(0, recentWrites);
       return { text: `${JSON.stringify(records, null, 2)}\n`, result: records };
     });
   }

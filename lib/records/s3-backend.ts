@@ -1,5 +1,6 @@
+import * as crypto from "node:crypto";
 import { DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client, S3ServiceException } from "@aws-sdk/client-s3";
-import { ConcurrentOperationError } from "../errors";
+import { BackendUnsupportedError, ConcurrentOperationError } from "../errors";
 
 /**
  * stackpin's own objects in the bucket of an `s3://` Pulumi backend, read and written with conditional
@@ -13,6 +14,8 @@ export interface S3Location {
   /** The key prefix the backend's `.pulumi/` lives under ("" or ending in "/"). */
   readonly prefix: string;
   readonly client: S3Client;
+  /** The URL's `endpoint` (an S3-compatible store), undefined for AWS S3; for messages. */
+  readonly endpoint?: string;
 }
 
 /**
@@ -40,7 +43,7 @@ export function s3LocationOf(backendUrl: string): S3Location | undefined {
     endpoint,
     forcePathStyle: truthy(q.get("use_path_style")) || truthy(q.get("s3ForcePathStyle")),
   });
-  return { url: `s3://${u.hostname}${prefix ? `/${prefix}` : ""}`, bucket: u.hostname, prefix: prefix ? `${prefix}/` : "", client };
+  return { url: `s3://${u.hostname}${prefix ? `/${prefix}` : ""}`, bucket: u.hostname, prefix: prefix ? `${prefix}/` : "", client, endpoint };
 }
 
 /** An object's text and the ETag it was read with. */
@@ -89,6 +92,79 @@ export async function putIfUnchanged(loc: S3Location, key: string, text: string,
   }
 }
 
+/** What a store answered to one conditional write: it wrote, it refused (412), or it does not support it. */
+type ProbeAnswer = { wrote: true; etag?: string } | { wrote: false; unsupported?: string };
+
+async function probePut(loc: S3Location, key: string, body: string, condition: { IfMatch: string } | { IfNoneMatch: "*" }): Promise<ProbeAnswer> {
+  try {
+    const r = await loc.client.send(new PutObjectCommand({ Bucket: loc.bucket, Key: key, Body: body, ContentType: "text/plain", ...condition }));
+    return { wrote: true, etag: r.ETag };
+  } catch (err) {
+    const code = status(err);
+    if (code === 412 || code === 409) return { wrote: false };
+    // A store that does not know the header says so (501 Not Implemented, or 400 for an argument it rejects).
+    if (code === 501 || code === 400) return { wrote: false, unsupported: `${code} ${(err as Error).name}` };
+    throw err;
+  }
+}
+
+const checked = new Map<string, Promise<void>>();
+
+/**
+ * Proves, once per process for each bucket and prefix, that the store honours the conditional writes
+ * {@link putIfUnchanged} relies on; {@link updateObject} calls it before its first write, so nothing is
+ * written to stackpin's records or trail on a store that does not. On a probe object of its own,
+ * `<prefix>.stackpin/cas-check-<random>` (removed afterwards; a store that refuses the removal keeps the
+ * few bytes), it writes with `If-None-Match: *` (created), then with `If-Match` on a wrong ETag (must be
+ * refused, 412), `If-None-Match: *` again (must be refused), and `If-Match` on the ETag it got (must be
+ * written). A store that accepts a write it should refuse, or does not support the headers, raises
+ * {@link BackendUnsupportedError} naming the store and what it lacks; any other failure (no credentials,
+ * access denied, unreachable) is raised as it came, and the check runs again next time.
+ */
+export function checkConditionalWrites(loc: S3Location): Promise<void> {
+  const id = `${loc.endpoint ?? "aws"}|${loc.bucket}|${loc.prefix}`;
+  let done = checked.get(id);
+  if (!done) {
+    done = probeConditionalWrites(loc);
+    checked.set(id, done);
+    // A refusal is the store's nature and is kept; anything else (a network error) may pass: asked again next time.
+    done.catch((err) => {
+      if (!(err instanceof BackendUnsupportedError)) checked.delete(id);
+    });
+  }
+  return done;
+}
+
+async function probeConditionalWrites(loc: S3Location): Promise<void> {
+  const store = `${loc.url} at ${loc.endpoint ?? "AWS S3"}`;
+  const refuse = (lacks: string, found: string) => new BackendUnsupportedError(store, lacks, found);
+  const unsupported = (header: string, answer: string) => refuse(`does not support conditional writes (${header})`, `it answered a write with ${header} with ${answer}`);
+  const key = `${loc.prefix}.stackpin/cas-check-${crypto.randomUUID()}`;
+  const created = await probePut(loc, key, "created\n", { IfNoneMatch: "*" });
+  if (!created.wrote) {
+    if (created.unsupported) throw unsupported("If-None-Match: *", created.unsupported);
+    throw refuse("refuses conditional writes (If-None-Match: *)", "it refused to create a new object with If-None-Match: *");
+  }
+  try {
+    // An ETag no object of this content can have.
+    const wrongEtag = await probePut(loc, key, "written with a wrong ETag\n", { IfMatch: `"${"0".repeat(32)}"` });
+    if (wrongEtag.wrote) throw refuse("ignores conditional writes (If-Match)", "it replaced an object whose ETag did not match");
+    if (wrongEtag.unsupported) throw unsupported("If-Match", wrongEtag.unsupported);
+    const exists = await probePut(loc, key, "created twice\n", { IfNoneMatch: "*" });
+    if (exists.wrote) throw refuse("ignores conditional writes (If-None-Match: *)", "it overwrote an object that exists");
+    if (exists.unsupported) throw unsupported("If-None-Match: *", exists.unsupported);
+    if (created.etag) {
+      const rightEtag = await probePut(loc, key, "replaced\n", { IfMatch: created.etag });
+      if (!rightEtag.wrote) {
+        if (rightEtag.unsupported) throw unsupported("If-Match", rightEtag.unsupported);
+        throw refuse("refuses conditional writes (If-Match)", "it refused a write with If-Match on the ETag it had just given");
+      }
+    }
+  } finally {
+    await loc.client.send(new DeleteObjectCommand({ Bucket: loc.bucket, Key: key })).catch(() => undefined);
+  }
+}
+
 const casTimeoutMs = 30_000;
 
 /**
@@ -96,7 +172,13 @@ const casTimeoutMs = 30_000;
  * text (undefined when absent) and returns the new text (undefined: write nothing); the write is
  * conditional on the version read, and retried from a fresh read when another writer got in between
  * (so `change` may run more than once, and must only depend on what it is given). After 30 s of losing,
- * {@link ConcurrentOperationError}.
+ * {@link ConcurrentOperationError}. Before the first write in a process, the store is checked to honour
+ * conditional writes ({@link checkConditionalWrites}).
+ *
+ * A retried write may have landed already: the SDK retries a request whose response was lost (a 5xx, a
+ * reset connection), and the retry is refused (412) by the very write it repeats. So a `change` that
+ * appends must recognise its own write in what it reads (an id it made once, before calling this) and
+ * then return no text.
  */
 export async function updateObject<T>(
   loc: S3Location,
@@ -104,6 +186,7 @@ export async function updateObject<T>(
   stackName: string,
   change: (current: Versioned | undefined) => Promise<{ text?: string; result: T }>,
 ): Promise<T> {
+  await checkConditionalWrites(loc);
   const deadline = Date.now() + casTimeoutMs;
   let delay = 5;
   for (;;) {

@@ -38,9 +38,9 @@ export async function audit(
   }
 }
 
-/** True for the errors raised before anything changed: bad input, missing approval, a freeze, a lock. */
+/** True for the errors raised before anything changed: bad input, missing approval, a freeze, a lock, a store that cannot keep records safely. */
 export function isRefusal(err: unknown): boolean {
-  return err instanceof StackpinError && [2, 3, 4, 5, 6, 7, 9, 10, 12, 13, 14].includes(err.exitCode);
+  return err instanceof StackpinError && [2, 3, 4, 5, 6, 7, 9, 10, 12, 13, 14, 18].includes(err.exitCode);
 }
 
 /**

@@ -6,6 +6,7 @@ import { packageRoot } from "../../lib/engine/pulumi-cli";
 import { ExitCode } from "../../lib/errors";
 import { fakePrometheus } from "./fake-prometheus";
 import { CliRun, filesUnder, json, pulumiOrSkip, TempProject, tempProject } from "./harness";
+import { doubleEnv, startS3Double } from "../unit/s3-double";
 
 /** The README's exit-code table: code -> meaning, parsed from the "### Exit codes" section. */
 function readmeExitCodes(): Map<number, string> {
@@ -242,6 +243,22 @@ describe("every exit code in the README's table is what the CLI exits with in th
     const r = await expect(ExitCode.fleetIncomplete, "fleet incomplete", ["rollback", "--stacks", "d*", "--to", "v99", "--yes"]);
     assert.match(r.stderr, /1 of 1 stack\(s\) could not be previewed \(dev: .*v99.*\); no stack was rolled back\. Nothing was changed\./);
     assert.equal(project.stateDigest(), before);
+  });
+
+  it("18: an s3:// store that ignores conditional writes is refused before the engine runs, and nothing is written to it", async () => {
+    const store = await startS3Double({ conditional: false });
+    try {
+      const r = await expect(ExitCode.backendUnsupported, "a store ignoring conditional writes", ["freeze", "--stack", "dev", "--reason", "incident 7"], {
+        env: { ...doubleEnv, STACKPIN_BACKEND: store.backendUrl("team") },
+      });
+      assert.match(r.stderr, new RegExp(`s3://${store.bucket}/team at ${store.endpoint.replace(/\./g, "\\.")} ignores conditional writes \\(If-Match\\): stackpin cannot share records safely there`));
+      assert.match(r.stderr, /Use a store that supports S3 conditional writes/);
+      assert.deepEqual([...store.objects.keys()], [], "the refused store holds objects");
+      // The engine never ran: Pulumi's own objects (.pulumi/) were not even read.
+      assert.deepEqual(store.requests.filter((q) => !q.includes(".stackpin/cas-check-")), []);
+    } finally {
+      await store.stop();
+    }
   });
 
   it("every documented code but 1 (a bug in stackpin, which no scenario may produce) was produced above", () => {

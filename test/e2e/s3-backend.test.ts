@@ -1,8 +1,12 @@
 import { strict as assert } from "node:assert";
+import * as http from "node:http";
+import type { AddressInfo } from "node:net";
 import * as path from "node:path";
-import { ListObjectsV2Command } from "@aws-sdk/client-s3";
+import { ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
 import type { PulumiCli } from "../../lib/engine/pulumi-cli";
 import { ExitCode } from "../../lib/errors";
+import { S3AuditLog } from "../../lib/records/audit";
+import { checkConditionalWrites, s3LocationOf } from "../../lib/records/s3-backend";
 import { CliRun, json, pulumiOrSkip, TempProject, tempProject } from "./harness";
 import { S3Server, startS3Server, versitygwOrSkip } from "./s3-server";
 import { gatedChild } from "../unit/gated-child";
@@ -24,6 +28,40 @@ process.stdin.once("data", async () => {
   process.exit(0);
 });
 `;
+
+/**
+ * A proxy in front of the S3 server that passes every request through unchanged (the Host header too, so
+ * signatures hold), except that the answer of the next `lose` PUTs to a key matching `key` is replaced by
+ * a 500 once the server has performed them: a response lost on the way back.
+ */
+async function losingProxy(upstream: string, key: RegExp) {
+  const target = new URL(upstream);
+  let lose = 0;
+  const lost: string[] = [];
+  const server = http.createServer((req, res) => {
+    const up = http.request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
+      if (req.method === "PUT" && lose > 0 && key.test(new URL(req.url ?? "/", upstream).pathname) && (answer.statusCode ?? 0) < 300) {
+        lose--;
+        lost.push(`${req.method} ${req.url} ${answer.statusCode}`);
+        answer.resume();
+        res.writeHead(500, { "content-type": "application/xml" });
+        res.end("<Error><Code>InternalError</Code><Message>lost on the way back</Message></Error>");
+        return;
+      }
+      res.writeHead(answer.statusCode ?? 502, answer.headers);
+      answer.pipe(res);
+    });
+    up.on("error", () => res.destroy());
+    req.pipe(up);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    loseNext: (n: number) => void (lose = n),
+    lost,
+    stop: () => new Promise<void>((resolve) => (server.closeAllConnections(), server.close(() => resolve()))),
+  };
+}
 
 describe("an s3:// backend shared by two machines: records and audit trail in the bucket (real engine, real S3 server)", function () {
   this.timeout(600_000);
@@ -74,6 +112,7 @@ describe("an s3:// backend shared by two machines: records and audit trail in th
     assert.ok(all.includes(`${prefix}/.stackpin-audit/stackpin-demo/dev.head`), all.join("\n"));
     assert.ok(all.some((k) => k.startsWith(`${prefix}/.pulumi/stacks/`)), `Pulumi's state is not under the same prefix:\n${all.join("\n")}`);
     assert.ok(all.every((k) => k.startsWith(`${prefix}/`)), all.join("\n"));
+    assert.deepEqual(all.filter((k) => k.includes("cas-check")), [], "a store check left its probe object behind");
     process.stderr.write(`      [figures] s3 bucket: ${all.length} objects under ${prefix}/, records and trail beside .pulumi/\n`);
   });
 
@@ -126,5 +165,34 @@ describe("an s3:// backend shared by two machines: records and audit trail in th
     for (const e of entries.slice(before)) perWriter.set(e.actor, (perWriter.get(e.actor) ?? 0) + 1);
     assert.deepEqual([...perWriter.values()], [20, 20]);
     process.stderr.write(`      [figures] s3 concurrent appends: 2 x 20 -> ${v.entries - before} new entries in one chain of ${v.entries} (${(took / 1000).toFixed(1)} s)\n`);
+  });
+
+  it("the store check passes on the S3 server: it honours If-Match and If-None-Match", async () => {
+    const loc = { ...s3LocationOf(backendUrl)!, client: s3!.client };
+    const started = Date.now();
+    await checkConditionalWrites(loc);
+    const took = Date.now() - started;
+    assert.deepEqual((await keys()).filter((k) => k.includes("cas-check")), []);
+    process.stderr.write(`      [figures] s3 store check: conditional writes honoured, probe removed (${took} ms)\n`);
+  });
+
+  it("an append whose answer is lost on the way back is retried by the SDK and lands once; audit verify is ok", async () => {
+    const before = json(await on(alice, "alice", ["audit", "verify", "--stack", "dev", "--json"])).entries as number;
+    const proxy = await losingProxy(s3!.endpoint, /\/dev\.jsonl$/);
+    const client = new S3Client({ endpoint: proxy.endpoint, region: "us-east-1", forcePathStyle: true, credentials: { accessKeyId: s3!.env.AWS_ACCESS_KEY_ID!, secretAccessKey: s3!.env.AWS_SECRET_ACCESS_KEY! } });
+    try {
+      const trail = new S3AuditLog({ ...s3LocationOf(backendUrl)!, client }, "stackpin-demo", "dev");
+      proxy.loseNext(1);
+      await trail.append({ stack: "dev", actor: "carol", op: "deploy", result: "succeeded", detail: "its answer was lost" });
+      assert.equal(proxy.lost.length, 1, "no answer was lost: the scenario did not happen");
+    } finally {
+      client.destroy();
+      await proxy.stop();
+    }
+    const verified = await on(bob, "bob", ["audit", "verify", "--stack", "dev", "--json"]);
+    assert.equal(verified.code, ExitCode.ok, verified.stdout + verified.stderr);
+    assert.equal(json(verified).entries, before + 1);
+    const entries = json(await on(bob, "bob", ["audit", "show", "--stack", "dev", "--json"])).entries as { detail?: string }[];
+    assert.equal(entries.filter((e) => e.detail === "its answer was lost").length, 1);
   });
 });
