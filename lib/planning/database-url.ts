@@ -52,3 +52,22 @@ export function databaseConnection(config: { url: string; password?: string }): 
   }
   return { url: split.url, password: config.password ?? split.password };
 }
+
+/**
+ * Warnings for config whose `database.url` carries a password in plain text (in stack.yaml or the
+ * version), where it is stored and recorded unencrypted. Never repeats the password.
+ */
+export function plainPasswordWarnings(config: Record<string, unknown>, project: string): string[] {
+  const warnings: string[] = [];
+  for (const [key, value] of Object.entries(config)) {
+    if (key !== "database" && key !== `${project}:database`) continue;
+    const url = typeof value === "object" && value !== null ? (value as { url?: unknown }).url : undefined;
+    if (typeof url === "string" && urlHasPassword(url)) {
+      warnings.push(
+        `config.${key}.url carries a password in plain text: it is kept unencrypted in stack.yaml and in the backend's record of every update; ` +
+          `take it out of the URL and encrypt it: \`stackpin secret set --stack-file --path --key ${key}.password\``,
+      );
+    }
+  }
+  return warnings;
+}
