@@ -11,7 +11,10 @@ import { Client } from "pg";
 
 /** A running cluster. */
 export interface LocalPostgres {
+  /** `postgres://postgres@127.0.0.1:<port>/app`: never a password in it. */
   url: string;
+  /** The postgres user's password, when the cluster was started with one (connections over TCP need it). */
+  password?: string;
   port: number;
   dataDir: string;
   archiveDir: string;
@@ -41,6 +44,12 @@ function asPostgres(pgBin: string, program: string, args: string[]): string {
   return r.stdout;
 }
 
+/** The parts of a `postgres://user@host:port/db` URL, as the pg driver's options. */
+function parseUrl(url: string): { host: string; port: number; user: string; database: string } {
+  const u = new URL(url);
+  return { host: u.hostname, port: Number(u.port || 5432), user: decodeURIComponent(u.username) || "postgres", database: u.pathname.slice(1) || "postgres" };
+}
+
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
@@ -58,8 +67,12 @@ export function pgCtl(pgBin: string, dataDir: string, action: "stop" | "start"):
   else asPostgres(pgBin, "pg_ctl", ["-D", dataDir, "-l", `${dataDir}.log`, "-w", "-t", "60", "start"]);
 }
 
-/** Creates and starts a cluster under `dir` (which must be reachable by the postgres user). */
-export async function startPostgres(dir: string): Promise<LocalPostgres> {
+/**
+ * Creates and starts a cluster under `dir` (which must be reachable by the postgres user). With
+ * `password`, TCP connections (replication included) authenticate with SCRAM as user postgres with it;
+ * without, every connection is trusted.
+ */
+export async function startPostgres(dir: string, options: { password?: string } = {}): Promise<LocalPostgres> {
   const pgBin = findPgBin();
   if (!pgBin) throw new Error("PostgreSQL server binaries not found under /usr/lib/postgresql (apt-get install postgresql)");
   const dataDir = path.join(dir, "data");
@@ -67,7 +80,19 @@ export async function startPostgres(dir: string): Promise<LocalPostgres> {
   fs.mkdirSync(archiveDir, { recursive: true });
   fs.chmodSync(dir, 0o755);
   if (process.getuid?.() === 0) execFileSync("chown", ["postgres:postgres", dir, archiveDir]);
-  asPostgres(pgBin, "initdb", ["-D", dataDir, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]);
+  if (options.password === undefined) {
+    asPostgres(pgBin, "initdb", ["-D", dataDir, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]);
+  } else {
+    // The password reaches initdb in a file only the postgres user reads, removed once the cluster exists.
+    const pwfile = path.join(dir, "pwfile");
+    fs.writeFileSync(pwfile, `${options.password}\n`, { mode: 0o600 });
+    if (process.getuid?.() === 0) execFileSync("chown", ["postgres:postgres", pwfile]);
+    try {
+      asPostgres(pgBin, "initdb", ["-D", dataDir, "-U", "postgres", "--auth-local=trust", "--auth-host=scram-sha-256", `--pwfile=${pwfile}`, "-E", "UTF8", "--no-sync"]);
+    } finally {
+      fs.rmSync(pwfile, { force: true });
+    }
+  }
   const port = await freePort();
   fs.appendFileSync(
     path.join(dataDir, "postgresql.conf"),
@@ -88,19 +113,22 @@ export async function startPostgres(dir: string): Promise<LocalPostgres> {
     if (fs.existsSync(path.join(dataDir, "postmaster.pid"))) asPostgres(pgBin, "pg_ctl", ["-D", dataDir, "-m", "fast", "-w", "stop"]);
   };
   start();
-  const admin = new Client({ connectionString: `postgres://postgres@127.0.0.1:${port}/postgres` });
+  const { password } = options;
+  const admin = new Client({ ...parseUrl(`postgres://postgres@127.0.0.1:${port}/postgres`), password });
   await admin.connect();
   await admin.query("create database app");
   await admin.end();
   const url = `postgres://postgres@127.0.0.1:${port}/app`;
   return {
     url,
+    password,
     port,
     dataDir,
     archiveDir,
     pgBin,
     async query<T>(sql: string, params: unknown[] = [], target = url) {
-      const client = new Client({ connectionString: target, connectionTimeoutMillis: 5000 });
+      // A password given apart: the pg driver lets a URL's (empty) one override it.
+      const client = new Client({ ...parseUrl(target), password, connectionTimeoutMillis: 5000 });
       await client.connect();
       try {
         return (await client.query(sql, params)).rows as T[];

@@ -495,12 +495,15 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
     });
 
   const secret = program.command("secret").description("manage encrypted values in version files");
-  withCommon(secret.command("set").description("encrypt a value read from stdin into a version file"))
-    .requiredOption("-v, --version <version>", "the version file to write into")
+  withCommon(secret.command("set").description("encrypt a value read from stdin into a version file (or stack.yaml)"))
+    .option("-v, --version <version>", "the version file to write into")
+    .option("--stack-file", "write into stack.yaml's config, shared by every version, instead of a version file")
     .requiredOption("-k, --key <key>", "the config key")
+    .option("--path", "the key is a dotted path into structured config, e.g. database.password")
     .action(async (flags) => {
+      if (!flags.version === !flags.stackFile) throw new CommanderError(ExitCode.usage, "usage", "secret set writes into one file: --version <version> or --stack-file");
       const value = (await readStdin()).replace(/\r?\n$/, "");
-      const result = await setSecret(await context(flags, env), { version: flags.version, key: flags.key, value });
+      const result = await setSecret(await context(flags, env), { version: flags.version, stackFile: flags.stackFile, key: flags.key, path: flags.path, value });
       out(flags, result, () => `wrote ${result.key} (encrypted) to ${result.file}`);
     });
 

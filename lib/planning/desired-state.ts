@@ -11,6 +11,7 @@ import { describeMove, nextLayout, RolloutLayout, RolloutMove } from "./rollout"
 import { forwardOnly, Generations } from "./secret-generations";
 import type { VersionFile } from "../versions/schema";
 import { CheckpointResource, databaseAsLeft, DatabaseAsLeft } from "./database-left";
+import { plainPasswordWarnings } from "./database-url";
 
 /** The stack facts a plan needs: its name, its Pulumi project, and `stack.yaml`'s config. */
 export interface StackFacts {
@@ -140,7 +141,12 @@ export function planDesiredState(
     database,
     databaseLeft: left,
     notes: [describeMove(move, live.rollout, layout), ...secrets.notes, ...(database?.notes ?? [])],
-    warnings: [...notes, ...secrets.notes.filter((n) => /never roll back/.test(n)), ...(database?.warnings ?? [])],
+    warnings: [
+      ...notes,
+      ...secrets.notes.filter((n) => /never roll back/.test(n)),
+      ...(database?.warnings ?? []),
+      ...plainPasswordWarnings({ ...stack.config, ...target.config }, project),
+    ],
   };
 }
 

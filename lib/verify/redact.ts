@@ -16,6 +16,18 @@ const secretShapes: RegExp[] = [
   /\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]{8,}/gi,
   /\b(hvs|s)\.[A-Za-z0-9]{24,}\b/g, // Vault tokens
 ];
+// A password in a URL's user info: `scheme://user:password@host`. The user stays; a password may hold
+// anything but whitespace, `/` and `@` (a `:` only percent-encoded, but it is taken whole anyway).
+const urlPassword = /\b([a-z][a-z0-9+.-]*:\/\/[^\s:@/?#]*:)([^\s@/?#]*)@/gi;
+
+/**
+ * `text` with the password of every URL in it replaced by {@link redactedMark}
+ * (`postgres://app:hunter2@db/shop` becomes `postgres://app:[redacted]@db/shop`).
+ */
+export function maskUrlPasswords(text: string): string {
+  return text.replace(urlPassword, (m, head: string, password: string) => (password === "" ? m : `${head}${redactedMark}@`));
+}
+
 // `name=value` / `name: value` / `"name": "value"` where the name says it is a secret.
 const namedValue = /([A-Za-z0-9_.-]*(?:passphrase|password|passwd|secret|token|credential|api[_-]?key|access[_-]?key)[A-Za-z0-9_.-]*"?\s*[=:]\s*"?)([^\s"',;]+)/gi;
 
@@ -47,6 +59,7 @@ export function redact(text: string, secrets: string[], limit: number): string {
   // Longest first, so a value containing another is replaced whole.
   for (const s of [...secrets].sort((a, b) => b.length - a.length)) out = out.split(s).join(redactedMark);
   for (const shape of secretShapes) out = out.replace(shape, redactedMark);
+  out = maskUrlPasswords(out);
   out = out.replace(namedValue, (_m, name: string, value: string) => (value === redactedMark ? `${name}${value}` : `${name}${redactedMark}`));
   return out.length > limit ? `${out.slice(0, limit)}… (${out.length - limit} more characters not kept)` : out;
 }

@@ -185,6 +185,18 @@ export class VersionStore {
   }
 
   /**
+   * Sets one value in `stack.yaml`'s config (for `stackpin secret set --stack-file`), at `key` and, below
+   * it, `inside` (a path into structured config); the rest of the file (comments included) is kept.
+   */
+  setStackConfigValue(stack: StackDefinition, key: string, inside: string[], value: unknown): string {
+    const file = path.join(stack.dir, stackFileName);
+    const doc = readDocument(file);
+    doc.setIn(["config", key, ...inside], doc.createNode(value));
+    fs.writeFileSync(file, doc.toString());
+    return file;
+  }
+
+  /**
    * Writes `next` as a copy of `from`'s file (comments kept) with the secret's generation set, for
    * `stackpin rotate`. Refuses to overwrite an existing file.
    */

@@ -11,6 +11,7 @@ import { PointInTimeRestore, PostgresSnapshot, PostgresTarget, SchemaMigration, 
 import { ManagedProcess, stopUnownedProcesses } from "./process";
 import { RotatingSecret } from "./secret";
 import { ProgramRefusal } from "../../lib/engine/refusal";
+import { databaseConnection, urlWithPassword } from "../../lib/planning/database-url";
 
 const artifactsDir = path.join(__dirname, "..", "..", "..", "programs", "local", "artifacts");
 const switchScript = path.join(__dirname, "..", "..", "..", "programs", "local", "traffic-switch.js");
@@ -28,7 +29,8 @@ const switchScript = path.join(__dirname, "..", "..", "..", "programs", "local",
  *
  * Config (project namespace): `message` (required), `artifact`, `replicas`, `features`, `banner`,
  * `region`, `dataDir`, `publicPort` (0 = any free port), `drainMs`, `rolloutDelayMs`, `rolloutHoldFile`, `apiToken` (secret),
- * `database` ({ url, archiveDir, pgBin }: a PostgreSQL primary with WAL archiving, usually in stack.yaml).
+ * `database` ({ url, password, archiveDir, pgBin }: a PostgreSQL primary with WAL archiving, usually in
+ * stack.yaml; `password` a `secure:` value, kept a secret in state and given to PostgreSQL's tools in a passfile).
  * stackpin's own config: `stackpin:version`, `stackpin:rollout`, `stackpin:secrets`, `stackpin:verify`,
  * `stackpin:database` (snapshots to keep and take, the schema, down migrations, a restore).
  */
@@ -71,7 +73,8 @@ export const localProgram: ProgramFactory = (context) => async () => {
           STACKPIN_SLOT: slot,
           STACKPIN_SETTINGS: JSON.stringify(release.config),
           STACKPIN_SECRET_FILES: secretFiles,
-          ...(database ? { STACKPIN_DATABASE_URL: database.url } : {}),
+          // The app's URL carries the password (a secret in state); it is in the environment, never argv.
+          ...(database ? { STACKPIN_DATABASE_URL: database.appUrl } : {}),
         },
         runDir,
         drainMs,
@@ -194,14 +197,19 @@ function declareDatabase(target: PostgresTarget | undefined, plan: DatabasePlan 
   const restoreArchive = path.join(restoreRoot, "wal-archive");
   const archiveOf = (instance: string) => (instance === PRIMARY ? target.archiveDir : restoreArchive);
   const snapshotDir = path.join(stateDir, "snapshots");
-  const database = new URL(target.url).pathname.slice(1) || "postgres";
+  // The URL every resource gets has no password; the password is a secret input of each resource that
+  // connects, so the state holds it encrypted.
+  const connection = databaseConnection(target);
+  const primaryUrl = connection.url;
+  const password = connection.password === undefined ? undefined : pulumi.secret(connection.password);
+  const database = new URL(primaryUrl).pathname.slice(1) || "postgres";
   const instances: Record<string, { url: pulumi.Output<string>; timeline: pulumi.Output<string>; port: pulumi.Output<number | string>; restore?: PointInTimeRestore }> = {
-    [PRIMARY]: { url: pulumi.output(target.url), timeline: pulumi.output("current"), port: pulumi.output(new URL(target.url).port) },
+    [PRIMARY]: { url: pulumi.output(primaryUrl), timeline: pulumi.output("current"), port: pulumi.output(new URL(primaryUrl).port) },
   };
   const snapshot = (s: DatabasePlan["snapshots"][number], url: pulumi.Input<string>) =>
-    new PostgresSnapshot(`snapshot-${s.name}`, { url, source: s.source, pgBin: target.pgBin, name: s.name, version: s.version, dir: snapshotDir });
+    new PostgresSnapshot(`snapshot-${s.name}`, { url, password, source: s.source, pgBin: target.pgBin, name: s.name, version: s.version, dir: snapshotDir });
   // Snapshots already taken keep what they hold; only the one taken now needs its source's address.
-  const snapshots = Object.fromEntries(plan.snapshots.filter((s) => s.name !== plan!.takeSnapshot).map((s) => [s.name, snapshot(s, target.url)]));
+  const snapshots = Object.fromEntries(plan.snapshots.filter((s) => s.name !== plan!.takeSnapshot).map((s) => [s.name, snapshot(s, primaryUrl)]));
   const kept = plan.restores.filter((r) => !r.removed);
   const archive = plan.restores.length ? new WalArchive("restore-wal-archive", { dir: restoreArchive }) : undefined;
   const archives = [target.archiveDir, ...(archive ? [restoreArchive] : [])];
@@ -222,6 +230,7 @@ function declareDatabase(target: PostgresTarget | undefined, plan: DatabasePlan 
         sourceName: r.source,
         sourceUrl: source?.url ?? "",
         sourceArchiveDir: archiveOf(r.source),
+        password,
         sourceTimeline: source?.timeline ?? "current",
       },
       { dependsOn: archive ? [archive] : [] },
@@ -238,18 +247,18 @@ function declareDatabase(target: PostgresTarget | undefined, plan: DatabasePlan 
   const before = plan.takeSnapshot ? [snapshots[plan.takeSnapshot]] : [];
   const migration = new SchemaMigration(
     "schema",
-    { url, schema: plan.schema, migrations: plan.migrations, downs: plan.downs },
+    { url, password, schema: plan.schema, migrations: plan.migrations, downs: plan.downs },
     { dependsOn: [...before, ...(live.restore ? [live.restore] : [])] },
   );
   const liveRestore = kept.find((r) => r.name === plan!.live);
   const made = plan.restore ? instances[plan.restore.name]?.restore : undefined;
   return {
-    url,
+    appUrl: password ? pulumi.secret(pulumi.all([url, password]).apply(([u, p]) => urlWithPassword(u, p))) : url,
     migration,
     outputs: {
       database: {
         schema: migration.applied,
-        url: url.apply((u) => u.replace(/:[^:@/]*@/, ":***@")),
+        url,
         live: plan.live,
         restoredTo: liveRestore?.time,
         restoredFrom: liveRestore?.snapshot,

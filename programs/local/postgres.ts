@@ -11,8 +11,13 @@ import { refusalMarker } from "../../lib/engine/refusal";
 
 /** Where PostgreSQL is, for every database resource. */
 export interface PostgresTarget {
-  /** The primary's URL, e.g. postgres://postgres@127.0.0.1:5432/app. */
+  /**
+   * The primary's URL, e.g. postgres://postgres@127.0.0.1:5432/app (a `secure:` value reaches the program
+   * decrypted). A password in it is taken out and handled as {@link password} is.
+   */
   url: string;
+  /** The password of the URL's user (a `secure:` value in the config, decrypted here). */
+  password?: string;
   /** The WAL archive directory (`archive_command` copies there). */
   archiveDir: string;
   /** The directory with pg_ctl and pg_basebackup, e.g. /usr/lib/postgresql/15/bin. */
@@ -24,26 +29,60 @@ export interface PostgresTarget {
 // Dynamic provider code runs where bare module names do not resolve: reach the pg driver by path.
 const pgModule = require.resolve("pg");
 
-// Runs a PostgreSQL program; as root, it runs as the postgres user, which PostgreSQL requires.
-function pgRun(pgBin: string, program: string, args: string[], options: { asPostgres?: boolean } = {}): string {
-  const cp = require("node:child_process") as typeof import("node:child_process");
-  const p = require("node:path") as typeof import("node:path");
-  const bin = p.join(pgBin, program);
-  const [cmd, argv] =
-    options.asPostgres && process.getuid?.() === 0 ? ["runuser", ["-u", "postgres", "--", bin, ...args]] : [bin, args];
-  // cwd "/": the postgres user may not be allowed into the caller's working directory.
-  const r = cp.spawnSync(cmd, argv, { encoding: "utf8", timeout: 300_000, cwd: "/" });
-  if (r.status !== 0) throw new Error(`${program} failed (${r.status ?? r.signal}): ${(r.stderr || r.stdout || String(r.error)).trim()}`);
-  return r.stdout;
+/** `url` (which never carries a password here) with `password` in its user info, for the pg driver in this process. */
+function connectionString(url: string, password: string | undefined): string {
+  if (password === undefined) return url;
+  const u = new URL(url);
+  u.password = encodeURIComponent(password);
+  return u.toString();
 }
 
-async function query<T = Record<string, unknown>>(url: string, sql: string, params: unknown[] = []): Promise<T[]> {
+/** `url` as it may be shown: whatever password it might carry masked. */
+function shownUrl(url: string): string {
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^\s:@/?#]*:)[^\s@/?#]*@/i, "$1[redacted]@");
+}
+
+/**
+ * Runs a PostgreSQL program; as root, it runs as the postgres user, which PostgreSQL requires. A password
+ * reaches it in a passfile of its own (mode 0600, `PGPASSFILE`, removed after), never on its command line.
+ */
+function pgRun(pgBin: string, program: string, args: string[], options: { asPostgres?: boolean; password?: string } = {}): string {
+  const cp = require("node:child_process") as typeof import("node:child_process");
+  const fs = require("node:fs") as typeof import("node:fs");
+  const os = require("node:os") as typeof import("node:os");
+  const p = require("node:path") as typeof import("node:path");
+  const bin = p.join(pgBin, program);
+  const asPostgres = options.asPostgres && process.getuid?.() === 0;
+  const [cmd, argv] = asPostgres ? ["runuser", ["-u", "postgres", "--", bin, ...args]] : [bin, args];
+  let passDir: string | undefined;
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  delete env.PGPASSWORD;
+  if (options.password !== undefined) {
+    // The postgres user could not read our 0600 file: programs run as it are given no password.
+    if (asPostgres) throw new Error(`${program} runs as the postgres user and is never given a password`);
+    passDir = fs.mkdtempSync(p.join(os.tmpdir(), "stackpin-pgpass-"));
+    const file = p.join(passDir, "pgpass");
+    // Any host, port, database and user: the file is this one program's. `:` and `\` are escaped.
+    fs.writeFileSync(file, `*:*:*:*:${options.password.replace(/[\\:]/g, (c) => `\\${c}`)}\n`, { mode: 0o600 });
+    env.PGPASSFILE = file;
+  }
+  try {
+    // cwd "/": the postgres user may not be allowed into the caller's working directory.
+    const r = cp.spawnSync(cmd, argv, { encoding: "utf8", timeout: 300_000, cwd: "/", env });
+    if (r.status !== 0) throw new Error(`${program} failed (${r.status ?? r.signal}): ${shownUrl((r.stderr || r.stdout || String(r.error)).trim())}`);
+    return r.stdout;
+  } finally {
+    if (passDir) fs.rmSync(passDir, { recursive: true, force: true });
+  }
+}
+
+async function query<T = Record<string, unknown>>(url: string, password: string | undefined, sql: string, params: unknown[] = []): Promise<T[]> {
   const { Client } = require(pgModule) as typeof import("pg");
-  const client = new Client({ connectionString: url, connectionTimeoutMillis: 5000 });
+  const client = new Client({ connectionString: connectionString(url, password), connectionTimeoutMillis: 5000 });
   try {
     await client.connect();
   } catch (err) {
-    throw new Error(`${refusalMarker("database-unavailable")} cannot connect to ${url.replace(/:[^:@/]*@/, ":***@")}: ${(err as Error).message}`);
+    throw new Error(`${refusalMarker("database-unavailable")} cannot connect to ${shownUrl(url)}: ${(err as Error).message}`);
   }
   try {
     return (await client.query(sql, params)).rows as T[];
@@ -64,8 +103,10 @@ function dirSize(dir: string): number {
 }
 
 interface SnapshotProps {
-  /** The instance the backup is taken from: the primary, or the restored instance live then. */
+  /** The instance the backup is taken from: the primary, or the restored instance live then (no password in it). */
   url: string;
+  /** The password of the URL's user (a secret in the stack's state). */
+  password?: string;
   source: string;
   pgBin: string;
   name: string;
@@ -80,9 +121,9 @@ const snapshotProvider: pulumi.dynamic.ResourceProvider = {
     const path = p.join(inputs.dir, inputs.name);
     fs.rmSync(path, { recursive: true, force: true });
     fs.mkdirSync(inputs.dir, { recursive: true });
-    await query(inputs.url, "select 1");
+    await query(inputs.url, inputs.password, "select 1");
     const started = Date.now();
-    pgRun(inputs.pgBin, "pg_basebackup", ["-d", inputs.url, "-D", path, "-Fp", "-X", "stream", "-c", "fast", "--no-sync"]);
+    pgRun(inputs.pgBin, "pg_basebackup", ["-d", inputs.url, "-D", path, "-Fp", "-X", "stream", "-c", "fast", "--no-sync"], { password: inputs.password });
     // The backup is consistent as of its end: the earliest time a restore from it can target.
     const takenAt = new Date().toISOString();
     return {
@@ -109,7 +150,7 @@ export class PostgresSnapshot extends pulumi.dynamic.Resource {
   declare readonly path: pulumi.Output<string>;
   constructor(
     name: string,
-    args: { url: pulumi.Input<string>; source: string; pgBin: string; name: string; version: string; dir: string },
+    args: { url: pulumi.Input<string>; password?: pulumi.Input<string>; source: string; pgBin: string; name: string; version: string; dir: string },
     opts?: pulumi.CustomResourceOptions,
   ) {
     super(snapshotProvider, name, { ...args, path: undefined, takenAt: undefined, sizeBytes: undefined, durationMs: undefined }, opts, "stackpin-local", "PostgresSnapshot");
@@ -133,6 +174,8 @@ interface RestoreProps {
   sourceName: string;
   sourceUrl: string;
   sourceArchiveDir: string;
+  /** The password of the URLs' user: every instance is restored from the primary's backups, roles included. */
+  password?: string;
   /** That instance's timeline: a number, or `current` (the base backup's own timeline). */
   sourceTimeline: string;
 }
@@ -225,6 +268,7 @@ async function checkRestore(props: RestoreProps): Promise<string | undefined> {
   if (path.problem) return refuse(path.problem);
   const state = await query<{ mode: string; failing: boolean; failure: string | null }>(
     props.sourceUrl,
+    props.password,
     "select current_setting('archive_mode') as mode, coalesce(last_failed_time > coalesce(last_archived_time, 'epoch'), false) as failing, last_failed_wal as failure from pg_stat_archiver",
   ).catch(() => undefined);
   if (state) {
@@ -281,8 +325,8 @@ const restoreProvider: pulumi.dynamic.ResourceProvider = {
       // Make the source archive everything up to now: a commit after the target time (recovery stops at
       // the first one after it), then a segment switch, and wait until the archive holds that segment.
       const switched = await (async () => {
-        await query(inputs.sourceUrl, "select txid_current()");
-        const [{ wal }] = await query<{ wal: string }>(inputs.sourceUrl, "select pg_walfile_name(pg_switch_wal()) as wal");
+        await query(inputs.sourceUrl, inputs.password, "select txid_current()");
+        const [{ wal }] = await query<{ wal: string }>(inputs.sourceUrl, inputs.password, "select pg_walfile_name(pg_switch_wal()) as wal");
         return wal;
       })().catch(() => undefined);
       if (switched && !(await waitFor(() => fs.existsSync(p.join(inputs.sourceArchiveDir, switched)), 60_000))) {
@@ -350,19 +394,21 @@ const restoreProvider: pulumi.dynamic.ResourceProvider = {
     } catch (err) {
       fail(`did not start (${(err as Error).message.split("\n")[0]})`);
     }
-    const url = `postgres://postgres@127.0.0.1:${port}/${inputs.database}`;
+    // The source's user (and password: the roles come with the base backup), on the new instance.
+    const user = URL.canParse(inputs.sourceUrl) ? new URL(inputs.sourceUrl).username || "postgres" : "postgres";
+    const url = `postgres://${user}@127.0.0.1:${port}/${inputs.database}`;
     // pg_ctl returns once the server takes read-only connections; recovery goes on until it promotes,
     // or the server stops when the WAL runs out: watch for either.
     const alive = () => fs.existsSync(p.join(inputs.dataDir, "postmaster.pid"));
     let promoted = false;
     const settled = await waitFor(async () => {
       if (!alive()) return true;
-      const rows = await query<{ r: boolean }>(url, "select pg_is_in_recovery() as r").catch(() => undefined);
+      const rows = await query<{ r: boolean }>(url, inputs.password, "select pg_is_in_recovery() as r").catch(() => undefined);
       promoted = rows?.[0].r === false;
       return promoted;
     }, 300_000);
     if (!promoted) fail(settled ? "stopped during recovery" : "was still recovering after 300 s");
-    const [{ wal }] = await query<{ wal: string }>(url, "select pg_walfile_name(pg_current_wal_lsn()) as wal");
+    const [{ wal }] = await query<{ wal: string }>(url, inputs.password, "select pg_walfile_name(pg_current_wal_lsn()) as wal");
     const timeline = parseInt(wal.slice(0, 8), 16);
     // Its history file in the archive is what lets later restores follow this timeline, and what keeps
     // the next restore from picking the same timeline number.
@@ -406,6 +452,7 @@ export class PointInTimeRestore extends pulumi.dynamic.Resource {
       sourceName: string;
       sourceUrl: pulumi.Input<string>;
       sourceArchiveDir: string;
+      password?: pulumi.Input<string>;
       sourceTimeline: pulumi.Input<string>;
     },
     opts?: pulumi.CustomResourceOptions,
@@ -434,18 +481,21 @@ export class WalArchive extends pulumi.dynamic.Resource {
 }
 
 interface MigrationProps {
+  /** The live instance, no password in it. */
   url: string;
+  /** The password of the URL's user (a secret in the stack's state). */
+  password?: string;
   schema: number;
   migrations: MigrationStep[];
   downs: MigrationStep[];
 }
 
 async function migrate(props: MigrationProps) {
-  await query(props.url, "create table if not exists stackpin_migrations (schema int primary key, name text not null, applied_at timestamptz not null default now())");
-  const [{ current }] = await query<{ current: number }>(props.url, "select coalesce(max(schema), 0)::int as current from stackpin_migrations");
+  await query(props.url, props.password, "create table if not exists stackpin_migrations (schema int primary key, name text not null, applied_at timestamptz not null default now())");
+  const [{ current }] = await query<{ current: number }>(props.url, props.password, "select coalesce(max(schema), 0)::int as current from stackpin_migrations");
   const ran: Array<{ name: string; direction: "up" | "down"; at: string }> = [];
   const { Client } = require(pgModule) as typeof import("pg");
-  const client = new Client({ connectionString: props.url, connectionTimeoutMillis: 5000 });
+  const client = new Client({ connectionString: connectionString(props.url, props.password), connectionTimeoutMillis: 5000 });
   await client.connect();
   try {
     const steps =
@@ -481,7 +531,7 @@ const migrationProvider: pulumi.dynamic.ResourceProvider = {
     const known = /^postgres(ql)?:\/\//.test(news.url);
     if (known && (olds?.schema !== news.schema || olds?.url !== news.url)) {
       try {
-        await query(news.url, "select 1");
+        await query(news.url, news.password, "select 1");
       } catch (err) {
         return { inputs: news, failures: [{ property: "url", reason: (err as Error).message }] };
       }
@@ -502,7 +552,7 @@ const migrationProvider: pulumi.dynamic.ResourceProvider = {
 /** The database schema at a version: runs the up (or down) migrations that get there, each in a transaction. */
 export class SchemaMigration extends pulumi.dynamic.Resource {
   declare readonly applied: pulumi.Output<number>;
-  constructor(name: string, args: { url: pulumi.Input<string>; schema: number; migrations: MigrationStep[]; downs: MigrationStep[] }, opts?: pulumi.CustomResourceOptions) {
+  constructor(name: string, args: { url: pulumi.Input<string>; password?: pulumi.Input<string>; schema: number; migrations: MigrationStep[]; downs: MigrationStep[] }, opts?: pulumi.CustomResourceOptions) {
     super(migrationProvider, name, { ...args, applied: undefined, ran: undefined }, opts, "stackpin-local", "SchemaMigration");
   }
 }

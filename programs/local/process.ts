@@ -4,7 +4,7 @@ import * as pulumi from "@pulumi/pulumi";
 export interface ManagedProcessArgs {
   /** The Node script to run (an artifact); changing it replaces the process. */
   script: pulumi.Input<string>;
-  /** Environment for the process (not secret: it is kept in state as is). */
+  /** Environment for the process, kept in state: encrypted there when a value in it is a secret (the database URL). */
   env: pulumi.Input<Record<string, pulumi.Input<string>>>;
   /** Where the process writes its log, ready file and pid. */
   runDir: pulumi.Input<string>;

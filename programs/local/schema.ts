@@ -1,6 +1,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { z } from "zod";
+import { urlHasPassword } from "../../lib/planning/database-url";
 import { secureValueSchema } from "../../lib/versions/schema";
 import type { ProgramConfigSpec } from "../types";
 
@@ -56,15 +57,30 @@ export const localConfigSchema = z
     apiToken: z.union([z.string(), secureValueSchema]).optional(),
     /** Read by release hello-2.0.0, which fails its health check without it. */
     cacheUrl: z.string().min(1).optional(),
-    /** A PostgreSQL primary with WAL archiving (usually set in stack.yaml). */
+    /**
+     * A PostgreSQL primary with WAL archiving (usually set in stack.yaml). Its password is a `secure:`
+     * value: `password: { secure: ... }` beside a URL without one (`stackpin secret set --path
+     * database.password`), or the whole `url` encrypted. A plain URL with a password in it still works,
+     * with a warning in every plan.
+     */
     database: z
       .object({
-        url: z.string().regex(/^postgres(ql)?:\/\/[^\s]+$/, "must be a postgres:// URL"),
+        url: z.union([z.string().regex(/^postgres(ql)?:\/\/[^\s]+$/, "must be a postgres:// URL"), secureValueSchema]),
+        password: z
+          .union([secureValueSchema, z.string()])
+          .refine((p) => typeof p !== "string", {
+            message: "a plain-text password is not allowed; encrypt it: `stackpin secret set --path --key database.password` (reads it from stdin)",
+          })
+          .optional(),
         archiveDir: z.string().min(1),
         pgBin: z.string().min(1),
         restoreDir: z.string().min(1).optional(),
       })
       .strict()
+      .refine((d) => !(d.password && typeof d.url === "string" && urlHasPassword(d.url)), {
+        message: "the password is given twice, in url and in password; keep it only in password",
+        path: ["password"],
+      })
       .optional(),
   })
   .strict();
