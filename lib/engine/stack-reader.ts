@@ -3,7 +3,7 @@ import * as path from "node:path";
 import type { UpdateSummary } from "@pulumi/pulumi/automation";
 import { readAllPages } from "./history-pages";
 import { repairInterruptedWrites } from "./interruption";
-import { OpenEngineStackOptions, StackOutput, translateEngineError } from "./stack";
+import { fileRecordsMark, OpenEngineStackOptions, StackOutput, translateEngineError } from "./stack";
 import { runPulumi } from "./pulumi-process";
 import { StackNotDeployedError } from "../errors";
 import { tagNameLimit, tagValueLimit } from "../records/ledger";
@@ -28,7 +28,7 @@ export class StackReader {
     private readonly options: StackReaderOptions,
     private readonly workDir: string,
   ) {
-    this.repairedWrites = options.backendUrl.startsWith("file://") ? repairInterruptedWrites(options.backendUrl, options.projectName, options.stackName) : [];
+    this.repairedWrites = options.backendUrl.startsWith("file://") ? repairInterruptedWrites(options.backendUrl, options.projectName, options.stackName, fileRecordsMark(options)) : [];
   }
 
   static open(options: StackReaderOptions): StackReader {

@@ -471,11 +471,11 @@ export class EngineStack {
 
   /**
    * The history entry of the update a mark covers, when that update has ended (it is in the backend's
-   * history: same message, started when the mark was written or later). A preview leaves no history:
-   * undefined. One CLI call.
+   * history: same message, started when the mark was written or later). A preview leaves no history, and
+   * a recovery is not done when its refresh is (it reconciles processes after): undefined. One CLI call.
    */
   async markEnded(mark: InFlightMark): Promise<{ revision: number; result: string } | undefined> {
-    if (mark.kind === "preview") return undefined;
+    if (mark.kind === "preview" || mark.kind === "recover") return undefined;
     const since = Date.parse(mark.since);
     if (Number.isNaN(since) || !mark.what) return undefined;
     // Pulumi records an update's start in whole seconds.
@@ -739,7 +739,7 @@ export function sameMark(a: InFlightMark, b: InFlightMark): boolean {
 }
 
 /** The in-flight mark in a `file://` backend's records document, read before the stack is opened; undefined elsewhere. */
-function fileRecordsMark(options: OpenEngineStackOptions): InFlightMark | undefined {
+export function fileRecordsMark(options: Pick<OpenEngineStackOptions, "backendUrl" | "projectName" | "stackName">): InFlightMark | undefined {
   if (!options.backendUrl.startsWith("file://")) return undefined;
   try {
     const doc = JSON.parse(fs.readFileSync(recordsFile(options.backendUrl.slice("file://".length), options.projectName, options.stackName), "utf8")) as StackRecords;

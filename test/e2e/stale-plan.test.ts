@@ -1,7 +1,10 @@
 import { strict as assert } from "node:assert";
+import { execFile } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { promisify } from "node:util";
+import { holderHere } from "../../lib/engine/interruption";
 import type { PulumiCli } from "../../lib/engine/pulumi-cli";
 import { openEnvironment } from "../../lib";
 import type { EnvironmentContext } from "../../lib/environment";
@@ -9,6 +12,29 @@ import { ExitCode, StackpinError } from "../../lib/errors";
 import { recordsFile } from "../../lib/records/ledger";
 import { rollback } from "../../lib/operations/rollback";
 import { demoPassphrase, json, pulumiOrSkip, TempProject, tempProject } from "./harness";
+
+/**
+ * An operator's own `pulumi refresh` of the stack, run with the Pulumi CLI outside stackpin (a workspace of
+ * its own, the project's backend and salt): it takes Pulumi's lock only, no in-flight mark or records lock.
+ */
+async function operatorsOwnRefresh(project: TempProject, pulumi: PulumiCli, ctx: EnvironmentContext): Promise<void> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "stackpin-operator-"));
+  try {
+    fs.writeFileSync(path.join(dir, "Pulumi.yaml"), JSON.stringify({ name: ctx.stack.project, runtime: "nodejs", backend: { url: `file://${project.stateDir}` } }));
+    fs.writeFileSync(path.join(dir, "Pulumi.dev.yaml"), JSON.stringify({ encryptionsalt: ctx.stack.settings.encryptionsalt }));
+    const env = {
+      ...process.env,
+      PULUMI_HOME: project.env.PULUMI_HOME,
+      PULUMI_CONFIG_PASSPHRASE: demoPassphrase,
+      PULUMI_SKIP_UPDATE_CHECK: "true",
+      // The dynamic provider plugin stackpin wrote for the project refreshes its dynamic resources.
+      PATH: [path.join(project.dir, ".stackpin", "engine", "bin"), pulumi.root, process.env.PATH].join(path.delimiter),
+    };
+    await promisify(execFile)(pulumi.command.command, ["refresh", "--yes", "--skip-preview", "--non-interactive", "--stack", "dev", "--message", "an operator's own refresh"], { cwd: dir, env });
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
 
 describe("plans applied only as confirmed, and records no concurrent writer loses (real engine)", function () {
   let project: TempProject;
@@ -143,26 +169,28 @@ describe("plans applied only as confirmed, and records no concurrent writer lose
   it("compares the revision while holding the in-flight mark: an update landing between the plan and the mark is refused (exit 7)", async () => {
     const bob = await library("bob");
     const before = json(await project.cli(["status", "--stack", "dev", "--json"])).revision;
-    // This test holds the records lock, so bob's rollback waits at the write of its in-flight mark.
+    // Once bob's plan is confirmed ("apply"), this test takes the records lock (as a live holder), so bob's
+    // rollback waits at the write of its in-flight mark.
     const lock = `${recordsFile(project.stateDir, bob.stack.project, "dev")}.lock`;
-    fs.writeFileSync(lock, JSON.stringify({ pid: process.pid, hostname: os.hostname(), since: new Date().toISOString() }), { flag: "wx" });
     let applying!: () => void;
     const reachedApply = new Promise<void>((resolve) => (applying = resolve));
-    const attempt = rollback(bob, { to: "v1", reason: "bob", onProgress: (e) => e.type === "phase" && e.phase === "apply" && applying() });
+    const attempt = rollback(bob, {
+      to: "v1",
+      reason: "bob",
+      onProgress: (e) => {
+        if (e.type !== "phase" || e.phase !== "apply") return;
+        fs.writeFileSync(lock, JSON.stringify({ ...holderHere(), token: "the test" }), { flag: "wx" });
+        applying();
+      },
+    });
     const outcome = attempt.then(
       () => undefined,
       (e: unknown) => e,
     );
     try {
       await reachedApply;
-      // Meanwhile an update outside stackpin (an operator's own `pulumi refresh`, which leaves no mark) lands.
-      const carol = await library("carol");
-      const engine = await carol.openEngine({ create: false });
-      try {
-        await engine.refreshClearingPendingCreates("an operator's own refresh");
-      } finally {
-        engine.close();
-      }
+      // Meanwhile an update outside stackpin lands: an operator's own `pulumi refresh`, which leaves no mark.
+      await operatorsOwnRefresh(project, pulumi, bob);
     } finally {
       fs.rmSync(lock, { force: true });
     }
