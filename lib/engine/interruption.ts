@@ -111,6 +111,8 @@ export interface BackendLock {
   file: string;
   holder: Holder;
   liveness: Liveness;
+  /** The mark or preview lease of the operation that took it, when one did. */
+  of?: Holder;
 }
 
 /** The Pulumi CLI, as it appears in `/proc/<pid>/cmdline`. */
@@ -133,30 +135,34 @@ function lockHolder(text: string | undefined): Holder {
 const lockAfterMarkSlackMs = 2_000;
 
 /**
- * Judges a Pulumi lock. Pulumi records no lease and no boot id or pid namespace; a lock taken on the
- * mark's host after the mark was written belongs to the operation that mark names (stackpin marks every
- * engine call that locks: previews, updates, refreshes, destroys), so it is judged on that operation's
- * machine and lease, by the lock's own pid. Any other lock is judged without a place: unknown unless
- * expired, which it cannot be.
+ * Judges a Pulumi lock. Pulumi records no lease and no boot id or pid namespace; a lock taken on a mark's
+ * host after the mark was written belongs to the operation that mark names (stackpin marks every engine
+ * call that locks: previews with a lease of their own, updates, refreshes, destroys and recoveries with the
+ * in-flight mark), so it is judged on that operation's machine and lease, by the lock's own pid. Any other
+ * lock is judged without a place: unknown, since it cannot expire. `marks`: the stack's in-flight mark and
+ * preview leases; the newest one that can have taken the lock is its operation's.
  */
-export function judgeLock(holder: Holder, mark: Holder | undefined, now = Date.now()): Liveness {
+export function judgeLock(holder: Holder, marks: Holder | Holder[] | undefined, now = Date.now()): Liveness & { of?: Holder } {
   const since = Date.parse(holder.since);
-  const ofMark = mark !== undefined && mark.hostname === holder.hostname && !Number.isNaN(since) && since >= Date.parse(mark.since) - lockAfterMarkSlackMs;
-  const placed: Holder = ofMark ? { ...holder, bootId: mark.bootId, pidNs: mark.pidNs, ttlMs: mark.ttlMs, renewedAt: mark.renewedAt ?? mark.since } : holder;
+  const candidates = (Array.isArray(marks) ? marks : marks ? [marks] : []).filter(
+    (m) => m.hostname === holder.hostname && !Number.isNaN(since) && since >= Date.parse(m.since) - lockAfterMarkSlackMs,
+  );
+  const mark = candidates.sort((a, b) => Date.parse(b.since) - Date.parse(a.since))[0];
+  const placed: Holder = mark ? { ...holder, bootId: mark.bootId, pidNs: mark.pidNs, ttlMs: mark.ttlMs, renewedAt: mark.renewedAt ?? mark.since } : holder;
   const l = livenessOf(placed, pulumiCommand, now);
-  if (l.state === "unknown" && !ofMark) {
+  if (l.state === "unknown" && !mark) {
     return { state: "unknown", detail: `${l.detail}; no stackpin operation on the stack took it` };
   }
-  return l;
+  return { ...l, ...(mark ? { of: mark } : {}) };
 }
 
 /**
  * The locks Pulumi holds on a stack: `.pulumi/locks/<org>/<project>/<stack>/<uuid>.json` holding
  * `{pid, username, hostname, timestamp}`, in a `file://` backend's directory or an `s3://` backend's
- * bucket (under the URL's prefix). Each is judged by {@link judgeLock} against `mark`, the stack's
- * in-flight mark. Other backends' locks are not readable here: empty.
+ * bucket (under the URL's prefix). Each is judged by {@link judgeLock} against `marks`, the stack's
+ * in-flight mark and preview leases. Other backends' locks are not readable here: empty.
  */
-export async function readBackendLocks(backendUrl: string, project: string, stack: string, mark?: Holder): Promise<BackendLock[]> {
+export async function readBackendLocks(backendUrl: string, project: string, stack: string, marks?: Holder | Holder[]): Promise<BackendLock[]> {
   const s3 = s3LocationOf(backendUrl);
   if (s3) {
     const locks: BackendLock[] = [];
@@ -164,15 +170,20 @@ export async function readBackendLocks(backendUrl: string, project: string, stac
       const parts = key.split("/");
       if (parts.length !== 6 || parts[3] !== project || parts[4] !== stack || !parts[5].endsWith(".json")) continue;
       const holder = lockHolder((await getObject(s3, key))?.text);
-      locks.push({ file: `${s3.url}/${key}`, holder, liveness: judgeLock(holder, mark) });
+      locks.push(judged(`${s3.url}/${key}`, holder, marks));
     }
     return locks;
   }
-  return readFileBackendLocks(backendUrl, project, stack, mark);
+  return readFileBackendLocks(backendUrl, project, stack, marks);
+}
+
+function judged(file: string, holder: Holder, marks: Holder | Holder[] | undefined): BackendLock {
+  const { of, ...liveness } = judgeLock(holder, marks);
+  return { file, holder, liveness: liveness as Liveness, ...(of ? { of } : {}) };
 }
 
 /** {@link readBackendLocks} of a `file://` backend, read synchronously; empty for other backends. */
-export function readFileBackendLocks(backendUrl: string, project: string, stack: string, mark?: Holder): BackendLock[] {
+export function readFileBackendLocks(backendUrl: string, project: string, stack: string, marks?: Holder | Holder[]): BackendLock[] {
   if (!backendUrl.startsWith("file://")) return [];
   const root = path.join(backendUrl.slice("file://".length), ".pulumi", "locks");
   if (!fs.existsSync(root)) return [];
@@ -189,8 +200,7 @@ export function readFileBackendLocks(backendUrl: string, project: string, stack:
         // Released meanwhile.
         continue;
       }
-      const holder = lockHolder(text);
-      locks.push({ file, holder, liveness: judgeLock(holder, mark) });
+      locks.push(judged(file, lockHolder(text), marks));
     }
   }
   return locks;
@@ -238,12 +248,13 @@ export function processesIn(dir: string): number[] {
  * This rewrites each unreadable attributes file of the stack's checkpoint, tags, history and backups
  * from its object (the MD5 recomputed) and removes the abandoned temporary files, returning one line per
  * repair. Only files untouched for a while are repaired, and nothing while a lock's holder may be
- * writing (judged against `mark`, the stack's in-flight mark): a live write finishes within milliseconds.
+ * writing (judged against `marks`, the stack's in-flight mark and preview leases): a live write finishes
+ * within milliseconds.
  */
-export function repairInterruptedWrites(backendUrl: string, project: string, stack: string, mark?: Holder): string[] {
+export function repairInterruptedWrites(backendUrl: string, project: string, stack: string, marks?: Holder | Holder[]): string[] {
   if (!backendUrl.startsWith("file://")) return [];
   const root = path.join(backendUrl.slice("file://".length), ".pulumi");
-  if (readFileBackendLocks(backendUrl, project, stack, mark).some((l) => l.liveness.state !== "dead")) return [];
+  if (readFileBackendLocks(backendUrl, project, stack, marks).some((l) => l.liveness.state !== "dead")) return [];
   const quietMs = 1_000;
   const old = (f: string) => Date.now() - fs.statSync(f).mtimeMs > quietMs;
   const candidates: string[] = [];

@@ -88,21 +88,25 @@ export async function recoverInterrupted(ctx: EnvironmentContext, engine: Engine
   }
   if (mark && mark.liveness.state === "alive") refuse(`${mark.what} is running`, mark.liveness.detail, false, mark.liveness.expiresAt);
   if (mark && mark.liveness.state === "unknown" && !options.force) refuse(`${mark.what} may be running`, mark.liveness.detail, true);
-  const locks = await engine.locks(mark);
+  const [locks, previews] = await Promise.all([engine.locks(mark), engine.previewLeases()]);
   for (const lock of locks) {
     if (lock.liveness.state === "alive") refuse("Pulumi's lock is held", lock.liveness.detail, false, lock.liveness.expiresAt);
     if (lock.liveness.state === "unknown" && !options.force) refuse("Pulumi's lock is held", lock.liveness.detail, true);
   }
-  const previewOnly = mark?.kind === "preview" && checkpoint.pending.length === 0 && engine.repairedWrites.length === 0;
-  const interruptedUpdate = locks.length > 0 || checkpoint.pending.length > 0 || mark !== undefined || engine.repairedWrites.length > 0;
+  // A killed preview leaves its lease and Pulumi's lock, and changed nothing: they are removed, no refresh.
+  const gonePreviews = previews.filter((p) => p.liveness.state === "dead");
+  const ofPreview = (l: (typeof locks)[number]) => previews.some((p) => l.of !== undefined && (l.of as InFlightMark).id === p.id);
+  const previewOnly = mark === undefined && checkpoint.pending.length === 0 && engine.repairedWrites.length === 0 && locks.every(ofPreview);
+  const interruptedUpdate = locks.length > 0 || checkpoint.pending.length > 0 || mark !== undefined || engine.repairedWrites.length > 0 || gonePreviews.length > 0;
   if (!interruptedUpdate) {
     if (actions.length) say(options, `cleaned up after a stopped stackpin process on ${stack}:\n    ${[...found, ...actions].join("\n    ")}`);
     return report(stack, found, actions, undefined);
   }
 
-  const interrupted = describe(mark);
+  const interrupted = previewOnly ? { op: "preview", what: gonePreviews[0]?.what, since: gonePreviews[0]?.since } : describe(mark);
   const summary = `recovered after an interrupted ${interrupted.op}${arrow(interrupted)}`;
   if (mark) found.push(`${mark.what} started at ${mark.since} and never ended (${mark.liveness.detail})`);
+  for (const p of gonePreviews) found.push(`the lease of ${p.what}, started at ${p.since} (${p.liveness.detail})`);
   for (const lock of locks) found.push(`Pulumi's lock ${lock.file} (${lock.liveness.detail})`);
   if (checkpoint.pending.length) {
     found.push(`${checkpoint.pending.length} pending operation(s) in the checkpoint: ${checkpoint.pending.map((p) => `${p.type} ${p.urn.split("::").pop()}`).join(", ")}`);
@@ -112,13 +116,25 @@ export async function recoverInterrupted(ctx: EnvironmentContext, engine: Engine
   // The recovery holds the stack under its own mark, which replaces the mark judged above (and only it:
   // a mark written since is judged afresh). Processes are reconciled before that mark is cleared, so an
   // operation can start only after the recovery is done with the stack.
-  await engine.holding("recover", `stackpin recover: ${summary} by ${ctx.actor}`, mark, async () => {
+  const breakLocks = async () => {
     for (const lock of locks) {
       await engine.breakLock(lock);
       actions.push(`deleted the lock ${lock.file} of pid ${lock.holder.pid} on ${lock.holder.hostname} (only that one; other locks would stay)`);
     }
+    for (const p of gonePreviews) {
+      await engine.removePreviewLease(p);
+      actions.push(`removed the lease of ${p.what} (id ${p.id})`);
+    }
+  };
+  if (previewOnly) {
+    await breakLocks();
+    for (const a of actions) say(options, a);
+    await audit(ctx, engine, { op: "recover", result: "succeeded", detail: `${summary}: ${actions.join("; ")}`.slice(0, 600) }, options);
+    return report(stack, found, actions, interrupted, summary);
+  }
+  await engine.holding("recover", `stackpin recover: ${summary} by ${ctx.actor}`, mark, async () => {
+    await breakLocks();
     if (mark) actions.push(`replaced the mark of ${mark.what} (${mark.id ? `id ${mark.id}` : `pid ${mark.pid}`}) with the recovery's own, cleared when it is done`);
-    if (previewOnly) return;
     say(options, `refreshing ${stack} from what actually exists, dropping pending creates`);
     await engine.refreshClearingPendingCreates(`stackpin recover: ${summary} by ${ctx.actor}`, options.onEngineEvent);
     actions.push("refreshed the state from what exists, dropping pending creates (recorded in history)");
@@ -159,7 +175,6 @@ function arrow(i: InterruptedOperation): string {
 
 /** Reads op, from and to back from the mark's first line (`stackpin rollback v2 -> v1 by alice: why`). */
 function describe(mark: InFlightMark | undefined): InterruptedOperation {
-  if (mark?.kind === "preview") return { op: "preview", what: mark.what, since: mark.since };
   const m = mark && /^stackpin (\w+) (?:(\S+) -> )?(\S+) by /.exec(mark.what);
   if (!mark || !m) return { op: "update", what: mark?.what, since: mark?.since };
   return { op: m[1], from: m[2], to: m[3] === "(nothing)" ? undefined : m[3], what: mark.what, since: mark.since };

@@ -6,7 +6,7 @@ import type { InFlightMark, StackOutput } from "../engine/types";
 import { Holder, holderHere, livenessOf, nodeCommand } from "../engine/interruption";
 import { ConcurrentOperationError } from "../errors";
 import { updateKey, toHistoryEntries } from "./history-record";
-import { getObject, S3Location, s3LocationOf, updateObject } from "./s3-backend";
+import { deleteObject, getObject, listKeys, putObject, S3Location, s3LocationOf, updateObject } from "./s3-backend";
 
 /** What the records need of an open stack: which it is, and its tags and history (a reader or an engine stack). */
 export interface RecordsEngine {
@@ -501,4 +501,73 @@ export function baselineOf(records: StackRecords, rule: string): number | undefi
   const short = shortTagName(baselinePrefix, key).slice(baselinePrefix.length);
   const v = records.baselines[key] ?? records.baselines[short];
   return v === undefined || Number.isNaN(v) ? undefined : v;
+}
+
+/**
+ * The leases of previews running on a stack: one small object each, beside the records document
+ * (`.stackpin/<project>/<stack>.previews/<id>.json`), written when a preview starts, renewed while it
+ * runs and deleted when it ends. A preview changes nothing, so it leaves nothing behind and does not touch
+ * the records document; its lease only says whose the lock Pulumi takes for it is, so that a lock left by
+ * a killed preview can be judged. Undefined on backends whose records are stack tags.
+ */
+export interface PreviewLeases {
+  put(mark: InFlightMark): Promise<void>;
+  remove(mark: InFlightMark): Promise<void>;
+  list(): Promise<InFlightMark[]>;
+}
+
+/** The preview leases of a stack on a `file://` or `s3://` backend; undefined elsewhere. */
+export function previewLeasesOf(target: RecordsEngine["target"]): PreviewLeases | undefined {
+  const { backendUrl, projectName, stackName } = target;
+  const parse = (text: string | undefined): InFlightMark | undefined => {
+    try {
+      return text ? (JSON.parse(text) as InFlightMark) : undefined;
+    } catch {
+      return undefined;
+    }
+  };
+  if (backendUrl.startsWith("file://")) {
+    const dir = `${recordsFile(backendUrl.slice("file://".length), projectName, stackName).slice(0, -".json".length)}.previews`;
+    return {
+      async put(mark) {
+        writeFileAtomic(path.join(dir, `${mark.id}.json`), JSON.stringify(mark));
+      },
+      async remove(mark) {
+        fs.rmSync(path.join(dir, `${mark.id}.json`), { force: true });
+        // The directory goes with the last lease: a preview leaves the backend as it found it.
+        try {
+          fs.rmdirSync(dir);
+        } catch {
+          // another preview's lease is there, or it is already gone
+        }
+      },
+      async list() {
+        if (!fs.existsSync(dir)) return [];
+        return fs
+          .readdirSync(dir)
+          .filter((f) => f.endsWith(".json"))
+          .map((f) => parse(readText(path.join(dir, f))))
+          .filter((m): m is InFlightMark => m !== undefined);
+      },
+    };
+  }
+  const s3 = s3LocationOf(backendUrl);
+  if (!s3) return undefined;
+  const prefix = `.stackpin/${projectName}/${stackName}.previews/`;
+  return {
+    async put(mark) {
+      await putObject(s3, `${prefix}${mark.id}.json`, JSON.stringify(mark));
+    },
+    async remove(mark) {
+      await deleteObject(s3, `${prefix}${mark.id}.json`);
+    },
+    async list() {
+      const marks: InFlightMark[] = [];
+      for (const key of await listKeys(s3, prefix)) {
+        const m = parse((await getObject(s3, key))?.text);
+        if (m) marks.push(m);
+      }
+      return marks;
+    },
+  };
 }

@@ -218,3 +218,8 @@ export async function listKeys(loc: S3Location, prefix: string): Promise<string[
 export async function deleteObject(loc: S3Location, key: string): Promise<void> {
   await loc.client.send(new DeleteObjectCommand({ Bucket: loc.bucket, Key: loc.prefix + key }));
 }
+
+/** Writes an object unconditionally: for objects only their writer ever writes (named by its own id). */
+export async function putObject(loc: S3Location, key: string, text: string): Promise<void> {
+  await loc.client.send(new PutObjectCommand({ Bucket: loc.bucket, Key: loc.prefix + key, Body: text, ContentType: "application/json" }));
+}
