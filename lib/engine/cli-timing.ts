@@ -16,6 +16,7 @@ interface Call {
 }
 
 const calls: Call[] = [];
+const reads: Call[] = [];
 let reporting = false;
 
 /**
@@ -42,9 +43,10 @@ function report(): void {
     bySub.set(c.subcommand, s);
   }
   const parts = [...bySub].map(([sub, s]) => `${sub} ${s.n}x ${Math.round(s.ms)} ms`).join("; ");
+  const direct = reads.length ? `; ${reads.length} backend reads, ${Math.round(reads.reduce((s, r) => s + r.ms, 0))} ms` : "";
   const rss = Math.round(process.resourceUsage().maxRSS / 1024);
   process.stderr.write(
-    `[timing] total: ${calls.length} pulumi calls, ${Math.round(total)} ms in them (${parts}); process ${Math.round(process.uptime() * 1000)} ms, peak RSS ${rss} MB\n`,
+    `[timing] total: ${calls.length} pulumi calls, ${Math.round(total)} ms in them (${parts})${direct}; process ${Math.round(process.uptime() * 1000)} ms, peak RSS ${rss} MB\n`,
   );
 }
 
@@ -73,6 +75,17 @@ export function timeCommand(command: PulumiCommand): PulumiCommand {
 export function recordCall(subcommand: string, ms: number): void {
   calls.push({ subcommand, ms });
   process.stderr.write(`[timing] pulumi ${subcommand}: ${Math.round(ms)} ms\n`);
+  reportAtExit();
+}
+
+/** Records (and prints) one read of the backend's own files done instead of a CLI call (`history: 25 updates`). */
+export function recordBackendRead(what: string, ms: number): void {
+  reads.push({ subcommand: what, ms });
+  process.stderr.write(`[timing] backend ${what}: ${Math.round(ms)} ms\n`);
+  reportAtExit();
+}
+
+function reportAtExit(): void {
   if (!reporting) {
     reporting = true;
     process.on("exit", report);

@@ -1,9 +1,10 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { UpdateSummary } from "@pulumi/pulumi/automation";
+import { readBackendHistory } from "./backend-history";
 import { readAllPages } from "./history-pages";
 import { repairInterruptedWrites } from "./interruption";
-import { fileRecordsMark, OpenEngineStackOptions, StackOutput, translateEngineError } from "./stack";
+import { fileRecordsMarks, OpenEngineStackOptions, StackOutput, translateEngineError } from "./stack";
 import { runPulumi } from "./pulumi-process";
 import { StackNotDeployedError } from "../errors";
 import { tagNameLimit, tagValueLimit } from "../records/ledger";
@@ -28,7 +29,7 @@ export class StackReader {
     private readonly options: StackReaderOptions,
     private readonly workDir: string,
   ) {
-    this.repairedWrites = options.backendUrl.startsWith("file://") ? repairInterruptedWrites(options.backendUrl, options.projectName, options.stackName, fileRecordsMark(options)) : [];
+    this.repairedWrites = options.backendUrl.startsWith("file://") ? repairInterruptedWrites(options.backendUrl, options.projectName, options.stackName, fileRecordsMarks(options)) : [];
   }
 
   static open(options: StackReaderOptions): StackReader {
@@ -50,8 +51,14 @@ export class StackReader {
     return { backendUrl, projectName, stackName };
   }
 
-  /** The backend's whole update history (every page), newest first, with config secrets left encrypted. */
+  /**
+   * The backend's whole update history (every page), newest first, a secret config value only marked
+   * secret: read from the backend's files on `file://` and `s3://`, else one CLI call.
+   */
   async history(): Promise<UpdateSummary[]> {
+    // Read from the backend's own records where it can be (file://, s3://): no CLI call.
+    const direct = await readBackendHistory(this.options.backendUrl, this.options.projectName, this.options.stackName);
+    if (direct) return direct;
     return readAllPages(async (size, page) => {
       const out = await this.run(["stack", "history", "--json", "--page-size", String(size), "--page", String(page)]);
       return JSON.parse(out, (key, value) => (key === "startTime" || key === "endTime" ? new Date(value as string) : value)) as UpdateSummary[];

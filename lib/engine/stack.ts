@@ -1,4 +1,5 @@
 import { automation } from "./automation";
+import { readBackendHistory } from "./backend-history";
 import { readAllPages } from "./history-pages";
 import { CliRunError, runPulumi } from "./pulumi-process";
 import type { InFlightMark, MarkKind, StackOutput } from "./types";
@@ -40,7 +41,7 @@ import {
   repairInterruptedWrites,
 } from "./interruption";
 import { stopProcesses } from "./processes";
-import { recordsFile, recordStoreOf, StackRecords, TagRecordStore, tagNameLimit, tagValueLimit } from "../records/ledger";
+import { previewLeasesOf, recordsFile, recordStoreOf, StackRecords, TagRecordStore, tagNameLimit, tagValueLimit } from "../records/ledger";
 import type { PulumiCli } from "./pulumi-cli";
 import { dataAtRisk, DataResource, ResourceRef } from "../planning/data-resources";
 import { writeDynamicProviderPlugin } from "./pulumi-cli";
@@ -255,7 +256,7 @@ export class EngineStack {
     };
     if (options.passphrase?.value !== undefined) envVars.PULUMI_CONFIG_PASSPHRASE = options.passphrase.value;
     if (options.passphrase?.file !== undefined) envVars.PULUMI_CONFIG_PASSPHRASE_FILE = options.passphrase.file;
-    const repaired = repairInterruptedWrites(backend, options.projectName, options.stackName, fileRecordsMark(options));
+    const repaired = repairInterruptedWrites(backend, options.projectName, options.stackName, fileRecordsMarks(options));
     const select = async () => {
       const { LocalWorkspace, Stack } = automation();
       const workspace = await LocalWorkspace.create({
@@ -285,11 +286,11 @@ export class EngineStack {
       } catch (err) {
         if (!/failed to load checkpoint/.test(String((err as Error).message))) throw err;
         // A live operation is writing the checkpoint right now: that is a concurrent operation.
-        const live = readFileBackendLocks(backend, options.projectName, options.stackName, fileRecordsMark(options)).find((l) => l.liveness.state !== "dead");
+        const live = readFileBackendLocks(backend, options.projectName, options.stackName, fileRecordsMarks(options)).find((l) => l.liveness.state !== "dead");
         if (live) throw new ConcurrentOperationError(options.stackName, { cause: err, holder: `Pulumi's lock is held: ${live.liveness.detail}` });
         // A write killed a moment ago: once its files are quiet they can be repaired, then select again.
         await new Promise((r) => setTimeout(r, 1_100));
-        const more = repairInterruptedWrites(backend, options.projectName, options.stackName, fileRecordsMark(options));
+        const more = repairInterruptedWrites(backend, options.projectName, options.stackName, fileRecordsMarks(options));
         if (!more.length) throw err;
         repaired.push(...more);
         engine = await select();
@@ -439,7 +440,19 @@ export class EngineStack {
    * in-flight mark of the operation that may have taken it.
    */
   async locks(mark?: InFlightMark): Promise<BackendLock[]> {
-    return readBackendLocks(this.options.backendUrl, this.options.projectName, this.options.stackName, mark);
+    const previews = (await previewLeasesOf(this.target)?.list()) ?? [];
+    return readBackendLocks(this.options.backendUrl, this.options.projectName, this.options.stackName, [...(mark ? [mark] : []), ...previews]);
+  }
+
+  /** The leases of previews running (or killed while running) on the stack, each judged now. */
+  async previewLeases(): Promise<Array<InFlightMark & { liveness: Liveness }>> {
+    const leases = (await previewLeasesOf(this.target)?.list()) ?? [];
+    return leases.map((l) => ({ ...l, liveness: livenessOf(l, nodeCommand) }));
+  }
+
+  /** Deletes one preview's lease (of a preview whose holder is gone). */
+  async removePreviewLease(lease: InFlightMark): Promise<void> {
+    await previewLeasesOf(this.target)?.remove(lease);
   }
 
   /** Deletes one lock whose holder is gone; every other lock of the stack stays. */
@@ -559,6 +572,10 @@ export class EngineStack {
 
   /** The backend's whole update history (every page), newest first, with config secrets left encrypted. */
   async history(): Promise<UpdateSummary[]> {
+    const { backendUrl, projectName, stackName } = this.options;
+    // Read from the backend's own records where it can be (file://, s3://): no CLI call.
+    const direct = await readBackendHistory(backendUrl, projectName, stackName);
+    if (direct) return direct;
     return this.guard(() => readAllPages((size, page) => this.stack.history(size, page, false)));
   }
 
@@ -625,6 +642,8 @@ export class EngineStack {
     const ttlMs = this.options.leaseTtlMs ?? defaultLeaseTtlMs;
     const mark: InFlightMark = { what: message.split("\n")[0].slice(0, 140), kind, id: crypto.randomUUID(), ...holderHere({ ttlMs }) };
     mark.renewedAt = mark.since;
+    const renewEvery = Math.max(1_000, Math.min(5_000, ttlMs / 4));
+    if (kind === "preview") return this.underPreviewLease(mark, renewEvery, fn);
     if (store instanceof TagRecordStore) {
       // Where the records are stack tags, the mark must fit a tag value: the boot id gives way first (the
       // holder is then judged by its lease alone), then the description.
@@ -674,7 +693,7 @@ export class EngineStack {
         }
       });
     };
-    const timer = setInterval(renew, Math.max(1_000, Math.min(5_000, ttlMs / 4)));
+    const timer = setInterval(renew, renewEvery);
     timer.unref();
     try {
       return await this.guard(fn);
@@ -693,6 +712,29 @@ export class EngineStack {
           await new Promise((r) => setTimeout(r, 200 * (attempt + 1)));
         }
       }
+    }
+  }
+
+  /**
+   * Runs a preview under a lease of its own (see `previewLeasesOf`): written before, renewed while it runs,
+   * deleted after, so that the lock Pulumi takes for it can be judged if it is killed, and a preview leaves
+   * the backend as it found it. Pulumi's lock keeps previews and updates apart.
+   */
+  private async underPreviewLease<T>(mark: InFlightMark, renewEvery: number, fn: () => Promise<T>): Promise<T> {
+    const leases = previewLeasesOf(this.target);
+    if (!leases) return this.guard(fn);
+    await leases.put(mark);
+    let beat: Promise<void> = Promise.resolve();
+    const timer = setInterval(() => {
+      beat = beat.then(() => leases.put({ ...mark, renewedAt: new Date().toISOString() })).catch(() => undefined);
+    }, renewEvery);
+    timer.unref();
+    try {
+      return await this.guard(fn);
+    } finally {
+      clearInterval(timer);
+      await beat;
+      await leases.remove(mark).catch(() => undefined);
     }
   }
 
@@ -738,15 +780,31 @@ export function sameMark(a: InFlightMark, b: InFlightMark): boolean {
   return a.pid === b.pid && a.hostname === b.hostname && a.since === b.since && a.what === b.what;
 }
 
-/** The in-flight mark in a `file://` backend's records document, read before the stack is opened; undefined elsewhere. */
-export function fileRecordsMark(options: Pick<OpenEngineStackOptions, "backendUrl" | "projectName" | "stackName">): InFlightMark | undefined {
-  if (!options.backendUrl.startsWith("file://")) return undefined;
-  try {
-    const doc = JSON.parse(fs.readFileSync(recordsFile(options.backendUrl.slice("file://".length), options.projectName, options.stackName), "utf8")) as StackRecords;
-    return doc.inFlight;
-  } catch {
-    return undefined;
+/**
+ * The in-flight mark in a `file://` backend's records document and the stack's preview leases, read before
+ * the stack is opened; none elsewhere.
+ */
+export function fileRecordsMarks(options: Pick<OpenEngineStackOptions, "backendUrl" | "projectName" | "stackName">): InFlightMark[] {
+  if (!options.backendUrl.startsWith("file://")) return [];
+  const file = recordsFile(options.backendUrl.slice("file://".length), options.projectName, options.stackName);
+  const marks: InFlightMark[] = [];
+  const read = (f: string) => {
+    try {
+      return JSON.parse(fs.readFileSync(f, "utf8")) as unknown;
+    } catch {
+      return undefined;
+    }
+  };
+  const doc = read(file) as StackRecords | undefined;
+  if (doc?.inFlight) marks.push(doc.inFlight);
+  const previews = `${file.slice(0, -".json".length)}.previews`;
+  if (fs.existsSync(previews)) {
+    for (const f of fs.readdirSync(previews)) {
+      const m = read(path.join(previews, f)) as InFlightMark | undefined;
+      if (m && typeof m.pid === "number") marks.push(m);
+    }
   }
+  return marks;
 }
 
 /** A mark as an older stackpin kept it in the `stackpin:in-flight` stack tag. */

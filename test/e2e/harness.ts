@@ -1,10 +1,11 @@
 import { strict as assert } from "node:assert";
-import { spawn } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as net from "node:net";
 import * as path from "node:path";
+import { promisify } from "node:util";
 import { locatePulumi, packageRoot, PulumiCli } from "../../lib/engine/pulumi-cli";
 
 /** The passphrase `stacks/dev`'s secrets are encrypted with. */
@@ -217,5 +218,34 @@ export function json<T = any>(r: CliRun): T {
     return JSON.parse(r.stdout) as T;
   } catch {
     throw new Error(`stdout is not one JSON document (exit ${r.code}):\n${r.stdout}\nstderr:\n${r.stderr}`);
+  }
+}
+
+/**
+ * Runs the Pulumi CLI itself on a stack of the project, as an operator would outside stackpin: a
+ * workspace of its own (the project's backend, the stack's salt), the passphrase, and the dynamic provider
+ * plugin stackpin wrote for the project. No in-flight mark, no records lock. Resolves to its stdout.
+ */
+export async function operatorPulumi(
+  project: TempProject,
+  pulumi: PulumiCli,
+  stack: { project: string; name: string; encryptionsalt?: string },
+  args: string[],
+): Promise<string> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "stackpin-operator-"));
+  try {
+    fs.writeFileSync(path.join(dir, "Pulumi.yaml"), JSON.stringify({ name: stack.project, runtime: "nodejs", backend: { url: `file://${project.stateDir}` } }));
+    fs.writeFileSync(path.join(dir, `Pulumi.${stack.name}.yaml`), JSON.stringify(stack.encryptionsalt ? { encryptionsalt: stack.encryptionsalt } : {}));
+    const env = {
+      ...process.env,
+      PULUMI_HOME: project.env.PULUMI_HOME,
+      PULUMI_CONFIG_PASSPHRASE: demoPassphrase,
+      PULUMI_SKIP_UPDATE_CHECK: "true",
+      PATH: [path.join(project.dir, ".stackpin", "engine", "bin"), pulumi.root, process.env.PATH].join(path.delimiter),
+    };
+    const { stdout } = await promisify(execFile)(pulumi.command.command, [...args, "--non-interactive", "--stack", stack.name], { cwd: dir, env, maxBuffer: 64 << 20 });
+    return stdout;
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -1,9 +1,6 @@
 import { strict as assert } from "node:assert";
-import { execFile } from "node:child_process";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
-import { promisify } from "node:util";
 import { holderHere } from "../../lib/engine/interruption";
 import type { PulumiCli } from "../../lib/engine/pulumi-cli";
 import { openEnvironment } from "../../lib";
@@ -11,30 +8,7 @@ import type { EnvironmentContext } from "../../lib/environment";
 import { ExitCode, StackpinError } from "../../lib/errors";
 import { recordsFile } from "../../lib/records/ledger";
 import { rollback } from "../../lib/operations/rollback";
-import { demoPassphrase, json, pulumiOrSkip, TempProject, tempProject } from "./harness";
-
-/**
- * An operator's own `pulumi refresh` of the stack, run with the Pulumi CLI outside stackpin (a workspace of
- * its own, the project's backend and salt): it takes Pulumi's lock only, no in-flight mark or records lock.
- */
-async function operatorsOwnRefresh(project: TempProject, pulumi: PulumiCli, ctx: EnvironmentContext): Promise<void> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "stackpin-operator-"));
-  try {
-    fs.writeFileSync(path.join(dir, "Pulumi.yaml"), JSON.stringify({ name: ctx.stack.project, runtime: "nodejs", backend: { url: `file://${project.stateDir}` } }));
-    fs.writeFileSync(path.join(dir, "Pulumi.dev.yaml"), JSON.stringify({ encryptionsalt: ctx.stack.settings.encryptionsalt }));
-    const env = {
-      ...process.env,
-      PULUMI_HOME: project.env.PULUMI_HOME,
-      PULUMI_CONFIG_PASSPHRASE: demoPassphrase,
-      PULUMI_SKIP_UPDATE_CHECK: "true",
-      // The dynamic provider plugin stackpin wrote for the project refreshes its dynamic resources.
-      PATH: [path.join(project.dir, ".stackpin", "engine", "bin"), pulumi.root, process.env.PATH].join(path.delimiter),
-    };
-    await promisify(execFile)(pulumi.command.command, ["refresh", "--yes", "--skip-preview", "--non-interactive", "--stack", "dev", "--message", "an operator's own refresh"], { cwd: dir, env });
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-}
+import { demoPassphrase, json, operatorPulumi, pulumiOrSkip, TempProject, tempProject } from "./harness";
 
 describe("plans applied only as confirmed, and records no concurrent writer loses (real engine)", function () {
   let project: TempProject;
@@ -190,7 +164,7 @@ describe("plans applied only as confirmed, and records no concurrent writer lose
     try {
       await reachedApply;
       // Meanwhile an update outside stackpin lands: an operator's own `pulumi refresh`, which leaves no mark.
-      await operatorsOwnRefresh(project, pulumi, bob);
+      await operatorPulumi(project, pulumi, { project: bob.stack.project, name: "dev", encryptionsalt: bob.stack.settings.encryptionsalt }, ["refresh", "--yes", "--skip-preview", "--message", "an operator's own refresh"]);
     } finally {
       fs.rmSync(lock, { force: true });
     }

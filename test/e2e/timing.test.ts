@@ -16,31 +16,35 @@ describe("STACKPIN_DEBUG=timing: the Pulumi CLI calls of one operation (real eng
     assert.equal(r.code, 0, r.stderr);
     const calls = [...r.stderr.matchAll(/^\[timing\] pulumi (.+): (\d+) ms$/gm)].map((m) => m[1]);
     assert.ok(calls.includes("up"), `no up among ${calls.join(", ")}`);
-    assert.ok(calls.includes("stack history"), `no stack history among ${calls.join(", ")}`);
-    const total = /^\[timing\] total: (\d+) pulumi calls, \d+ ms in them \(.*\); process \d+ ms, peak RSS \d+ MB$/m.exec(r.stderr);
+    // The history is read from the backend's own records, not through the CLI.
+    assert.ok(!calls.includes("stack history"), `stack history among ${calls.join(", ")}`);
+    assert.match(r.stderr, /^\[timing\] backend history \(\d+ updates\): \d+ ms$/m);
+    const total = /^\[timing\] total: (\d+) pulumi calls, \d+ ms in them \(.*\); \d+ backend reads, \d+ ms; process \d+ ms, peak RSS \d+ MB$/m.exec(r.stderr);
     assert.ok(total, `no total line:\n${r.stderr}`);
     assert.equal(Number(total[1]), calls.length);
   });
 
-  it("status and history each make one engine read (`pulumi stack history`), nothing else", async () => {
+  it("status and history start no Pulumi CLI: the history is read from the backend's own records", async () => {
     for (const verb of ["status", "history"]) {
       const r = await project.cli([verb, "--stack", "dev"], { env: { STACKPIN_DEBUG: "timing" } });
       assert.equal(r.code, 0, r.stderr);
       const calls = [...r.stderr.matchAll(/^\[timing\] pulumi (.+): \d+ ms$/gm)].map((m) => m[1]);
-      assert.deepEqual(calls, ["stack history"], `${verb} made ${calls.length} Pulumi CLI calls`);
-      assert.match(r.stderr, /^\[timing\] total: 1 pulumi calls, /m);
+      assert.deepEqual(calls, [], `${verb} made ${calls.length} Pulumi CLI calls`);
+      assert.match(r.stderr, /^\[timing\] backend history \(1 updates\): \d+ ms$/m);
+      assert.match(r.stderr, /^\[timing\] total: 0 pulumi calls, 0 ms in them \(\); 1 backend reads, /m);
     }
   });
 
-  it("a rollback makes six Pulumi CLI calls: read, the preview it is held to, stale-plan check, update, outputs", async () => {
+  it("a rollback makes four Pulumi CLI calls: the checkpoint, the preview it is held to, the update, its outputs", async () => {
     const deploy = await project.cli(["deploy", "--stack", "dev", "--version", "v2", "--yes"]);
     assert.equal(deploy.code, 0, deploy.stderr);
     const r = await project.cli(["rollback", "--stack", "dev", "--to", "v1", "--yes"], { env: { STACKPIN_DEBUG: "timing" } });
     assert.equal(r.code, 0, r.stderr);
     const calls = [...r.stderr.matchAll(/^\[timing\] pulumi (.+): \d+ ms$/gm)].map((m) => m[1]);
-    // The read (history, checkpoint), the preview saved as the update plan, the stale-plan check, the update,
-    // and its outputs (masked, once).
-    assert.deepEqual([...calls].sort(), ["preview", "stack export", "stack history", "stack history", "stack output", "up"], calls.join(", "));
+    // The checkpoint, the preview saved as the update plan, the update, and its outputs (masked, once); the
+    // history (the read, the stale-plan check) comes from the backend's own records.
+    assert.deepEqual([...calls].sort(), ["preview", "stack export", "stack output", "up"], calls.join(", "));
+    assert.equal([...r.stderr.matchAll(/^\[timing\] backend history/gm)].length, 2, r.stderr);
   });
 
   it("names a secret's config call without its value", async () => {

@@ -4,7 +4,9 @@ import * as path from "node:path";
 import { parse, stringify } from "yaml";
 import { ExitCode } from "../../lib/errors";
 import { openEnvironment } from "../../lib";
-import { demoPassphrase, json, pulumiOrSkip, TempProject, tempProject } from "./harness";
+import { readBackendHistory } from "../../lib/engine/backend-history";
+import type { PulumiCli } from "../../lib/engine/pulumi-cli";
+import { demoPassphrase, json, operatorPulumi, pulumiOrSkip, TempProject, tempProject } from "./harness";
 import { makeSigners, Signers } from "./ssh-signers";
 
 /** A project whose stack requires signed approvals (`require`), alice being the approver. */
@@ -89,10 +91,11 @@ describe("a history longer than the engine's first page: every update, true revi
   let project: TempProject;
   let signers: Signers;
   let usedApproval: string;
+  let pulumi: PulumiCli;
   const updates = 25;
 
   before(async function () {
-    const pulumi = await pulumiOrSkip(this);
+    pulumi = await pulumiOrSkip(this);
     ({ project, signers } = await approvalsProject(this, ["rollback"]));
     for (const v of ["v1", "v2"]) assert.equal((await project.cli(["deploy", "--stack", "dev", "--version", v, "--yes"])).code, ExitCode.ok);
     usedApproval = await approval(project, signers, "rollback", "v1", "rollback-v1.yaml");
@@ -121,6 +124,18 @@ describe("a history longer than the engine's first page: every update, true revi
     );
     assert.deepEqual([history[updates - 3].op, history[updates - 3].to], ["rollback", "v1"]);
     assert.equal(json(await project.cli(["status", "--stack", "dev", "--json"])).revision, updates);
+  });
+
+  it("the history read from the backend's own records is the Pulumi CLI's `stack history --json`, all of it", async () => {
+    const ctx = await openEnvironment({ stack: "dev", projectDir: project.dir, passphrase: { value: demoPassphrase }, pulumi, pulumiHome: project.env.PULUMI_HOME, actor: "operator" });
+    const direct = await readBackendHistory(`file://${project.stateDir}`, ctx.stack.project, "dev");
+    const stack = { project: ctx.stack.project, name: "dev", encryptionsalt: ctx.stack.settings.encryptionsalt };
+    const cli = JSON.parse(await operatorPulumi(project, pulumi, stack, ["stack", "history", "--json", "--page-size", "500"]));
+    assert.equal(direct?.length, updates);
+    // Dates as the CLI prints them (whole seconds, UTC); everything else as is.
+    const asCli = JSON.parse(JSON.stringify(direct, (k, v) => ((k === "startTime" || k === "endTime") && typeof v === "string" ? v.replace(/\.000Z$/, "Z") : v)));
+    assert.deepEqual(asCli, cli);
+    assert.ok(direct!.some((u) => Object.values(u.config ?? {}).some((c) => c.secret)), "no secret config in the compared history");
   });
 
   it("a plan previewed before two more applies is refused (exit 7, nothing changed)", async () => {
