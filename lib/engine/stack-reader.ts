@@ -19,7 +19,8 @@ export type StackReaderOptions = Omit<OpenEngineStackOptions, "program" | "pulum
  * A stack read through the Pulumi CLI directly, for commands that only read (`status`, `history`): no
  * Automation API (loading it is about half a second of such a command), no `stack select`, no workspace
  * beyond the two files the CLI needs to find the project and the stack's secrets settings. Each method is
- * one CLI call; STACKPIN_DEBUG=timing counts them like the Automation API's.
+ * one CLI call (the history none on `file://` and `s3://`, where the backend's records are read);
+ * STACKPIN_DEBUG=timing counts them like the Automation API's.
  */
 export class StackReader {
   /** What opening repaired in the backend's files after a write that was killed (one line each). */
