@@ -680,26 +680,16 @@ export class EngineStack {
     this.held = mark;
     // The heartbeat: renews this mark (only while it is still this mark) well within its lease. A missed
     // renewal is tried again at the next beat; the lease outlives several.
-    let beat: Promise<void> = Promise.resolve();
-    const renew = () => {
-      beat = beat.then(async () => {
-        try {
-          await store.update((r) => {
-            if (!r.inFlight || !sameMark(r.inFlight, mark)) throw new MarkGone();
-            r.inFlight.renewedAt = new Date().toISOString();
-          });
-        } catch {
-          // Gone (nothing to renew) or a failed write (tried again at the next beat).
-        }
+    const beating = heartbeat(async () => {
+      await store.update((r) => {
+        if (!r.inFlight || !sameMark(r.inFlight, mark)) throw new MarkGone();
+        r.inFlight.renewedAt = new Date().toISOString();
       });
-    };
-    const timer = setInterval(renew, renewEvery);
-    timer.unref();
+    }, renewEvery);
     try {
       return await this.guard(fn);
     } finally {
-      clearInterval(timer);
-      await beat;
+      await beating.stop();
       this.held = undefined;
       // A failed update ended too (the engine released its lock); only a killed one leaves the mark. Only
       // ours is removed: a mark written meanwhile by another process stays with that process. A clearing
@@ -724,16 +714,11 @@ export class EngineStack {
     const leases = previewLeasesOf(this.target);
     if (!leases) return this.guard(fn);
     await leases.put(mark);
-    let beat: Promise<void> = Promise.resolve();
-    const timer = setInterval(() => {
-      beat = beat.then(() => leases.put({ ...mark, renewedAt: new Date().toISOString() })).catch(() => undefined);
-    }, renewEvery);
-    timer.unref();
+    const beating = heartbeat(() => leases.put({ ...mark, renewedAt: new Date().toISOString() }), renewEvery);
     try {
       return await this.guard(fn);
     } finally {
-      clearInterval(timer);
-      await beat;
+      await beating.stop();
       await leases.remove(mark).catch(() => undefined);
     }
   }
@@ -769,6 +754,24 @@ function maskOutputs(outputs: Record<string, { value: unknown; secret: boolean }
   return Object.fromEntries(
     Object.entries(outputs).map(([k, o]) => [k, { value: o.secret ? "[secret]" : o.value, secret: o.secret }]),
   );
+}
+
+/**
+ * Runs `renew` every `everyMs` (one at a time; a failed renewal is tried again at the next beat) until
+ * stopped; `stop` waits for a renewal under way.
+ */
+function heartbeat(renew: () => Promise<void>, everyMs: number): { stop(): Promise<void> } {
+  let beat: Promise<void> = Promise.resolve();
+  const timer = setInterval(() => {
+    beat = beat.then(renew).catch(() => undefined);
+  }, everyMs);
+  timer.unref();
+  return {
+    async stop() {
+      clearInterval(timer);
+      await beat;
+    },
+  };
 }
 
 /** Raised inside a records write to abandon it: the mark to renew is no longer there. */

@@ -5,21 +5,9 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { packageRoot } from "../../lib/engine/pulumi-cli";
 import { ExitCode } from "../../lib/errors";
-import { json, processesOf, pulumiOrSkip, TempProject, tempProject } from "./harness";
+import { json, processesOf, prng, pulumiOrSkip, TempProject, tempProject } from "./harness";
 
 const cliEntry = path.join(packageRoot(), "dist", "lib", "cli", "main.js");
-
-/** mulberry32: a small seeded PRNG, so a failing trial can be replayed with the same seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Where in the operation a trial kills the CLI's process group: each is an observable event. */
 type KillPoint =

@@ -4,21 +4,9 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from "@aws-sdk/client-s3";
 import { ExitCode } from "../../lib/errors";
-import { CliRun, json, processesOf, pulumiOrSkip, TempProject, tempProject } from "./harness";
+import { CliRun, json, processesOf, prng, pulumiOrSkip, TempProject, tempProject } from "./harness";
 import { fileAppears, ownProgramProject } from "./own-program";
 import { S3Server, startS3Server, versitygwOrSkip } from "./s3-server";
-
-/** mulberry32: a seeded PRNG, so a failing trial can be replayed with the same seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Polls `condition` until it holds or `ms` pass: for effects another process finishes on its own (a plugin exiting). */
 async function eventually(condition: () => boolean | Promise<boolean>, ms: number): Promise<boolean> {
