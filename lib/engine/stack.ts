@@ -39,7 +39,9 @@ import {
   readFileBackendLocks,
   removeBackendLock,
   repairInterruptedWrites,
+  thisPlace,
 } from "./interruption";
+import { samePlace } from "./lease";
 import { stopProcesses } from "./processes";
 import { previewLeasesOf, recordsFile, recordStoreOf, StackRecords, TagRecordStore, tagNameLimit, tagValueLimit } from "../records/ledger";
 import type { PulumiCli } from "./pulumi-cli";
@@ -437,11 +439,12 @@ export class EngineStack {
 
   /**
    * The locks Pulumi holds on this stack (`file://` and `s3://` backends), each judged against `mark`, the
-   * in-flight mark of the operation that may have taken it.
+   * in-flight mark, and the preview leases (`previews`: as the caller already read them; read here if not)
+   * of the operations that may have taken it.
    */
-  async locks(mark?: InFlightMark): Promise<BackendLock[]> {
-    const previews = (await previewLeasesOf(this.target)?.list()) ?? [];
-    return readBackendLocks(this.options.backendUrl, this.options.projectName, this.options.stackName, [...(mark ? [mark] : []), ...previews]);
+  async locks(mark?: InFlightMark, previews?: InFlightMark[]): Promise<BackendLock[]> {
+    const leases = previews ?? (await previewLeasesOf(this.target)?.list()) ?? [];
+    return readBackendLocks(this.options.backendUrl, this.options.projectName, this.options.stackName, [...(mark ? [mark] : []), ...leases]);
   }
 
   /** The leases of previews running (or killed while running) on the stack, each judged now. */
@@ -485,7 +488,8 @@ export class EngineStack {
   /**
    * The history entry of the update a mark covers, when that update has ended (it is in the backend's
    * history: same message, started when the mark was written or later). A preview leaves no history, and
-   * a recovery is not done when its refresh is (it reconciles processes after): undefined. One CLI call.
+   * a recovery is not done when its refresh is (it reconciles processes after): undefined. Reads the
+   * history ({@link history}).
    */
   async markEnded(mark: InFlightMark): Promise<{ revision: number; result: string } | undefined> {
     if (mark.kind === "preview" || mark.kind === "recover") return undefined;
@@ -665,7 +669,9 @@ export class EngineStack {
     await store.update(
       (r) => {
         const current = r.inFlight ?? legacyMark;
-        if (!current || (replacing && sameMark(current, replacing)) || (ended && sameMark(current, before!))) {
+        // This very process's own mark (an earlier call whose clearing write failed) is ours to replace.
+        const ours = current !== undefined && current.pid === process.pid && samePlace(current, thisPlace());
+        if (!current || ours || (replacing && sameMark(current, replacing)) || (ended && sameMark(current, before!))) {
           r.inFlight = mark;
           return;
         }

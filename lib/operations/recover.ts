@@ -88,7 +88,8 @@ export async function recoverInterrupted(ctx: EnvironmentContext, engine: Engine
   }
   if (mark && mark.liveness.state === "alive") refuse(`${mark.what} is running`, mark.liveness.detail, false, mark.liveness.expiresAt);
   if (mark && mark.liveness.state === "unknown" && !options.force) refuse(`${mark.what} may be running`, mark.liveness.detail, true);
-  const [locks, previews] = await Promise.all([engine.locks(mark), engine.previewLeases()]);
+  const previews = await engine.previewLeases();
+  const locks = await engine.locks(mark, previews);
   for (const lock of locks) {
     if (lock.liveness.state === "alive") refuse("Pulumi's lock is held", lock.liveness.detail, false, lock.liveness.expiresAt);
     if (lock.liveness.state === "unknown" && !options.force) refuse("Pulumi's lock is held", lock.liveness.detail, true);
