@@ -23,33 +23,8 @@ export async function readBackendHistory(backendUrl: string, projectName: string
 }
 
 async function readHistoryRecords(backendUrl: string, projectName: string, stackName: string): Promise<UpdateSummary[] | undefined> {
-  const dir = path.posix.join(".pulumi", "history", projectName, stackName);
-  // The stack's checkpoint proves the stack exists; without it the CLI says why (no such stack).
-  const checkpoints = [".json", ".json.gz", ".json.zst"].map((ext) => path.posix.join(".pulumi", "stacks", projectName, `${stackName}${ext}`));
-  let records: Buffer[];
-  if (backendUrl.startsWith("file://")) {
-    const root = backendUrl.slice("file://".length);
-    if (!checkpoints.some((c) => fs.existsSync(path.join(root, c)))) return undefined;
-    const full = path.join(root, dir);
-    if (!fs.existsSync(full)) return [];
-    const names = historyNames(fs.readdirSync(full));
-    if (!names) return undefined;
-    records = names.map((n) => fs.readFileSync(path.join(full, n)));
-  } else {
-    const s3 = s3LocationOf(backendUrl);
-    if (!s3) return undefined;
-    const stacks = await listKeys(s3, path.posix.join(".pulumi", "stacks", projectName, `${stackName}.json`));
-    if (!checkpoints.some((c) => stacks.includes(c))) return undefined;
-    const names = historyNames((await listKeys(s3, `${dir}/`)).map((k) => k.slice(dir.length + 1)));
-    if (!names) return undefined;
-    records = await Promise.all(
-      names.map(async (n) => {
-        const o = await getObject(s3, `${dir}/${n}`);
-        if (!o) throw new Error(`${dir}/${n} was listed but cannot be read`);
-        return Buffer.from(o.text, "utf8");
-      }),
-    );
-  }
+  const records = await readHistoryFiles(backendUrl, projectName, stackName);
+  if (!records) return undefined;
   const updates: UpdateSummary[] = [];
   for (const raw of records) {
     const u = updateSummaryOf(raw);
@@ -57,6 +32,47 @@ async function readHistoryRecords(backendUrl: string, projectName: string, stack
     updates.push(u);
   }
   return updates;
+}
+
+/**
+ * The raw update records of a stack on a `file://` or `s3://` backend, newest first (as stored: JSON,
+ * maybe gzip-compressed; {@link historyRecordJson} reads one). Undefined for other backends, for a stack
+ * without a checkpoint, and when a record is zstd-compressed.
+ */
+export async function readHistoryFiles(backendUrl: string, projectName: string, stackName: string): Promise<Buffer[] | undefined> {
+  const dir = path.posix.join(".pulumi", "history", projectName, stackName);
+  // The stack's checkpoint proves the stack exists; without it the CLI says why (no such stack).
+  const checkpoints = [".json", ".json.gz", ".json.zst"].map((ext) => path.posix.join(".pulumi", "stacks", projectName, `${stackName}${ext}`));
+  if (backendUrl.startsWith("file://")) {
+    const root = backendUrl.slice("file://".length);
+    if (!checkpoints.some((c) => fs.existsSync(path.join(root, c)))) return undefined;
+    const full = path.join(root, dir);
+    if (!fs.existsSync(full)) return [];
+    const names = historyNames(fs.readdirSync(full));
+    return names?.map((n) => fs.readFileSync(path.join(full, n)));
+  }
+  const s3 = s3LocationOf(backendUrl);
+  if (!s3) return undefined;
+  const stacks = await listKeys(s3, path.posix.join(".pulumi", "stacks", projectName, `${stackName}.json`));
+  if (!checkpoints.some((c) => stacks.includes(c))) return undefined;
+  const names = historyNames((await listKeys(s3, `${dir}/`)).map((k) => k.slice(dir.length + 1)));
+  if (!names) return undefined;
+  return Promise.all(
+    names.map(async (n) => {
+      const o = await getObject(s3, `${dir}/${n}`);
+      if (!o) throw new Error(`${dir}/${n} was listed but cannot be read`);
+      return Buffer.from(o.text, "utf8");
+    }),
+  );
+}
+
+/** One update record's JSON (gzip-compressed or not); undefined when it is not JSON. */
+export function historyRecordJson(raw: Buffer): unknown {
+  try {
+    return JSON.parse((raw[0] === 0x1f && raw[1] === 0x8b ? zlib.gunzipSync(raw) : raw).toString("utf8"));
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -115,19 +131,8 @@ export function shownConfigValue(v: unknown): ShownConfigValue {
  * undefined when it is not a record this reader knows.
  */
 export function updateSummaryOf(raw: Buffer): UpdateSummary | undefined {
-  let text: string;
-  try {
-    text = (raw[0] === 0x1f && raw[1] === 0x8b ? zlib.gunzipSync(raw) : raw).toString("utf8");
-  } catch {
-    return undefined;
-  }
-  let r: HistoryRecord;
-  try {
-    r = JSON.parse(text) as HistoryRecord;
-  } catch {
-    return undefined;
-  }
-  if (typeof r.kind !== "string" || typeof r.startTime !== "number" || typeof r.result !== "string") return undefined;
+  const r = historyRecordJson(raw) as HistoryRecord | undefined;
+  if (!r || typeof r.kind !== "string" || typeof r.startTime !== "number" || typeof r.result !== "string") return undefined;
   const config = r.config && typeof r.config === "object" ? Object.fromEntries(Object.entries(r.config).map(([k, v]) => [k, shownConfigValue(v)])) : {};
   const summary: Record<string, unknown> = {
     version: typeof r.version === "number" ? r.version : 0,
