@@ -101,7 +101,7 @@ export function locateOptionsFromEnv(env: StackpinEnv, projectDir?: string): Loc
 
 /** Progress of an operation, for people: phases and resources as the engine touches them. */
 export type ProgressEvent =
-  | { type: "phase"; phase: "validate" | "preview" | "apply" | "verify" | "record" | "rollback" | "recover" | "watch"; message: string }
+  | { type: "phase"; phase: "validate" | "preview" | "switch" | "apply" | "verify" | "record" | "rollback" | "recover" | "watch"; message: string }
   | { type: "check"; name: string; passed: boolean; detail: string; attempts: number }
   | { type: "resource"; op: string; name: string; resourceType: string; status: "started" | "done" | "failed" }
   | { type: "diagnostic"; severity: string; message: string }

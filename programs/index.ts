@@ -1,9 +1,9 @@
-import type { ProgramConfigSpec, ProgramFactory, ProgramReconciler } from "./types";
+import type { ProgramConfigSpec, ProgramFactory, ProgramReconciler, TrafficSwitch } from "./types";
 import { awsConfig } from "./aws/schema";
 import { explainKubernetesFailure, kubernetesConfig } from "./kubernetes/schema";
 import { localConfig } from "./local/schema";
 
-export type { FailureExplainer, ProgramConfigSpec, ProgramContext, ProgramFactory, ProgramReconciler, StateResourceView } from "./types";
+export type { FailureExplainer, ProgramConfigSpec, ProgramContext, ProgramFactory, ProgramReconciler, StateResourceView, SwitchOutcome, SwitchRequest, TrafficSwitch } from "./types";
 
 // Cloud SDKs are large; a program's module loads only when a stack names it. Its config schema is
 // small and loads now, so a version file is checked without loading the program.
@@ -14,7 +14,11 @@ const lazy = (load: () => ProgramFactory, config: ProgramConfigSpec): ProgramFac
 export const builtinPrograms: Record<string, ProgramFactory> = {
   local: Object.assign(lazy(() => require("./local").localProgram, localConfig), {
     reconcile: ((context, state) => require("./local").reconcileLocal(context, state)) as ProgramReconciler,
+    switchTraffic: ((request) => require("./local/switch").switchLocal(request)) as TrafficSwitch,
   }),
   aws: lazy(() => require("./aws").awsProgram, awsConfig),
-  kubernetes: Object.assign(lazy(() => require("./kubernetes").kubernetesProgram, kubernetesConfig), { explainFailure: explainKubernetesFailure }),
+  kubernetes: Object.assign(lazy(() => require("./kubernetes").kubernetesProgram, kubernetesConfig), {
+    explainFailure: explainKubernetesFailure,
+    switchTraffic: ((request) => require("./kubernetes/switch").switchKubernetes(request)) as TrafficSwitch,
+  }),
 };

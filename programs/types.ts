@@ -41,5 +41,46 @@ export interface ProgramConfigSpec {
  */
 export type FailureExplainer = (report: string) => string | undefined;
 
-/** A program stackpin can run: given the context, the inline Pulumi program; `config` declares its config, `reconcile` cleans up after an interrupted update. */
-export type ProgramFactory = ((context: ProgramContext) => PulumiFn) & { config?: ProgramConfigSpec; reconcile?: ProgramReconciler; explainFailure?: FailureExplainer };
+/** What a {@link TrafficSwitch} is asked to do: send traffic to `slot`, which should already run `version`. */
+export interface SwitchRequest {
+  context: ProgramContext;
+  /** The program's config as the switch's update will apply it: the stack's and the version's keys as written (`target`, `kubernetes:context`). */
+  config: Record<string, unknown>;
+  /** The stack's outputs as the newest update left them (plain values). */
+  outputs: Record<string, unknown>;
+  slot: "blue" | "green";
+  version: string;
+  /** The version's health check (path, timeouts). */
+  health: { path: string; timeoutMs: number; intervalMs: number; retries: number; backoff: number };
+}
+
+/** What a {@link TrafficSwitch} did: moved traffic (and when it settled), or nothing, and why. */
+export type SwitchOutcome =
+  | {
+      moved: true;
+      /** Epoch ms at which the switch was written (the selector, the route). */
+      movedAt: number;
+      /** Epoch ms at which every ready endpoint was on the target slot; absent when that was not seen in time. */
+      settledAt?: number;
+      /** One line for people: what was written and what was seen. */
+      detail: string;
+    }
+  | { moved: false; reason: string };
+
+/**
+ * Moves traffic to a slot that is warm (it runs the version, with the current secrets), ready and healthy,
+ * before the engine's update that records it; that update then finds the switch already as it wants it.
+ * It checks the slot itself first and moves nothing (answering why) when the slot is not ready.
+ */
+export type TrafficSwitch = (request: SwitchRequest) => Promise<SwitchOutcome>;
+
+/**
+ * A program stackpin can run: given the context, the inline Pulumi program; `config` declares its config,
+ * `reconcile` cleans up after an interrupted update, `switchTraffic` moves traffic first on a switch-back.
+ */
+export type ProgramFactory = ((context: ProgramContext) => PulumiFn) & {
+  config?: ProgramConfigSpec;
+  reconcile?: ProgramReconciler;
+  explainFailure?: FailureExplainer;
+  switchTraffic?: TrafficSwitch;
+};

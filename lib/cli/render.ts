@@ -99,7 +99,15 @@ export function renderApply(result: ApplyResult): string {
 /** A rollback's outcome, with what was recorded and told around it. */
 export function renderRollback(r: RollbackResult): string {
   if (r.skipped) return `${r.skipped}; nothing was applied or recorded (--force re-applies it)`;
-  const lines = [renderApply(r)];
+  const lines = renderApply(r).split("\n");
+  if (r.traffic) {
+    const t = r.traffic;
+    lines.splice(
+      1,
+      0,
+      `  traffic: on the ${t.slot} slot (${t.version}) ${(t.movedMs / 1000).toFixed(2)} s after the rollback started${t.settledMs !== undefined ? `, every ready endpoint there at ${(t.settledMs / 1000).toFixed(2)} s` : ""}; recorded by the engine at ${((r.recordedMs ?? 0) / 1000).toFixed(1)} s`,
+    );
+  }
   if (r.approvals.length) lines.push(`  approved by: ${r.approvals.join("; ")}`);
   for (const n of r.notifications) lines.push(`  webhook ${n.event} -> ${n.url}: ${n.ok ? "delivered" : pc.yellow(`FAILED (${n.error})`)}`);
   if (r.incident) lines.push(`  incident record: ${r.incident.markdown}`);

@@ -16,6 +16,7 @@ import { planRollback, RollbackPlan, skipOf } from "./rollback-plan";
 import type { Plan } from "./plan";
 import { recoverInterrupted, RecoveryReport } from "./recover";
 import { fileDiffersWarning, readRanSecrets, resolveRollbackTarget, validateTargetEarly } from "./resolve";
+import { moveTrafficFirst, TrafficMoved } from "./switch-first";
 
 /** Options for {@link rollback}. */
 export interface RollbackOptions extends ProgressOptions {
@@ -65,6 +66,10 @@ export interface RollbackResult extends ApplyResult {
   breachToRollbackMs?: number;
   /** What was cleaned up first, when an earlier operation had been interrupted. */
   recovery?: RecoveryReport;
+  /** Set when traffic moved before the engine ran (a pure switch back to a warm slot): where and when. */
+  traffic?: TrafficMoved;
+  /** From the rollback's start to the engine's update having recorded it (the state written). */
+  recordedMs?: number;
 }
 
 /**
@@ -75,6 +80,7 @@ export interface RollbackResult extends ApplyResult {
  * fails verification.
  */
 export async function rollback(ctx: EnvironmentContext, options: RollbackOptions): Promise<RollbackResult> {
+  const startedAt = Date.now();
   options.onProgress?.({ type: "phase", phase: "validate", message: `resolving ${options.to} for ${ctx.stack.name}` });
   validateTargetEarly(ctx, options.to);
   const incident = new IncidentRecorder({ stack: ctx.stack.name, to: options.to, actor: ctx.actor, reason: options.reason, trigger: options.trigger });
@@ -105,14 +111,24 @@ export async function rollback(ctx: EnvironmentContext, options: RollbackOptions
   // the version already live without loading the engine at all.
   const reader = await ctx.openReader();
   let seen: Awaited<ReturnType<typeof readOnce>>;
+  let traffic: TrafficMoved | undefined;
   try {
     seen = await readOnce(ctx, reader);
     // No lock and no in-flight mark: nothing was interrupted, so the history read is the whole story.
-    const skip = seen && !seen.locks && !seen.records.inFlight ? attempt(() => skipOf(ctx, seen!.history, options, false)) : undefined;
+    const quiet = seen && !seen.locks && !seen.records.inFlight ? seen : undefined;
+    const skip = quiet ? attempt(() => skipOf(ctx, quiet.history, options, false)) : undefined;
     if (skip) {
       // The outputs the apply recorded when it is the newest update (it is, here); asked of the CLI otherwise.
       const recorded = seen!.records.live?.updateId === seen!.history[0]?.updateId ? seen!.records.live?.outputs : undefined;
       return skipped(ctx, skip, recorded ?? (await reader.outputs()), Date.parse(incident.record.startedAt));
+    }
+    // Traffic first, when nobody is asked anything and the rollback is a pure switch back to a warm slot.
+    if (quiet && !options.confirm && !options.force) {
+      traffic = await moveTrafficFirst(ctx, reader, quiet, options.to, startedAt, options).catch((err: Error) => {
+        options.onProgress?.({ type: "diagnostic", severity: "warning", message: `traffic not moved first (${err.message.split("\n")[0]}): the engine goes first` });
+        return undefined;
+      });
+      if (traffic) incident.step("traffic moved", `to the ${traffic.slot} slot (${traffic.version}) ${(traffic.movedMs / 1000).toFixed(2)} s after the rollback started: ${traffic.detail}`);
     }
   } finally {
     reader.close();
@@ -158,6 +174,7 @@ export async function rollback(ctx: EnvironmentContext, options: RollbackOptions
     await tell("rollback.started");
     incident.step("apply started", desired.notes.join("; "));
     const result = await applyWith(ctx, engine, { op: "rollback", from, to: target.version, who: ctx.actor, reason: options.reason, approvals: recordOf(granted) }, target, history, desired, options, held);
+    const recordedMs = Date.now() - startedAt;
     incident.record.revision = result.revision;
     incident.record.diff ??= {
       config: diffConfig(from ? safeConfig(ctx, from) : {}, target.config).map((c) => ({ key: c.key, kind: c.kind })),
@@ -183,8 +200,17 @@ export async function rollback(ctx: EnvironmentContext, options: RollbackOptions
       incident: written,
       breachToRollbackMs: incident.record.breachToRollbackMs,
       ...(recovery.recovered ? { recovery } : {}),
+      ...(traffic ? { traffic, recordedMs } : {}),
     };
   } catch (err) {
+    if (traffic) {
+      // The truth about the world: traffic is on the slot it was moved to, whatever failed after.
+      options.onProgress?.({
+        type: "diagnostic",
+        severity: "error",
+        message: `traffic was already moved to the ${traffic.slot} slot (${traffic.version}) and stays there, but the engine did not record it: run \`stackpin rollback --stack ${ctx.stack.name} --to ${traffic.version}\` again to record it`,
+      });
+    }
     if (err instanceof VerificationFailedError) throw err;
     if (started) {
       const detail = (err as Error).message.split("\n")[0];

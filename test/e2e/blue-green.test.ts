@@ -26,6 +26,8 @@ function alive(pid: number): boolean {
 /** A client polling through the traffic switch, counting every answer that was not a healthy 200. */
 function poller(endpoint: string) {
   const seen: string[] = [];
+  /** When each version first answered (epoch ms). */
+  const firstAt: Record<string, number> = {};
   const failures: string[] = [];
   let requests = 0;
   let running = true;
@@ -36,7 +38,10 @@ function poller(endpoint: string) {
       try {
         const r = await health(endpoint);
         if (r.code !== 200) failures.push(`${r.code} ${JSON.stringify(r.body)}`);
-        else if (seen[seen.length - 1] !== r.body.version) seen.push(r.body.version);
+        else if (seen[seen.length - 1] !== r.body.version) {
+          seen.push(r.body.version);
+          firstAt[r.body.version] ??= Date.now();
+        }
       } catch (err) {
         failures.push(String((err as Error).cause ?? err));
       }
@@ -46,6 +51,7 @@ function poller(endpoint: string) {
   })();
   return {
     seen,
+    firstAt,
     failures,
     requests: () => requests,
     /** Resolves once the client has made `n` more requests (so it has seen what the switch serves now). */
@@ -89,18 +95,19 @@ describe("the local target: blue/green, verification, forward-only secrets (real
     ]);
   });
 
-  it("rolls back by switching traffic to blue: a polling client sees only healthy answers, then v1", async () => {
+  it("rolls back by switching traffic to blue first: a polling client sees only healthy answers, then v1, before the engine has recorded it", async () => {
     const before = json(await project.cli(["status", "--stack", "dev", "--json"])).outputs;
     const bluePid = before.slots.value.blue.pid;
     const greenPid = before.slots.value.green.pid;
     const client = poller(endpoint);
     const started = Date.now();
     const r = await project.cli(["rollback", "--stack", "dev", "--to", "v1", "--yes", "--json", "--reason", "v2 error rate"]);
-    const took = Date.now() - started;
+    const ended = Date.now();
+    const took = ended - started;
     await client.next(20);
     await client.stop();
     process.stderr.write(
-      `      [figures] rollback by switch: ${took} ms; ${client.requests()} requests through the switch, ${client.failures.length} failed\n`,
+      `      [figures] rollback by switch: ${took} ms, v1 answering after ${client.firstAt.v1 - started} ms; ${client.requests()} requests through the switch, ${client.failures.length} failed\n`,
     );
     assert.equal(r.code, ExitCode.ok, r.stderr);
     assert.deepEqual(client.failures, [], "requests failed during the rollback");
@@ -110,6 +117,10 @@ describe("the local target: blue/green, verification, forward-only secrets (real
     assert.equal(result.outputs.slots.value.green, undefined, "green was drained");
     assert.ok(!alive(greenPid), "the green process stopped");
     assert.equal(result.verification.passed, true);
+    // Traffic first: v1 answered while the engine was still recording the switch.
+    assert.equal(result.traffic?.slot, "blue", JSON.stringify(result.traffic));
+    assert.ok(client.firstAt.v1 < ended, "v1 answered before the rollback command ended");
+    assert.ok(result.traffic.movedMs < result.recordedMs, "traffic moved before the state was recorded");
   });
 
   it("rotates a secret forward, and a rollback keeps the higher generation", async () => {
