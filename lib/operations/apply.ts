@@ -376,6 +376,8 @@ export async function applyWith(
  */
 async function updateFailure(ctx: EnvironmentContext, engine: EngineStack, target: VersionFile, history: HistoryEntry[], desired: DesiredState, id: string, err: unknown): Promise<ApplyFailedError> {
   const message = err instanceof EngineFailedError ? err.detail : (err as Error).message;
+  // The engine's whole report, for a failure whose error lines say too little.
+  if ((process.env.STACKPIN_DEBUG ?? "").split(",").includes("engine")) process.stderr.write(`[engine] ${message}\n`);
   const detail = engineFailure(message);
   // Named only when the engine did record an update after the one the plan started from.
   const newest = await newestRevision(engine).catch(() => undefined);

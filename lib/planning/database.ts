@@ -38,6 +38,12 @@ export interface SnapshotRecord {
    * checks restores compares it). Absent in records written before it was kept.
    */
   schema?: number;
+  /**
+   * The revision of the update that took it. A target names the snapshot's object by it, so a retry of a
+   * failed apply takes a snapshot of its own instead of finding the failed attempt's. Absent in records
+   * written before it was kept.
+   */
+  attempt?: number;
 }
 
 /** A restored instance the stack keeps (or kept: `removed`), named by its base backup and time. */
@@ -112,6 +118,8 @@ export interface DatabaseRequest {
   /** Planning for a preview: a missing approval becomes a warning instead of an error. */
   previewOnly?: boolean;
   now: Date;
+  /** The revision the apply will be (the newest plus one): recorded in a snapshot it takes. */
+  revision?: number;
 }
 
 /** The snapshot taken before applying an incompatible `version`. */
@@ -308,7 +316,7 @@ export function planDatabase(
     let takeSnapshot: string | undefined;
     if (incompatible.length) {
       takeSnapshot = freshName(snapshotNameFor(target.version), snapshots);
-      snapshots.push({ name: takeSnapshot, version: target.version, source: current.live, schema: liveSchema });
+      snapshots.push({ name: takeSnapshot, version: target.version, source: current.live, schema: liveSchema, ...(request.revision ? { attempt: request.revision } : {}) });
       notes.push(`snapshot ${takeSnapshot} is taken from ${current.live} before migrating (${incompatible.map((v) => v.spec.migration!.name).join(", ")} is not backward compatible)`);
     }
     if (want > liveSchema) notes.push(`schema ${liveSchema} -> ${want}: ${crossing.map((v) => v.spec.migration!.name).join(", ")}`);
@@ -333,7 +341,7 @@ export function planDatabase(
     return {
       plan: {
         ...base,
-        snapshots: [...snapshots, { name: takeSnapshot, version: target.version, source: current.live, schema: liveSchema }],
+        snapshots: [...snapshots, { name: takeSnapshot, version: target.version, source: current.live, schema: liveSchema, ...(request.revision ? { attempt: request.revision } : {}) }],
         schema: want,
         migrations: ups(want),
         downs,
@@ -354,6 +362,11 @@ export function planDatabase(
     throw new RestoreImpossibleError(stack, `no snapshot ${snapshotNameFor(firstBad.version)} to restore from; restore to a time with \`stackpin restore --to-time\``);
   }
   const time = live.snapshotTimes[snap.name];
+  // Said, not silent: a version applied more than once (a retry after a failure) has a snapshot per attempt.
+  const others = snapshots.filter((s) => s.version === firstBad.version && s.name !== snap.name);
+  if (others.length) {
+    notes.push(`${snap.name} is the newest of the snapshots taken before ${firstBad.version} (${time}); ${others.map((s) => s.name).join(", ")}, from ${others.length === 1 ? "an earlier attempt, is" : "earlier attempts, are"} kept and not used`);
+  }
   if (!request.approveDataLoss && request.previewOnly) warnings.push("applying this needs --approve-data-loss");
   else if (!request.approveDataLoss) {
     throw new DataLossApprovalRequiredError(

@@ -126,7 +126,7 @@ export function planDesiredState(
     const targetDb = target.database
       ? versions.find((v) => v.version === target.version)!
       : { version: target.version, spec: { schema: left.plan?.schema ?? 0, backwardCompatible: true } };
-    const request: DatabaseRequest = { ...dbOptions, now };
+    const request: DatabaseRequest = { ...dbOptions, now, revision: (history[0]?.revision ?? 0) + 1 };
     const times = { ...snapshotTimes(outputs), ...left.snapshotTimes };
     // A rollback is also what follows a failed deploy that moved the schema: back down from where it is.
     const direction = op === "rollback" ? "rollback" : "deploy";
@@ -140,7 +140,7 @@ export function planDesiredState(
     generations: secrets.generations,
     database,
     databaseLeft: left,
-    notes: [describeMove(move, live.rollout, layout), ...secrets.notes, ...(database?.notes ?? [])],
+    notes: [describeMove(move, live.rollout, layout, risingGenerations(secrets.generations, live.secretGenerations)), ...secrets.notes, ...(database?.notes ?? [])],
     warnings: [
       ...notes,
       ...secrets.notes.filter((n) => /never roll back/.test(n)),
@@ -148,6 +148,13 @@ export function planDesiredState(
       ...plainPasswordWarnings({ ...stack.config, ...target.config }, project),
     ],
   };
+}
+
+/** The secrets whose generation differs from what the last success ran (`apiKey generation 2`): the slots move to them. */
+export function risingGenerations(generations: Generations, live: Generations | undefined): string[] {
+  return Object.entries(generations)
+    .filter(([name, g]) => live !== undefined && live[name] !== g)
+    .map(([name, g]) => `${name} generation ${g}`);
 }
 
 /**

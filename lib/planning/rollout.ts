@@ -55,16 +55,22 @@ export function nextLayout(
   };
 }
 
-/** One sentence for the preview. */
-export function describeMove(move: RolloutMove, before: RolloutLayout | undefined, after: RolloutLayout): string {
+/**
+ * One sentence for the preview. `rising` names the secrets whose generation the apply raises (`apiKey
+ * generation 2`): the slots move to them, so a switch-back is then not a pure switch.
+ */
+export function describeMove(move: RolloutMove, before: RolloutLayout | undefined, after: RolloutLayout, rising: string[] = []): string {
   const to = after.slots[after.active]?.version;
+  const secrets = rising.length ? ` moves to the current secrets (${rising.join(", ")})` : "";
   switch (move) {
     case "first-start":
       return `${to} starts on the ${after.active} slot, which takes the traffic`;
     case "reapply":
-      return `${to} stays on the ${after.active} slot${before?.slots[idleOf(after.active)] && !after.slots[idleOf(after.active)] ? `; the ${idleOf(after.active)} slot is drained and stopped` : ""}`;
+      return `${to} stays on the ${after.active} slot${secrets ? `, which${secrets} in place, never below its ready count` : ""}${
+        before?.slots[idleOf(after.active)] && !after.slots[idleOf(after.active)] ? `; the ${idleOf(after.active)} slot is drained and stopped` : ""
+      }`;
     case "switch-back":
-      return `traffic switches back to the ${after.active} slot, which still runs ${to} (no redeploy)${
+      return `traffic switches back to the ${after.active} slot, which ${secrets ? `runs ${to} but first${secrets}: a redeploy, not a pure switch` : `still runs ${to} (no redeploy)`}${
         after.slots[idleOf(after.active)] ? "" : `; then the ${idleOf(after.active)} slot is drained and stopped`
       }`;
     case "start-idle-and-switch":

@@ -4,6 +4,7 @@ import { createHash } from "node:crypto";
 import { normalizePlan, PRIMARY } from "../../lib/planning/database";
 import { GeneratedSecret } from "../generated-secret";
 import type { ProgramFactory } from "../types";
+import type { SlotRelease } from "../../lib/planning/rollout";
 import { imageFor, readStackpinConfig, runningSlots } from "../stackpin-config";
 import { restoreCheckScript } from "./restore-check";
 import { kubernetesSecretName, kubernetesTargetSchema } from "./schema";
@@ -73,29 +74,6 @@ export const kubernetesProgram: ProgramFactory = () => async () => {
     generation,
     value: new GeneratedSecret(`${name}-value`, { generation }, { dependsOn: preflight }),
   }));
-  // One Secret per colour and secret: the colour that is to serve reads the current generation, while
-  // the other keeps reading the Secret it started with (its inputs are left as they were), so a
-  // rotation never replaces what the live colour reads; the Secret goes when its colour is drained.
-  const secretsOf = (slot: string) =>
-    values.map(({ name, generation, value }) => {
-      const kept = slot !== sp.rollout.active;
-      return {
-        env: `SECRET_${name.toUpperCase().replace(/-/g, "_")}`,
-        generation,
-        secret: new k8s.core.v1.Secret(
-          `secret-${name}-${slot}`,
-          {
-            metadata: { ...meta(`${s.app}-${slot}-${kubernetesSecretName.parse(name)}`, { slot }), annotations: { "stackpin.dev/generation": String(generation) } },
-            // `data`, not `stringData`: the provider turns `stringData` into `data` only once the value is
-            // known, so the update would not match the plan its preview saved (the value unknown then).
-            data: { value: value.value.apply((v) => Buffer.from(v).toString("base64")), generation: Buffer.from(String(generation)).toString("base64") },
-          },
-          // After a restore's check too: replacing a colour's Secret replaces its Deployment, and nothing
-          // of the app changes before the restored database is known to hold what the snapshot held.
-          { dependsOn: [...preflight, ...(restoreCheck ? [restoreCheck] : [])], ...(kept ? { ignoreChanges: ["stringData", "data", "metadata.annotations"] } : {}) },
-        ),
-      };
-    });
   // Every volume and snapshot holds data: removed from the stack (only by an approved `snapshot rm` or
   // `destroy --approve-data-loss`), it stays in the cluster. Snapshots and restored volumes are declared
   // from the stack's record.
@@ -109,6 +87,11 @@ export const kubernetesProgram: ProgramFactory = () => async () => {
     { ...keep, dependsOn: preflight },
   );
   const claimOf = (instance: string) => (instance === PRIMARY ? `${s.app}-data` : `${s.app}-${instance}`);
+  // A snapshot's object is named by the attempt that took it: a retry makes its own, never the failed one's.
+  const snapshotObject = (name: string) => {
+    const record = db?.snapshots.find((x) => x.name === name);
+    return `${s.app}-${name}${record?.attempt ? `-r${record.attempt}` : ""}`;
+  };
   const snapshots = Object.fromEntries(
     (db?.snapshots ?? []).map((snap) => [
       snap.name,
@@ -118,7 +101,7 @@ export const kubernetesProgram: ProgramFactory = () => async () => {
           apiVersion: "snapshot.storage.k8s.io/v1",
           kind: "VolumeSnapshot",
           metadata: {
-            ...meta(`${s.app}-${snap.name}`, { "stackpin.dev/version": snap.version }),
+            ...meta(snapshotObject(snap.name), { "stackpin.dev/version": snap.version, "stackpin.dev/snapshot": snap.name }),
             // The provider waits for this (it does not wait on custom resources otherwise).
             annotations: { "pulumi.com/waitFor": "jsonpath={.status.readyToUse}=true", "pulumi.com/timeoutSeconds": String(s.snapshotReadySeconds ?? 600) },
           },
@@ -140,7 +123,7 @@ export const kubernetesProgram: ProgramFactory = () => async () => {
           accessModes: ["ReadWriteOnce"],
           storageClassName: s.storageClass,
           resources: { requests: { storage: s.dataSize ?? "10Gi" } },
-          dataSource: { apiGroup: "snapshot.storage.k8s.io", kind: "VolumeSnapshot", name: `${s.app}-${r.snapshot}` },
+          dataSource: { apiGroup: "snapshot.storage.k8s.io", kind: "VolumeSnapshot", name: snapshotObject(r.snapshot) },
         },
       },
       { ...keep, dependsOn: snapshots[r.snapshot] ? [snapshots[r.snapshot]] : [] },
@@ -247,70 +230,91 @@ export const kubernetesProgram: ProgramFactory = () => async () => {
       )
     : undefined;
 
-  const deployments = Object.fromEntries(
-    runningSlots(sp.rollout).map(([slot, release]) => {
-      const secrets = secretsOf(slot);
-      const kept = slot !== sp.rollout.active;
-      return [
-        slot,
-        new k8s.apps.v1.Deployment(
-          `app-${slot}`,
-          {
-            metadata: meta(`${s.app}-${slot}`, { slot, version: release.version }),
+  // One Secret per secret and generation, read by both colours: a generation that rises makes a new
+  // Secret (a new name, so it is created before the old one goes) and rolls each colour's pods onto it —
+  // the colour that takes no traffic too, so a switch back to it has nothing to redeploy. A live colour
+  // is rolled in place, a pod at a time with none taken away before its successor is ready: its objects
+  // are never replaced, and its ready endpoints never drop.
+  const secrets = values.map(({ name, generation, value }) => ({
+    env: `SECRET_${name.toUpperCase().replace(/-/g, "_")}`,
+    generation,
+    secret: new k8s.core.v1.Secret(
+      `secret-${name}`,
+      {
+        metadata: { ...meta(`${s.app}-${kubernetesSecretName.parse(name)}-g${generation}`), annotations: { "stackpin.dev/generation": String(generation) } },
+        immutable: true,
+        // `data`, not `stringData`: the provider turns `stringData` into `data` only once the value is
+        // known, so the update would not match the plan its preview saved (the value unknown then).
+        data: { value: value.value.apply((v) => Buffer.from(v).toString("base64")), generation: Buffer.from(String(generation)).toString("base64") },
+      },
+      // After a restore's check too: nothing of the app changes before the restored database is known to
+      // hold what the snapshot held.
+      { dependsOn: [...preflight, ...(restoreCheck ? [restoreCheck] : [])] },
+    ),
+  }));
+  // One colour: a Deployment running its release, reading the current generation of every secret.
+  const colour = (slot: string, release: SlotRelease, after: pulumi.Resource[]) =>
+    new k8s.apps.v1.Deployment(
+      `app-${slot}`,
+      {
+        metadata: meta(`${s.app}-${slot}`, { slot, version: release.version }),
+        spec: {
+          replicas: Number(release.config.replicas ?? 2),
+          // A rolling update (new secrets on the live colour) never takes a ready pod away first.
+          strategy: { type: "RollingUpdate", rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } },
+          ...(s.progressDeadlineSeconds ? { progressDeadlineSeconds: s.progressDeadlineSeconds } : {}),
+          selector: { matchLabels: { app: s.app, slot } },
+          template: {
+            metadata: {
+              labels: { app: s.app, slot, version: release.version },
+              // Environment from a Secret is read when a pod starts: a new generation rolls the pods.
+              annotations: { "stackpin.dev/secret-generations": secrets.map((x) => `${x.env}=${x.generation}`).join(",") },
+            },
             spec: {
-              replicas: Number(release.config.replicas ?? 2),
-              ...(s.progressDeadlineSeconds ? { progressDeadlineSeconds: s.progressDeadlineSeconds } : {}),
-              selector: { matchLabels: { app: s.app, slot } },
-              template: {
-                metadata: {
-                  labels: { app: s.app, slot, version: release.version },
-                  // Environment from a Secret is read when a pod starts: a new generation rolls the pods.
-                  annotations: { "stackpin.dev/secret-generations": secrets.map((x) => `${x.env}=${x.generation}`).join(",") },
-                },
-                spec: {
-                  containers: [
-                    {
-                      name: "app",
-                      image: imageFor(s.imageRepository, release),
-                      ports: [{ containerPort: port }],
-                      env: [
-                        { name: "STACKPIN_VERSION", value: release.version },
-                        { name: "DATABASE_HOST", value: database.metadata.name },
-                        ...secrets.map((x) => ({ name: x.env, valueFrom: { secretKeyRef: { name: x.secret.metadata.name, key: "value" } } })),
-                      ],
-                      readinessProbe: {
-                        httpGet: { path: sp.verify.health.path, port },
-                        periodSeconds: Math.max(1, Math.ceil(sp.verify.health.intervalMs / 1000)),
-                        timeoutSeconds: Math.max(1, Math.ceil(sp.verify.health.timeoutMs / 1000)),
-                        failureThreshold: sp.verify.health.retries + 1,
-                      },
-                    },
+              containers: [
+                {
+                  name: "app",
+                  image: imageFor(s.imageRepository, release),
+                  ports: [{ containerPort: port }],
+                  env: [
+                    { name: "STACKPIN_VERSION", value: release.version },
+                    { name: "DATABASE_HOST", value: database.metadata.name },
+                    ...secrets.map((x) => ({ name: x.env, valueFrom: { secretKeyRef: { name: x.secret.metadata.name, key: "value" } } })),
                   ],
+                  readinessProbe: {
+                    httpGet: { path: sp.verify.health.path, port },
+                    periodSeconds: Math.max(1, Math.ceil(sp.verify.health.intervalMs / 1000)),
+                    timeoutSeconds: Math.max(1, Math.ceil(sp.verify.health.timeoutMs / 1000)),
+                    failureThreshold: sp.verify.health.retries + 1,
+                  },
                 },
-              },
+              ],
             },
           },
-          // The colour kept for an instant rollback stays exactly as it was started, secrets included.
-          {
-            dependsOn: migration ? [migration] : [],
-            ...(kept ? { ignoreChanges: ["spec.template.metadata.annotations"] } : {}),
-            // A little past the deadline, so the error names ProgressDeadlineExceeded.
-            ...(s.progressDeadlineSeconds ? { customTimeouts: { create: `${s.progressDeadlineSeconds + 5}s`, update: `${s.progressDeadlineSeconds + 5}s` } } : {}),
-          },
-        ),
-      ];
-    }),
-  );
-
+        },
+      },
+      {
+        dependsOn: [...(migration ? [migration] : []), ...after],
+        // A little past the deadline, so the error names ProgressDeadlineExceeded.
+        ...(s.progressDeadlineSeconds ? { customTimeouts: { create: `${s.progressDeadlineSeconds + 5}s`, update: `${s.progressDeadlineSeconds + 5}s` } } : {}),
+      },
+    );
+  const running = runningSlots(sp.rollout);
+  const active = running.find(([slot]) => slot === sp.rollout.active)!;
+  const live = colour(active[0], active[1], []);
   // The traffic switch: the Service selects the active colour, after that colour's Deployment is ready.
+  // That readiness is what the switch waits for; the provider's own wait on a Service (for endpoints,
+  // polled: about 10 s on a change of selector here) adds nothing to it, so it is skipped.
   const service = new k8s.core.v1.Service(
     "service",
     {
-      metadata: meta(s.app),
+      metadata: { ...meta(s.app), annotations: { "pulumi.com/skipAwait": "true" } },
       spec: { selector: { app: s.app, slot: sp.rollout.active }, ports: [{ port: 80, targetPort: port }] },
     },
-    { dependsOn: [deployments[sp.rollout.active]] },
+    { dependsOn: [live] },
   );
+  // The colour taking no traffic changes only after the switch: the Service has left it by then.
+  for (const [slot, release] of running.filter(([slot]) => slot !== sp.rollout.active)) colour(slot, release, [service]);
 
   return {
     version: sp.version,
@@ -321,7 +325,11 @@ export const kubernetesProgram: ProgramFactory = () => async () => {
     databaseSnapshots: Object.fromEntries(
       Object.entries(snapshots).map(([name, snap]) => {
         const record = db!.snapshots.find((x) => x.name === name)!;
-        return [name, { version: record.version, source: record.source, takenAt: snap.metadata.creationTimestamp }];
+        // Through the id: a snapshot created in this update has no creationTimestamp in the preview (the
+        // provider previews a create with its inputs), so the preview must say unknown, not absent, or the
+        // update would not match the plan it saved.
+        const takenAt = pulumi.all([snap.id, snap.metadata.creationTimestamp]).apply(([, t]) => t);
+        return [name, { version: record.version, source: record.source, takenAt }];
       }),
     ),
     databaseInstances: Object.fromEntries(

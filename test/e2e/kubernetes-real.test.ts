@@ -28,12 +28,51 @@ describe("kubernetes target against a real API server: deploy v41, v42, preview 
   let env: NodeJS.ProcessEnv;
   const stack = "prod";
   const figures: string[] = [];
+  /** The VolumeSnapshot the failed attempt at v42 took. */
+  let failedAttemptSnapshot: any;
+  /** The VolumeSnapshot the successful retry of v42 took. */
+  let retrySnapshot: string | undefined;
 
   const cli = (args: string[]) => project!.cli([...args, "--stack", stack], { env });
   const api = () => cluster!.api;
   const deployment = (slot: string) => api().get(`/apis/apps/v1/namespaces/${NS}/deployments/shop-${slot}`);
   const selector = async () => (await api().get(`/api/v1/namespaces/${NS}/services/shop`)).spec.selector;
-  const secret = (slot: string) => api().get(`/api/v1/namespaces/${NS}/secrets/shop-${slot}-api-key`);
+  /** The Secret a colour's pods read `apiKey` from (the Secret its Deployment's template names). */
+  const secret = async (slot: string) => {
+    const env = (await deployment(slot)).spec.template.spec.containers[0].env as any[];
+    return api().get(`/api/v1/namespaces/${NS}/secrets/${env.find((e) => e.name === "SECRET_APIKEY").valueFrom.secretKeyRef.name}`);
+  };
+  const snapshotsOf = async (name: string) =>
+    (await api().get(`/apis/snapshot.storage.k8s.io/v1/namespaces/${NS}/volumesnapshots?labelSelector=stackpin.dev%2Fsnapshot%3D${name}`)).items as any[];
+  /**
+   * Runs `operation` while playing the snapshot controller and CSI driver this cluster lacks: every
+   * VolumeSnapshot created meanwhile becomes readyToUse (none existing before is touched).
+   */
+  const withSnapshotController = async <T>(operation: () => Promise<T>): Promise<T> => {
+    const before = new Set(((await api().get(`/apis/snapshot.storage.k8s.io/v1/namespaces/${NS}/volumesnapshots`)).items as any[]).map((x) => x.metadata.uid));
+    let over = false;
+    const play = (async () => {
+      while (!over) {
+        const list = (await api().get(`/apis/snapshot.storage.k8s.io/v1/namespaces/${NS}/volumesnapshots`)).items as any[];
+        for (const snap of list.filter((x) => !before.has(x.metadata.uid) && x.status?.readyToUse !== true)) {
+          const r = await api().request(
+            "PATCH",
+            `/apis/snapshot.storage.k8s.io/v1/namespaces/${NS}/volumesnapshots/${snap.metadata.name}/status`,
+            { status: { readyToUse: true, creationTime: new Date().toISOString() } },
+            "application/merge-patch+json",
+          );
+          assert.equal(r.status, 200, JSON.stringify(r.body));
+        }
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    })();
+    try {
+      return await operation();
+    } finally {
+      over = true;
+      await play;
+    }
+  };
   const image = async (slot: string) => (await deployment(slot)).spec.template.spec.containers[0].image;
   const databaseClaim = async () => (await api().get(`/apis/apps/v1/namespaces/${NS}/deployments/shop-database`)).spec.template.spec.volumes[0].persistentVolumeClaim.claimName;
   /** Runs `operation` while playing the kubelet for the restore check it starts, on a stand-in volume holding `schema` (undefined: empty). */
@@ -111,6 +150,8 @@ describe("kubernetes target against a real API server: deploy v41, v42, preview 
       path.join(fixture, "v43.yaml"),
       fs.readFileSync(path.join(fixture, "v41.yaml"), "utf8").replace("version: v41", "version: v43").replace("replicas: 3", "replicas: 3\n  imageTag: never-ready").replace("generation: 1", "generation: 2"),
     );
+    // v44 is v41 again under another version: deployed on green, it leaves v41 warm on blue to switch back to.
+    fs.writeFileSync(path.join(fixture, "v44.yaml"), fs.readFileSync(path.join(fixture, "v41.yaml"), "utf8").replace("version: v41", "version: v44"));
     project = tempProject(pulumi, { stack, from: fixture });
     env = { KUBECONFIG: cluster.kubeconfig };
 
@@ -158,29 +199,46 @@ describe("kubernetes target against a real API server: deploy v41, v42, preview 
       assert.match(r.stderr, /… waiting on snapshot-pre-v42 \(kubernetes:snapshot\.storage\.k8s\.io\/v1:VolumeSnapshot\): \{\.status\.readyToUse\} selected nothing/, r.stderr);
       assert.match(r.stderr.trimEnd(), /timed out waiting for the condition$/, r.stderr);
     });
-    const snap = await api().get(`/apis/snapshot.storage.k8s.io/v1/namespaces/${NS}/volumesnapshots/shop-pre-v42`);
+    const [snap] = await snapshotsOf("pre-v42");
+    assert.ok(snap, "no pre-v42 VolumeSnapshot");
+    failedAttemptSnapshot = snap;
     assert.notEqual(snap.status?.readyToUse, true);
     assert.equal((await api().request("GET", `/apis/batch/v1/namespaces/${NS}/jobs/shop-migrate-2`)).status, 404, "the migration ran without a ready snapshot");
     assert.deepEqual(await selector(), { app: "shop", slot: "blue" });
     assert.equal(seen.zeroReady, 0);
-    // No snapshot controller runs here: the test plays its part, as the only way to reach the next step.
-    const patched = await api().request(
-      "PATCH",
-      `/apis/snapshot.storage.k8s.io/v1/namespaces/${NS}/volumesnapshots/shop-pre-v42/status`,
-      { status: { readyToUse: true, creationTime: new Date().toISOString() } },
-      "application/merge-patch+json",
-    );
-    assert.equal(patched.status, 200, JSON.stringify(patched.body));
   });
 
-  it("deploys v42 (rotating apiKey 1 -> 2): green is ready before the selector moves; blue and its Secret are untouched; never 0 ready endpoints", async () => {
+  it("rollback --to v41 after that failed rotating deploy: apiKey stays at generation 2, blue is rolled in place (never replaced), never 0 ready endpoints", async () => {
+    const blueBefore = await deployment("blue");
+    let r: Awaited<ReturnType<typeof cli>> | undefined;
+    const seen = await endpointsDuring("rollback --to v41 after a failed rotating deploy", async () => {
+      r = await timed("rollback --to v41 after the failed v42", () => cli(["rollback", "--to", "v41", "--yes", "--json"]));
+    });
+    assert.equal(r!.code, ExitCode.ok, r!.stderr);
+    const result = json(r!);
+    assert.deepEqual(result.outputs.secretGenerations.value, { apiKey: 2 }, "a rollback brought a lower generation back");
+    const blueAfter = await deployment("blue");
+    assert.equal(blueAfter.metadata.uid, blueBefore.metadata.uid, "the live colour's Deployment was replaced");
+    assert.equal((await secret("blue")).metadata.annotations["stackpin.dev/generation"], "2");
+    assert.equal(blueAfter.status.readyReplicas, 3);
+    assert.deepEqual(await selector(), { app: "shop", slot: "blue" });
+    assert.equal(seen.zeroReady, 0, `the Service had no ready endpoint in ${seen.zeroReady} of ${seen.samples} samples`);
+    // The summary says what happened: the live colour moved to the new generation, no pure switch claimed.
+    assert.doesNotMatch(r!.stdout + r!.stderr, /no redeploy/);
+    assert.match(r!.stderr, /v41 stays on the blue slot, which moves to the current secrets \(apiKey generation 2\) in place/, r!.stderr);
+  });
+
+  it("retries v42: a VolumeSnapshot of its own, not the failed attempt's; green is ready before the selector moves; blue untouched; never 0 ready endpoints", async () => {
     const blueBefore = await deployment("blue");
     const blueSecretBefore = await secret("blue");
     let printed = "";
+    let outputs: any;
+    const started = Date.now();
     const seen = await endpointsDuring("deploy v42", async () => {
-      const r = await timed("deploy v42", () => cli(["deploy", "--version", "v42", "--yes", "--json"]));
+      const r = await timed("deploy v42", () => withSnapshotController(() => cli(["deploy", "--version", "v42", "--yes", "--json"])));
       assert.equal(r.code, ExitCode.ok, r.stderr);
       printed = r.stdout + r.stderr;
+      outputs = json(r).outputs;
     });
     assert.deepEqual(await selector(), { app: "shop", slot: "green" });
     assert.equal(await image("green"), "registry.example.com/shop:v42");
@@ -188,24 +246,32 @@ describe("kubernetes target against a real API server: deploy v41, v42, preview 
     assert.equal(await image("blue"), "registry.example.com/shop:v41");
     const blueAfter = await deployment("blue");
     assert.equal(blueAfter.metadata.uid, blueBefore.metadata.uid, "blue's Deployment was replaced");
-    assert.equal(blueAfter.metadata.generation, blueBefore.metadata.generation, "blue's pods were rolled");
+    assert.equal(blueAfter.metadata.generation, blueBefore.metadata.generation, "blue's pods were rolled: it already ran generation 2");
+    // Both colours read the one Secret of generation 2: the colour kept for a switch back is current.
     const blueSecretAfter = await secret("blue");
     assert.equal(blueSecretAfter.metadata.uid, blueSecretBefore.metadata.uid, "the Secret the live colour read was replaced");
-    assert.equal(blueSecretAfter.metadata.annotations["stackpin.dev/generation"], "1");
-    assert.equal((await secret("green")).metadata.annotations["stackpin.dev/generation"], "2");
+    assert.equal((await secret("green")).metadata.uid, blueSecretAfter.metadata.uid);
+    assert.equal(blueSecretAfter.metadata.annotations["stackpin.dev/generation"], "2");
     // The generated value reaches the cluster, and nowhere in plain text: not the output, not the state.
-    const value = Buffer.from((await secret("green")).data.value, "base64").toString();
+    const value = Buffer.from(blueSecretAfter.data.value, "base64").toString();
     assert.equal(value.length, 32);
-    assert.notEqual(value, Buffer.from(blueSecretAfter.data.value, "base64").toString(), "generation 2 has a new value");
     assert.ok(!printed.includes(value), "the secret was printed");
     const files = filesUnder(project!.dir).filter((f) => !f.includes(`${path.sep}.pulumi-home${path.sep}`));
     assert.deepEqual(files.filter((f) => fs.readFileSync(f).includes(value)), [], "the secret is in plain text in a file");
     assert.ok(seen.samples > 0);
     assert.equal(seen.zeroReady, 0, `the Service had no ready endpoint in ${seen.zeroReady} of ${seen.samples} samples`);
-    // The VolumeSnapshot before v42's incompatible migration is an object the API holds (no CSI driver
-    // runs here, so it never becomes readyToUse: that is all the API can show).
-    const snap = await api().get(`/apis/snapshot.storage.k8s.io/v1/namespaces/${NS}/volumesnapshots/shop-pre-v42`);
-    assert.equal(snap.spec.source.persistentVolumeClaimName, "shop-data");
+    // The retry took its own snapshot: a new object, made after the retry started, whose time is the one
+    // recorded (a restore to it loses nothing written between the two attempts). The failed attempt's
+    // object stays in the cluster (a snapshot never leaves without approval).
+    const snaps = await snapshotsOf("pre-v42");
+    const mine = snaps.find((x) => x.metadata.uid !== failedAttemptSnapshot.metadata.uid);
+    assert.ok(mine, `the retry reused the failed attempt's snapshot: ${snaps.map((x) => x.metadata.name).join(", ")}`);
+    assert.ok(snaps.some((x) => x.metadata.uid === failedAttemptSnapshot.metadata.uid), "the failed attempt's snapshot was deleted");
+    assert.notEqual(mine.metadata.name, failedAttemptSnapshot.metadata.name);
+    assert.ok(Date.parse(mine.metadata.creationTimestamp) >= Math.floor(started / 1000) * 1000, `${mine.metadata.creationTimestamp} is before the retry started`);
+    assert.equal(outputs.databaseSnapshots.value["pre-v42"].takenAt, mine.metadata.creationTimestamp);
+    assert.equal(mine.spec.source.persistentVolumeClaimName, "shop-data");
+    retrySnapshot = mine.metadata.name;
   });
 
   it("preview --to v41 shows the diff the real provider computes: the Service's selector back to blue, green deleted", async () => {
@@ -245,7 +311,7 @@ describe("kubernetes target against a real API server: deploy v41, v42, preview 
     );
     // The restore claim was made from the snapshot; nothing moved to it.
     const claim = await api().get(`/api/v1/namespaces/${NS}/persistentvolumeclaims/shop-${check.env.RESTORE}`);
-    assert.deepEqual(claim.spec.dataSource, { apiGroup: "snapshot.storage.k8s.io", kind: "VolumeSnapshot", name: "shop-pre-v42" });
+    assert.deepEqual(claim.spec.dataSource, { apiGroup: "snapshot.storage.k8s.io", kind: "VolumeSnapshot", name: retrySnapshot });
     assert.equal(claim.spec.storageClassName, "standard");
     assert.equal(claim.metadata.annotations["stackpin.dev/source"], "primary");
     assert.equal(await databaseClaim(), "shop-data", "the database moved to a volume that failed its check");
@@ -277,11 +343,12 @@ describe("kubernetes target against a real API server: deploy v41, v42, preview 
     assert.equal(seen.zeroReady, 0, `the Service had no ready endpoint in ${seen.zeroReady} of ${seen.samples} samples`);
     const history = json(await cli(["history", "--json"]));
     assert.deepEqual(
-      history.slice(0, 4).map((h: any) => [h.op, h.to, h.result]),
+      history.slice(0, 5).map((h: any) => [h.op, h.to, h.result]),
       [
         ["rollback", "v41", "succeeded"],
         ["rollback", "v41", "failed"],
         ["deploy", "v42", "succeeded"],
+        ["rollback", "v41", "succeeded"],
         ["deploy", "v42", "failed"],
       ],
     );
@@ -308,6 +375,49 @@ describe("kubernetes target against a real API server: deploy v41, v42, preview 
       [["rollback", "v41", "succeeded"], ["deploy", "v43", "failed"]],
       JSON.stringify(history.slice(0, 3).map((h: any) => [h.revision, h.op, h.to, h.result, h.startedAt, h.finishedAt])),
     );
+  });
+
+  it("a switch back to a warm colour moves traffic first: the selector is on blue, every ready endpoint a blue pod, before the engine records it; never 0 ready endpoints", async () => {
+    const d = await timed("deploy v44", () => cli(["deploy", "--version", "v44", "--yes"]));
+    assert.equal(d.code, ExitCode.ok, d.stderr);
+    assert.deepEqual(await selector(), { app: "shop", slot: "green" });
+    const blueBefore = await deployment("blue");
+    // When the selector is first seen on blue, asked of the API as fast as it answers.
+    let movedSeenAt: number | undefined;
+    let watching = true;
+    const watch = (async () => {
+      while (watching && movedSeenAt === undefined) {
+        if ((await selector()).slot === "blue") movedSeenAt = Date.now();
+      }
+    })();
+    let r: Awaited<ReturnType<typeof cli>> | undefined;
+    let ended = 0;
+    const seen = await endpointsDuring("rollback --to v41, traffic first", async () => {
+      r = await timed("rollback --to v41 (traffic first)", () => cli(["rollback", "--to", "v41", "--yes", "--json"]));
+      ended = Date.now();
+    });
+    watching = false;
+    await watch;
+    assert.equal(r!.code, ExitCode.ok, r!.stderr);
+    const result = json(r!);
+    assert.equal(result.traffic?.slot, "blue", JSON.stringify(result.traffic));
+    assert.match(result.traffic.detail, /Service shop\/shop selects slot=blue; its 3 ready endpoints are all blue pods/);
+    assert.ok(result.traffic.settledMs !== undefined && result.traffic.settledMs < result.recordedMs, JSON.stringify(result));
+    assert.ok(movedSeenAt !== undefined && movedSeenAt < ended, "the selector moved only when the command ended");
+    assert.match(r!.stderr, /traffic moved to the blue slot \(v41\) at \+[0-9.]+ s/, r!.stderr);
+    figures.push(`traffic first: selector moved ${(result.traffic.movedMs / 1000).toFixed(2)} s, settled ${(result.traffic.settledMs / 1000).toFixed(2)} s, recorded ${(result.recordedMs / 1000).toFixed(1)} s after the rollback started`);
+    // Nothing was redeployed: the same blue Deployment, at the same generation.
+    const blueAfter = await deployment("blue");
+    assert.equal(blueAfter.metadata.uid, blueBefore.metadata.uid);
+    assert.equal(blueAfter.metadata.generation, blueBefore.metadata.generation, "blue's pods were rolled");
+    assert.equal((await api().request("GET", `/apis/apps/v1/namespaces/${NS}/deployments/shop-green`)).status, 404, "green is drained");
+    assert.equal(seen.zeroReady, 0, `the Service had no ready endpoint in ${seen.zeroReady} of ${seen.samples} samples`);
+    // The selector was written under the provider's own field manager, which owns it still after the engine's update.
+    const service = await api().get(`/api/v1/namespaces/${NS}/services/shop`);
+    const managers = (service.metadata.managedFields as any[]).map((m) => m.manager);
+    assert.ok(managers.every((m) => m.startsWith("pulumi-kubernetes")) && !managers.includes("stackpin"), JSON.stringify(managers));
+    const history = json(await cli(["history", "--json"]));
+    assert.deepEqual([history[0].op, history[0].to, history[0].result], ["rollback", "v41", "succeeded"]);
   });
 
   it("a stack whose StorageClass does not exist is refused in seconds, naming it, with nothing created", async () => {

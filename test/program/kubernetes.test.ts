@@ -41,12 +41,14 @@ describe("kubernetes program under Pulumi's mocks: deploy v41 -> v42 (incompatib
     assert.deepEqual(probe, { httpGet: { path: "/healthz", port: 8080 }, periodSeconds: 5, timeoutSeconds: 2, failureThreshold: 5 });
   });
 
-  it("v42 takes a VolumeSnapshot named after it before its migration runs", () => {
+  it("v42 takes a VolumeSnapshot named after it and its attempt (the update's revision) before its migration runs", () => {
     const snap = v42.of(SNAPSHOT)["snapshot-pre-v42"];
     assert.ok(snap, "no pre-v42 snapshot");
+    assert.equal(snap.inputs.metadata.name, "shop-pre-v42-r2");
+    assert.equal(snap.inputs.metadata.labels["stackpin.dev/snapshot"], "pre-v42");
     assert.equal(snap.inputs.spec.source.persistentVolumeClaimName, "shop-data");
     const job = v42.of(JOB)["migrate-2"];
-    assert.equal(job.inputs.metadata.annotations["stackpin.dev/after-snapshot"], "shop-pre-v42");
+    assert.equal(job.inputs.metadata.annotations["stackpin.dev/after-snapshot"], "shop-pre-v42-r2");
     assert.ok(job.order > snap.order, "the migration was declared before the snapshot it waits for");
     assert.deepEqual(job.inputs.spec.template.spec.containers[0].args, ["migrate", "--to-schema", "2"]);
   });
@@ -55,14 +57,23 @@ describe("kubernetes program under Pulumi's mocks: deploy v41 -> v42 (incompatib
     assert.equal(image(v42, "green"), "registry.example.com/shop:v42");
     assert.equal(image(v42, "blue"), "registry.example.com/shop:v41");
     assert.deepEqual(v42.of(SERVICE).service.inputs.spec.selector, { app: "shop", slot: "green" });
-    assert.equal(v42.of(SECRET)["secret-apiKey-green"].inputs.metadata.annotations["stackpin.dev/generation"], "2");
+    assert.equal(v42.of(SECRET)["secret-apiKey"].inputs.metadata.annotations["stackpin.dev/generation"], "2");
   });
 
-  it("each colour reads a Secret of its own, named as the API server accepts (apiKey -> api-key)", () => {
-    assert.equal(v41.of(SECRET)["secret-apiKey-blue"].inputs.metadata.name, "shop-blue-api-key");
-    assert.equal(v42.of(SECRET)["secret-apiKey-green"].inputs.metadata.name, "shop-green-api-key");
-    const ref = v42.of(DEPLOYMENT)["app-green"].inputs.spec.template.spec.containers[0].env.find((e: any) => e.name === "SECRET_APIKEY");
-    assert.equal(ref.valueFrom.secretKeyRef.name, "shop-green-api-key");
+  it("one immutable Secret per generation, named as the API server accepts (apiKey -> api-key), read by both colours", () => {
+    assert.equal(v41.of(SECRET)["secret-apiKey"].inputs.metadata.name, "shop-api-key-g1");
+    assert.equal(v42.of(SECRET)["secret-apiKey"].inputs.metadata.name, "shop-api-key-g2");
+    assert.equal(v42.of(SECRET)["secret-apiKey"].inputs.immutable, true);
+    const ref = (slot: string) => v42.of(DEPLOYMENT)[`app-${slot}`].inputs.spec.template.spec.containers[0].env.find((e: any) => e.name === "SECRET_APIKEY");
+    // The colour v41 stays on is brought to generation 2 too (after the switch): a switch back redeploys nothing.
+    assert.equal(ref("green").valueFrom.secretKeyRef.name, "shop-api-key-g2");
+    assert.equal(ref("blue").valueFrom.secretKeyRef.name, "shop-api-key-g2");
+  });
+
+  it("the colour taking no traffic changes after the Service; a live colour rolls without losing a ready pod", () => {
+    const deployments = v42.of(DEPLOYMENT);
+    assert.ok(deployments["app-blue"].order > v42.of(SERVICE).service.order, "the idle colour was declared before the switch");
+    assert.deepEqual(deployments["app-green"].inputs.spec.strategy, { type: "RollingUpdate", rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } });
   });
 
   it("the rollback needs approval: v42's migration has no down, so it means a restore", async () => {
@@ -78,7 +89,7 @@ describe("kubernetes program under Pulumi's mocks: deploy v41 -> v42 (incompatib
 
   it("the restore is a volume from the pre-v42 snapshot, and the database runs on it", () => {
     const restored = back.of(PVC)[back.desired.database!.plan.live];
-    assert.deepEqual(restored.inputs.spec.dataSource, { apiGroup: "snapshot.storage.k8s.io", kind: "VolumeSnapshot", name: "shop-pre-v42" });
+    assert.deepEqual(restored.inputs.spec.dataSource, { apiGroup: "snapshot.storage.k8s.io", kind: "VolumeSnapshot", name: "shop-pre-v42-r2" });
     const taken = v42.outputs.databaseSnapshots["pre-v42"].takenAt;
     assert.equal(restored.inputs.metadata.annotations["stackpin.dev/restore-time"], taken);
     const db = back.of(DEPLOYMENT).database.inputs.spec.template.spec.volumes[0];
@@ -95,7 +106,7 @@ describe("kubernetes program under Pulumi's mocks: deploy v41 -> v42 (incompatib
   });
 
   it("the secret generation never decreases: v41 pins 1, the rollback keeps 2 and its value", () => {
-    assert.equal(back.of(SECRET)["secret-apiKey-blue"].inputs.metadata.annotations["stackpin.dev/generation"], "2");
+    assert.equal(back.of(SECRET)["secret-apiKey"].inputs.metadata.annotations["stackpin.dev/generation"], "2");
     const generation = (s: Step) => s.resources.find((r) => r.name === "apiKey-value")!.inputs.generation;
     assert.equal(generation(back), generation(v42));
     assert.ok(back.desired.warnings.some((w) => /pins generation 1, but generation 2 is live/.test(w)));

@@ -1,5 +1,6 @@
 import { strict as assert } from "node:assert";
-import { nextLayout, RolloutLayout } from "../../lib/planning/rollout";
+import { describeMove, nextLayout, RolloutLayout } from "../../lib/planning/rollout";
+import { risingGenerations } from "../../lib/planning/desired-state";
 import { forwardOnly } from "../../lib/planning/secret-generations";
 
 const rel = (version: string) => ({ version, config: { artifact: `app-${version}` } });
@@ -40,6 +41,23 @@ describe("blue/green layout", () => {
     const live: RolloutLayout = { active: "green", slots: { green: rel("v2"), blue: rel("v1") } };
     assert.equal(nextLayout(live, rel("v2"), "deploy").layout.active, "green");
     assert.deepEqual(nextLayout(live, rel("v2"), "rollback").layout.slots, { green: rel("v2") });
+  });
+
+  it("says a switch-back is no redeploy only when no secret generation rises", () => {
+    const live: RolloutLayout = { active: "green", slots: { green: rel("v2"), blue: rel("v1") } };
+    const { layout, move } = nextLayout(live, rel("v1"), "rollback");
+    assert.match(describeMove(move, live, layout, risingGenerations({ apiKey: 2 }, { apiKey: 2 })), /still runs v1 \(no redeploy\)/);
+    const rising = risingGenerations({ apiKey: 3, signing: 1 }, { apiKey: 2, signing: 1 });
+    assert.deepEqual(rising, ["apiKey generation 3"]);
+    const said = describeMove(move, live, layout, rising);
+    assert.doesNotMatch(said, /no redeploy/);
+    assert.match(said, /runs v1 but first moves to the current secrets \(apiKey generation 3\): a redeploy, not a pure switch/);
+  });
+
+  it("says a re-apply moves the live slot to a rising generation in place", () => {
+    const live: RolloutLayout = { active: "blue", slots: { blue: rel("v1") } };
+    const { layout, move } = nextLayout(live, rel("v1"), "rollback");
+    assert.equal(describeMove(move, live, layout, ["apiKey generation 2"]), "v1 stays on the blue slot, which moves to the current secrets (apiKey generation 2) in place, never below its ready count");
   });
 });
 
