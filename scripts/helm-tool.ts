@@ -44,7 +44,9 @@ export async function ensureHelm(say: (line: string) => void = () => undefined):
   const go = (await exec("go", ["version"])).stdout.trim();
   say(`helm ${helmVersion}: building from its Go module with ${go} (minutes the first time)`);
   const started = Date.now();
-  await exec("nice", ["-n", "19", "go", "install", "-trimpath", `helm.sh/helm/v4/cmd/helm@v${helmVersion}`], {
+  // Stamped as Helm's own Makefile does: a plain `go install` says only "v4.3".
+  const ldflags = `-s -w -X helm.sh/helm/v4/internal/version.version=v${helmVersion}`;
+  await exec("nice", ["-n", "19", "go", "install", "-trimpath", "-ldflags", ldflags, `helm.sh/helm/v4/cmd/helm@v${helmVersion}`], {
     maxBuffer: 64 * 1024 * 1024,
     env: { ...process.env, GOBIN: helmBinDir(), GOFLAGS: "-buildvcs=false" },
   });
