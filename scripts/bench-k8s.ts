@@ -547,9 +547,8 @@ async function run(): Promise<void> {
     const helmRollback = () => helmRun(["rollback", APP, ...wait]).then(() => undefined);
     const helmUpgrade = () => helmRun(["upgrade", APP, chart, "-f", path.join(chart, "v42.values.yaml"), ...wait]).then(() => undefined);
 
-    // Once each: the first deploys, v42, and the first rollback, which is unlike the later ones on
-    // stackpin's side: v42 raised apiKey's generation and a rollback never lowers it, so blue's Secret
-    // moves to generation 2 (the Secret and blue's Deployment are replaced); later rollbacks find it there.
+    // Once each: the first deploys, v42, and the first rollback after v42 raised apiKey's generation (a
+    // rollback never lowers it; the deploy already rolled the idle blue onto generation 2, after the switch).
     log("stackpin: deploy v41, deploy v42, rollback to v41; helm: install v41, upgrade to v42, rollback");
     const spFirst = await ours.measure(blue, () => spRun("deploy v41 (first)", ["deploy", "--version", "v41", "--yes"]));
     await spRun("deploy v42", ["deploy", "--version", "v42", "--yes"]);
@@ -595,7 +594,9 @@ async function run(): Promise<void> {
         await floor.use(cfgDeploy);
         fl.deploy.push(await ours.measure(green, () => floor.up()));
       } catch (err) {
-        fl.errors.push((err as Error).message.split("\n").slice(0, 6).join(" "));
+        const lines = (err as Error).message.split("\n");
+        const errors = lines.filter((l) => /\berror\b/i.test(l) && !/^\s*(stderr|err\?): Command failed/.test(l));
+        fl.errors.push((errors.length ? errors : lines.slice(-6)).slice(0, 8).join(" "));
         break;
       }
     }
@@ -611,7 +612,7 @@ async function run(): Promise<void> {
       ["deploy v42 / upgrade: exit", cells((s) => s.exitMs, sp.deploy, [], fl.deploy, hm.deploy)],
       ["deploy v42 / upgrade: selector on v42", cells((s) => s.selectorMs, sp.deploy, [], fl.deploy, hm.deploy)],
       ["deploy v42 / upgrade: samples with 0 ready endpoints; time with none", [sp.deploy, [], fl.deploy, hm.deploy].map(gaps)],
-      ["the first rollback after v42 (stackpin: blue's Secret and Deployment replaced): (a) / (b) / (c)", [firstRow(spFirstBack), "-", "-", firstRow(helmFirstBack)]],
+      ["the first rollback after v42 rotated apiKey: (a) / (b) / (c)", [firstRow(spFirstBack), "-", "-", firstRow(helmFirstBack)]],
       ["first deploy (v41) / install: exit", cells((s) => s.exitMs, [spFirst], [], [], [helmFirst])],
       ["`status`", [spread(sp.status), "-", "-", spread(hm.status)]],
       ["`history`", [spread(sp.history), "-", "-", spread(hm.history)]],

@@ -1,6 +1,6 @@
 import { ApprovalInput, approvedBy, recordOf } from "../policy/approvals";
 import type { EnvironmentContext, ProgressOptions } from "../environment";
-import { PlanChangedError, VerificationFailedError } from "../errors";
+import { PlanChangedError, StackpinError, VerificationFailedError } from "../errors";
 import type { StackOutput } from "../engine/stack";
 import type { StackReader } from "../engine/stack-reader";
 import { readBackendLocks } from "../engine/interruption";
@@ -125,6 +125,8 @@ export async function rollback(ctx: EnvironmentContext, options: RollbackOptions
     // Traffic first, when nobody is asked anything and the rollback is a pure switch back to a warm slot.
     if (quiet && !options.confirm && !options.force) {
       traffic = await moveTrafficFirst(ctx, reader, quiet, options.to, startedAt, options).catch((err: Error) => {
+        // A refusal (an unknown version, say) is the rollback's answer; anything else only costs the head start.
+        if (err instanceof StackpinError) throw err;
         options.onProgress?.({ type: "diagnostic", severity: "warning", message: `traffic not moved first (${err.message.split("\n")[0]}): the engine goes first` });
         return undefined;
       });
