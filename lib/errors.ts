@@ -289,24 +289,42 @@ export class EngineFailedError extends StackpinError {
   }
 }
 
-/** The engine's own error lines from a CLI report, without the CLI's boilerplate and progress lines. */
+/** A provider's count of the errors it lists next (`1 error occurred:`), with or without `error: ` before it. */
+const errorCount = /^(error: )?\d+ errors? occurred:$/;
+
+/**
+ * The engine's own error lines from a CLI report, without the CLI's boilerplate and progress lines. A
+ * provider's "N errors occurred:" is never kept alone: the errors listed under it are the message.
+ */
 export function engineErrorLines(message: string): string {
   const lines = message.split("\n").map((l) => l.trim());
   const errors: string[] = [];
   lines.forEach((l, i) => {
     if (!l.startsWith("error: ") || l === "error: update failed" || l === "error: preview failed") return;
-    const text = l.slice("error: ".length);
-    // A provider's "N errors occurred:" is followed by the errors themselves as "* …" lines: they are
-    // the message (alone it left a report ending on a dangling "1 error occurred:").
-    const items: string[] = [];
-    if (/^\d+ errors? occurred:$/.test(text)) for (let j = i + 1; j < lines.length && lines[j].startsWith("* "); j++) items.push(lines[j].slice(2));
-    errors.push(items.length ? items.join("\n") : text);
+    // The errors listed under a count are "* …" lines; a count with none listed says nothing.
+    if (errorCount.test(l)) {
+      const items: string[] = [];
+      for (let j = i + 1; j < lines.length && lines[j].startsWith("* "); j++) items.push(lines[j].slice(2));
+      if (items.length) errors.push(items.join("\n"));
+      return;
+    }
+    errors.push(l.slice("error: ".length));
   });
   // An update held to a saved plan that stops at an error also reports every planned step it never reached;
   // the error that stopped it is the news.
   const unreached = (e: string) => /^expected resource operations for \S+ but none were seen$/.test(e);
   const shown = errors.some((e) => !unreached(e)) ? errors.filter((e) => !unreached(e)) : errors;
-  return [...new Set(shown)].slice(0, 4).join("\n") || message.trim().split("\n").slice(-3).join("\n");
+  const tail = message.trim().split("\n").map((l) => l.trim()).filter((l) => l && !errorCount.test(l)).slice(-3);
+  return [...new Set(shown)].slice(0, 4).join("\n") || tail.join("\n");
+}
+
+/**
+ * An engine diagnostic's text for a progress line: a provider's "N errors occurred:" gives way to the
+ * errors listed under it, one a line, so no line is ever the count alone; undefined when nothing is left.
+ */
+export function diagnosticText(message: string): string | undefined {
+  const lines = message.split("\n").map((l) => l.trim()).filter((l) => l && !errorCount.test(l));
+  return lines.map((l) => l.replace(/^\* /, "")).join("\n") || undefined;
 }
 
 /** A rollback that requires confirmation was neither confirmed nor run with `--yes`. */
