@@ -224,6 +224,8 @@ export interface ApplyFailureOptions {
   revision?: number;
   /** What the failed update left behind that the next command must know (the database schema moved), one sentence each. */
   left?: string[];
+  /** What the program found about the failure and what to do (why a claim never bound), one sentence each, after the engine's error. */
+  hints?: string[];
 }
 
 /** The engine ran and the update failed; the stack may be partially updated. */
@@ -241,6 +243,7 @@ export class ApplyFailedError extends StackpinError {
       `${options?.what ?? `applying ${version} to stack ${stackName} failed`} during the update` +
         `${options?.revision ? ` (revision ${options.revision}, recorded in history as failed)` : ""}; ` +
         `the stack may be partially updated. Run \`stackpin status --stack ${stackName}\`, then re-apply or roll back.\n${detail}` +
+        (options?.hints?.length ? `\n${options.hints.join("\n")}` : "") +
         (options?.left?.length ? `\n${options.left.join("\n")}` : ""),
       options?.cause === undefined ? undefined : { cause: options.cause },
     );

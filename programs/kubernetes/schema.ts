@@ -6,6 +6,9 @@ import type { ProgramConfigSpec } from "../types";
 const label = (max: number) =>
   z.string().max(max).regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, "must be a lowercase RFC 1123 label (a-z, 0-9, -)");
 
+/** How long a claim may take to bind unless `target.claimBindSeconds` says otherwise (the provider's own wait is 5 minutes). */
+export const defaultClaimBindSeconds = 120;
+
 /** The Kubernetes target's settings, the `target` config key (see `programs/kubernetes/index.ts`). */
 export const kubernetesTargetSchema = z
   .object({
@@ -19,6 +22,7 @@ export const kubernetesTargetSchema = z
     databaseImage: z.string().min(1).optional(),
     progressDeadlineSeconds: z.number().int().min(1).optional(),
     snapshotReadySeconds: z.number().int().min(1).optional(),
+    claimBindSeconds: z.number().int().min(1).optional(),
     publicUrl: z.string().url().optional(),
   })
   .strict();
