@@ -277,6 +277,20 @@ export class HealthGateFailedError extends ApplyFailedError {
 }
 
 /**
+ * The new release never became ready inside the update, by the program's own readiness gate (a Kubernetes
+ * Deployment whose rollout stopped progressing): traffic never moved to it. Exit 8 like any failed update
+ * (a release that fails the local program's health gate is a {@link HealthGateFailedError}, exit 11).
+ */
+export class NeverReadyError extends ApplyFailedError {
+  constructor(stackName: string, version: string, readonly reason: string, options?: ApplyFailureOptions) {
+    super(stackName, version, reason, {
+      ...options,
+      what: `${version} never became ready on stack ${stackName}: traffic stayed on the previous release${options?.left?.length ? " (its database change did not: see below)" : ""}, and the update failed`,
+    });
+  }
+}
+
+/**
  * The engine failed outside an update stackpin ran: a preview, or reading or refreshing the stack.
  * `during` says what it was doing (a preview: "the preview; nothing was applied").
  */
@@ -330,6 +344,20 @@ export function diagnosticText(message: string): string | undefined {
   return lines.map((l) => l.replace(/^\* /, "")).join("\n") || undefined;
 }
 
+/**
+ * Where a release failed: its `verification` after the apply, its `readiness` inside the update (a health
+ * gate, a rollout that never got ready: it never took traffic), or the `update` itself.
+ */
+export type ApplyFailureStage = "verification" | "readiness" | "update";
+
+/** What happened to `version` (on `stack`, when given) at each {@link ApplyFailureStage}, as a message's opening words. */
+export function failedAt(stage: ApplyFailureStage, version: string, stack?: string): string {
+  const on = stack === undefined ? "" : ` on stack ${stack}`;
+  if (stage === "readiness") return `${version} never became ready${on} (inside the update: it never took traffic)`;
+  if (stage === "update") return `${version} failed inside the update${on}`;
+  return `${version} failed verification${on}`;
+}
+
 /** A rollback that requires confirmation was neither confirmed nor run with `--yes`. */
 export class NotConfirmedError extends StackpinError {
   readonly exitCode = ExitCode.notConfirmed;
@@ -349,8 +377,11 @@ export class PulumiUnavailableError extends StackpinError {
 }
 
 /**
- * The version was applied but failed verification (or its apply failed its health gate). `rolledBackTo`
- * says where an automatic rollback took the stack, if one ran; `rollbackFailure` why that rollback failed.
+ * The version was applied but failed verification, or its update failed (its health gate, a release that
+ * never became ready, or anything else the engine met) and `--auto-rollback` went back. `situation.failed`
+ * says which the message tells: `verification` (after the apply, the default), `readiness` (inside the
+ * update: it never took traffic) or `update`. `rolledBackTo` says where an automatic rollback took the
+ * stack, if one ran; `rollbackFailure` why that rollback failed.
  */
 export class VerificationFailedError extends StackpinError {
   readonly exitCode = ExitCode.verificationFailed;
@@ -363,9 +394,9 @@ export class VerificationFailedError extends StackpinError {
     /** The results of the failed apply and of the rollback, for `--json`. */
     readonly details?: unknown,
     /** How the version got there and what the stack is left with, which the message states. */
-    readonly situation: { op?: "deploy" | "rollback"; rollbackFailure?: string; rollbackTarget?: string } = {},
+    readonly situation: { op?: "deploy" | "rollback"; failed?: ApplyFailureStage; rollbackFailure?: string; rollbackTarget?: string } = {},
   ) {
-    super(`${version} failed verification on stack ${stackName}: ${reason}\n${VerificationFailedError.outcome(stackName, version, rolledBackTo, situation)}`);
+    super(`${failedAt(situation.failed ?? "verification", version, stackName)}: ${reason}\n${VerificationFailedError.outcome(stackName, version, rolledBackTo, situation)}`);
   }
 
   private static outcome(stack: string, version: string, rolledBackTo: string | undefined, s: VerificationFailedError["situation"]): string {

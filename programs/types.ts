@@ -74,6 +74,13 @@ export type SwitchOutcome =
  */
 export type TrafficSwitch = (request: SwitchRequest) => Promise<SwitchOutcome>;
 
+/**
+ * Given the engine's report of a failed update, when the update failed because the new release never
+ * became ready inside it (the program's readiness gate: a Deployment's rollout that stopped progressing),
+ * one sentence saying which and why; else undefined.
+ */
+export type ReadinessExplainer = (report: string) => string | undefined;
+
 /** What an {@link ApplyWatcher} is given: where the update goes, and a way to speak while it runs. */
 export interface ApplyWatchRequest {
   context: ProgramContext;
@@ -99,12 +106,13 @@ export type ApplyWatcher = (request: ApplyWatchRequest) => ApplyWatch | undefine
 /**
  * A program stackpin can run: given the context, the inline Pulumi program; `config` declares its config,
  * `reconcile` cleans up after an interrupted update, `switchTraffic` moves traffic first on a switch-back,
- * `explainFailure` reads the engine's failures, `watchDuringApply` follows an update.
+ * `explainFailure` and `explainNotReady` read the engine's failures, `watchDuringApply` follows an update.
  */
 export type ProgramFactory = ((context: ProgramContext) => PulumiFn) & {
   config?: ProgramConfigSpec;
   reconcile?: ProgramReconciler;
   explainFailure?: FailureExplainer;
+  explainNotReady?: ReadinessExplainer;
   switchTraffic?: TrafficSwitch;
   watchDuringApply?: ApplyWatcher;
 };

@@ -11,6 +11,7 @@ import {
   engineErrorLines as engineFailure,
   HealthGateFailedError,
   InvalidVersionFileError,
+  NeverReadyError,
   RestoreImpossibleError,
   StackpinError,
   StalePlanError,
@@ -393,7 +394,8 @@ function watchDuring(ctx: EnvironmentContext, target: VersionFile, progress: Pro
 
 /**
  * What an update that ran and failed becomes: recorded as failed (a verification record under the update's id), and
- * typed by what failed — the database change, the health gate (exit 11), or anything else (exit 8). `found` is what the program's watch of the update found still wrong, which the
+ * typed by what failed — the database change, the health gate (exit 11), a release that never became ready,
+ * or anything else (exit 8). `found` is what the program's watch of the update found still wrong, which the
  * error says after the engine's own lines. Never a refusal: the update is in history, and the caller audits
  * it as a failure.
  */
@@ -420,6 +422,8 @@ async function updateFailure(
   const db = programFailure(ctx.stack.name, message);
   if (db) return new DatabaseApplyFailedError(ctx.stack.name, target.version, (db as RestoreImpossibleError | DatabaseUnavailableError).detail, { cause, revision, left });
   const hints = [ctx.program.explainFailure?.(message), ...found].filter((h): h is string => !!h);
+  const notReady = ctx.program.explainNotReady?.(message);
+  if (notReady) return new NeverReadyError(ctx.stack.name, target.version, notReady, { cause, revision, left, hints });
   return new ApplyFailedError(ctx.stack.name, target.version, detail, { cause, revision, left, hints });
 }
 

@@ -73,3 +73,25 @@ export function explainKubernetesFailure(report: string): string | undefined {
   }
   return undefined;
 }
+
+/**
+ * A colour's Deployment that never became ready fails the provider's await (a rollout past its
+ * `progressDeadlineSeconds`, or pods that never got ready before the resource's timeout): this says which
+ * colour and what the Deployment reported, so that the failure reads as the readiness gate it is.
+ */
+export function explainKubernetesNotReady(report: string): string | undefined {
+  // The error item of the resource that failed (not the planned steps an update held to a plan never reached).
+  const failed = report
+    .split("\n")
+    .find((l) => /failed to fully initialize or become live/.test(l) && /Deployment::app-(blue|green)"|"[^"\s/]+\/[^"\s]+-(blue|green)"/.test(l));
+  if (!failed) return undefined;
+  const said = [...report.matchAll(/\[(ProgressDeadlineExceeded|MinimumReplicasUnavailable)\] ([^\n]*)/g)];
+  if (!said.length && !/Minimum number of live Pods was not attained/.test(report)) return undefined;
+  const slot = /(?:::app-|-)(blue|green)"/.exec(failed)?.[1];
+  const name = /'([^']+)' timed out waiting to be Ready/.exec(failed)?.[1] ?? /"[^"\s/]+\/([^"\s]+)"/.exec(failed)?.[1];
+  const why = said.find((m) => m[1] === "ProgressDeadlineExceeded") ?? said[0];
+  return (
+    `its ${slot} Deployment${name ? ` ${name}` : ""} did not get its pods ready` +
+    (why ? `: [${why[1]}] ${why[2].trim().replace(/\.$/, "")}` : ": the minimum number of live pods was not attained")
+  );
+}

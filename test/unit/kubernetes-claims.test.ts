@@ -1,5 +1,6 @@
 import { strict as assert } from "node:assert";
 import { ClaimView, pendingAfterMs, pendingLine, pendingReason } from "../../programs/kubernetes/claims";
+import { explainKubernetesNotReady } from "../../programs/kubernetes/schema";
 
 const claim = (storageClassName?: string | null): ClaimView => ({
   metadata: { name: "shop-data", namespace: "shop" },
@@ -61,5 +62,34 @@ describe("why a claim is Pending, from its events", () => {
   it("a claim is worth a line a few seconds after it was first seen Pending, and within half its bind timeout", () => {
     assert.equal(pendingAfterMs(120), 5_000);
     assert.equal(pendingAfterMs(8), 4_000);
+  });
+});
+
+describe("a colour that never became ready, read from the engine's report", () => {
+  // The reports the provider (4.25.0) gave on the real API server: a new colour past its progress deadline,
+  // and a snapshot that timed out while the held update listed the Deployments it never reached.
+  const neverReady = [
+    "  kubernetes:apps/v1:Deployment (app-green):",
+    "    error: 4 errors occurred:",
+    `    \t* resource "urn:pulumi:prod::shop::kubernetes:apps/v1:Deployment::app-green" was successfully created, but the Kubernetes API server reported that it failed to fully initialize or become live: 'shop-green' timed out waiting to be Ready`,
+    "    \t* [MinimumReplicasUnavailable] Deployment does not have minimum availability.",
+    `    \t* [ProgressDeadlineExceeded] ReplicaSet "shop-green-5d7df74564" has timed out progressing.`,
+    "    \t* Minimum number of live Pods was not attained",
+    "error: expected resource operations for urn:pulumi:prod::shop::kubernetes:core/v1:Service::service but none were seen",
+  ].join("\n");
+  const snapshotTimedOut = [
+    "    error: 1 error occurred:",
+    `    \t* resource "urn:pulumi:prod::shop::kubernetes:snapshot.storage.k8s.io/v1:VolumeSnapshot::snapshot-pre-v42" was successfully created, but the Kubernetes API server reported that it failed to fully initialize or become live: timed out waiting for the condition`,
+    "error: expected resource operations for urn:pulumi:prod::shop::kubernetes:apps/v1:Deployment::app-green but none were seen",
+  ].join("\n");
+
+  it("names the colour, its Deployment and the progress deadline it passed", () => {
+    assert.equal(explainKubernetesNotReady(neverReady), `its green Deployment shop-green did not get its pods ready: [ProgressDeadlineExceeded] ReplicaSet "shop-green-5d7df74564" has timed out progressing`);
+    const updated = `error: 1 error occurred:\n* the Kubernetes API server reported that "shop/shop-blue" failed to fully initialize or become live: [MinimumReplicasUnavailable] Deployment does not have minimum availability.`;
+    assert.equal(explainKubernetesNotReady(updated), "its blue Deployment shop-blue did not get its pods ready: [MinimumReplicasUnavailable] Deployment does not have minimum availability");
+  });
+
+  it("is not fooled by another resource's failure in a report that mentions a Deployment", () => {
+    assert.equal(explainKubernetesNotReady(snapshotTimedOut), undefined);
   });
 });
