@@ -233,6 +233,8 @@ export class ApplyFailedError extends StackpinError {
   // Widened so that a failure during the update can carry the code of what failed (a health gate: 11).
   readonly exitCode: ExitCodeValue = ExitCode.applyFailed;
   readonly code: string = "apply-failed";
+  /** What the program found about the failure and what to do, as the message says it after `detail` (see {@link ApplyFailureOptions.hints}). */
+  readonly hints: string[];
   constructor(
     readonly stackName: string,
     readonly version: string,
@@ -247,6 +249,7 @@ export class ApplyFailedError extends StackpinError {
         (options?.left?.length ? `\n${options.left.join("\n")}` : ""),
       options?.cause === undefined ? undefined : { cause: options.cause },
     );
+    this.hints = options?.hints ?? [];
   }
 }
 

@@ -107,7 +107,7 @@ export async function deploy(ctx: EnvironmentContext, options: DeployOptions): P
       await auditFailure(ctx, engine, { op: "deploy", from: from(), to: target.version }, err, options);
       if (!options.autoRollback) throw err;
       stage = err instanceof HealthGateFailedError || err instanceof NeverReadyError ? "readiness" : "update";
-      reason = err.detail;
+      reason = [err.detail, ...err.hints].join("\n");
       failure = err.message;
     }
   } catch (err) {
