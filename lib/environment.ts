@@ -7,7 +7,7 @@ import type { ProgramFactory } from "../programs/types";
 import { EngineStack, isProgramResource } from "./engine/stack";
 import { StackReader } from "./engine/stack-reader";
 import { locatePulumi, LocatePulumiOptions, PulumiCli } from "./engine/pulumi-cli";
-import { BackendUnsupportedError, InvalidVersionFileError, MissingPassphraseError, StackNotDeployedError } from "./errors";
+import { BackendUnsupportedError, diagnosticText, InvalidVersionFileError, MissingPassphraseError, StackNotDeployedError } from "./errors";
 import { checkMachinePolicy, MachinePolicy, MachinePolicyInput, readMachinePolicy } from "./policy/machine-policy";
 import { checkConditionalWrites, s3LocationOf } from "./records/s3-backend";
 import { readPulumiProject, StackDefinition, VersionStore } from "./versions/store";
@@ -196,7 +196,8 @@ export function progressBridge(options: ProgressOptions): (e: EngineEvent) => vo
     // The engine warns each time it runs our dynamic provider plugin from PATH; that is by design here.
     if (diag && /using pulumi-resource-pulumi-nodejs from \$PATH/.test(diag.message)) return;
     if (diag && (diag.severity === "error" || diag.severity === "warning") && !diag.ephemeral) {
-      say({ type: "diagnostic", severity: diag.severity, message: diag.message.trim() });
+      const message = diagnosticText(diag.message);
+      if (message) say({ type: "diagnostic", severity: diag.severity, message });
     }
   };
 }

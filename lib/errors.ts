@@ -224,6 +224,8 @@ export interface ApplyFailureOptions {
   revision?: number;
   /** What the failed update left behind that the next command must know (the database schema moved), one sentence each. */
   left?: string[];
+  /** What the program found about the failure and what to do (why a claim never bound), one sentence each, after the engine's error. */
+  hints?: string[];
 }
 
 /** The engine ran and the update failed; the stack may be partially updated. */
@@ -231,6 +233,8 @@ export class ApplyFailedError extends StackpinError {
   // Widened so that a failure during the update can carry the code of what failed (a health gate: 11).
   readonly exitCode: ExitCodeValue = ExitCode.applyFailed;
   readonly code: string = "apply-failed";
+  /** What the program found about the failure and what to do, as the message says it after `detail` (see {@link ApplyFailureOptions.hints}). */
+  readonly hints: string[];
   constructor(
     readonly stackName: string,
     readonly version: string,
@@ -241,9 +245,11 @@ export class ApplyFailedError extends StackpinError {
       `${options?.what ?? `applying ${version} to stack ${stackName} failed`} during the update` +
         `${options?.revision ? ` (revision ${options.revision}, recorded in history as failed)` : ""}; ` +
         `the stack may be partially updated. Run \`stackpin status --stack ${stackName}\`, then re-apply or roll back.\n${detail}` +
+        (options?.hints?.length ? `\n${options.hints.join("\n")}` : "") +
         (options?.left?.length ? `\n${options.left.join("\n")}` : ""),
       options?.cause === undefined ? undefined : { cause: options.cause },
     );
+    this.hints = options?.hints ?? [];
   }
 }
 
@@ -274,6 +280,20 @@ export class HealthGateFailedError extends ApplyFailedError {
 }
 
 /**
+ * The new release never became ready inside the update, by the program's own readiness gate (a Kubernetes
+ * Deployment whose rollout stopped progressing): traffic never moved to it. Exit 8 like any failed update
+ * (a release that fails the local program's health gate is a {@link HealthGateFailedError}, exit 11).
+ */
+export class NeverReadyError extends ApplyFailedError {
+  constructor(stackName: string, version: string, readonly reason: string, options?: ApplyFailureOptions) {
+    super(stackName, version, reason, {
+      ...options,
+      what: `${version} never became ready on stack ${stackName}: traffic stayed on the previous release${options?.left?.length ? " (its database change did not: see below)" : ""}, and the update failed`,
+    });
+  }
+}
+
+/**
  * The engine failed outside an update stackpin ran: a preview, or reading or refreshing the stack.
  * `during` says what it was doing (a preview: "the preview; nothing was applied").
  */
@@ -289,24 +309,56 @@ export class EngineFailedError extends StackpinError {
   }
 }
 
-/** The engine's own error lines from a CLI report, without the CLI's boilerplate and progress lines. */
+/** A provider's count of the errors it lists next (`1 error occurred:`), with or without `error: ` before it. */
+const errorCount = /^(error: )?\d+ errors? occurred:$/;
+
+/**
+ * The engine's own error lines from a CLI report, without the CLI's boilerplate and progress lines. A
+ * provider's "N errors occurred:" is never kept alone: the errors listed under it are the message.
+ */
 export function engineErrorLines(message: string): string {
   const lines = message.split("\n").map((l) => l.trim());
   const errors: string[] = [];
   lines.forEach((l, i) => {
     if (!l.startsWith("error: ") || l === "error: update failed" || l === "error: preview failed") return;
-    const text = l.slice("error: ".length);
-    // A provider's "N errors occurred:" is followed by the errors themselves as "* …" lines: they are
-    // the message (alone it left a report ending on a dangling "1 error occurred:").
-    const items: string[] = [];
-    if (/^\d+ errors? occurred:$/.test(text)) for (let j = i + 1; j < lines.length && lines[j].startsWith("* "); j++) items.push(lines[j].slice(2));
-    errors.push(items.length ? items.join("\n") : text);
+    // The errors listed under a count are "* …" lines; a count with none listed says nothing.
+    if (errorCount.test(l)) {
+      const items: string[] = [];
+      for (let j = i + 1; j < lines.length && lines[j].startsWith("* "); j++) items.push(lines[j].slice(2));
+      if (items.length) errors.push(items.join("\n"));
+      return;
+    }
+    errors.push(l.slice("error: ".length));
   });
   // An update held to a saved plan that stops at an error also reports every planned step it never reached;
   // the error that stopped it is the news.
   const unreached = (e: string) => /^expected resource operations for \S+ but none were seen$/.test(e);
   const shown = errors.some((e) => !unreached(e)) ? errors.filter((e) => !unreached(e)) : errors;
-  return [...new Set(shown)].slice(0, 4).join("\n") || message.trim().split("\n").slice(-3).join("\n");
+  const tail = message.trim().split("\n").map((l) => l.trim()).filter((l) => l && !errorCount.test(l)).slice(-3);
+  return [...new Set(shown)].slice(0, 4).join("\n") || tail.join("\n");
+}
+
+/**
+ * An engine diagnostic's text for a progress line: a provider's "N errors occurred:" gives way to the
+ * errors listed under it, one a line, so no line is ever the count alone; undefined when nothing is left.
+ */
+export function diagnosticText(message: string): string | undefined {
+  const lines = message.split("\n").map((l) => l.trim()).filter((l) => l && !errorCount.test(l));
+  return lines.map((l) => l.replace(/^\* /, "")).join("\n") || undefined;
+}
+
+/**
+ * Where a release failed: its `verification` after the apply, its `readiness` inside the update (a health
+ * gate, a rollout that never got ready: it never took traffic), or the `update` itself.
+ */
+export type ApplyFailureStage = "verification" | "readiness" | "update";
+
+/** What happened to `version` (on `stack`, when given) at each {@link ApplyFailureStage}, as a message's opening words. */
+export function failedAt(stage: ApplyFailureStage, version: string, stack?: string): string {
+  const on = stack === undefined ? "" : ` on stack ${stack}`;
+  if (stage === "readiness") return `${version} never became ready${on} (inside the update: it never took traffic)`;
+  if (stage === "update") return `${version} failed inside the update${on}`;
+  return `${version} failed verification${on}`;
 }
 
 /** A rollback that requires confirmation was neither confirmed nor run with `--yes`. */
@@ -328,8 +380,11 @@ export class PulumiUnavailableError extends StackpinError {
 }
 
 /**
- * The version was applied but failed verification (or its apply failed its health gate). `rolledBackTo`
- * says where an automatic rollback took the stack, if one ran; `rollbackFailure` why that rollback failed.
+ * The version was applied but failed verification, or its update failed (its health gate, a release that
+ * never became ready, or anything else the engine met) and `--auto-rollback` went back. `situation.failed`
+ * says which the message tells: `verification` (after the apply, the default), `readiness` (inside the
+ * update: it never took traffic) or `update`. `rolledBackTo` says where an automatic rollback took the
+ * stack, if one ran; `rollbackFailure` why that rollback failed.
  */
 export class VerificationFailedError extends StackpinError {
   readonly exitCode = ExitCode.verificationFailed;
@@ -342,9 +397,9 @@ export class VerificationFailedError extends StackpinError {
     /** The results of the failed apply and of the rollback, for `--json`. */
     readonly details?: unknown,
     /** How the version got there and what the stack is left with, which the message states. */
-    readonly situation: { op?: "deploy" | "rollback"; rollbackFailure?: string; rollbackTarget?: string } = {},
+    readonly situation: { op?: "deploy" | "rollback"; failed?: ApplyFailureStage; rollbackFailure?: string; rollbackTarget?: string } = {},
   ) {
-    super(`${version} failed verification on stack ${stackName}: ${reason}\n${VerificationFailedError.outcome(stackName, version, rolledBackTo, situation)}`);
+    super(`${failedAt(situation.failed ?? "verification", version, stackName)}: ${reason}\n${VerificationFailedError.outcome(stackName, version, rolledBackTo, situation)}`);
   }
 
   private static outcome(stack: string, version: string, rolledBackTo: string | undefined, s: VerificationFailedError["situation"]): string {

@@ -78,7 +78,7 @@ export type { Evaluation } from "./incident/triggers";
 export type { RollbackResult } from "./operations/rollback";
 export type { TrafficMoved } from "./operations/switch-first";
 export type { EnsurePulumiOptions, LocatePulumiOptions } from "./engine/pulumi-cli";
-export type { ProgramFactory, ProgramContext, ProgramConfigSpec, ProgramReconciler, FailureExplainer, StateResourceView, SwitchOutcome, SwitchRequest, TrafficSwitch } from "../programs/types";
+export type { ApplyWatch, ApplyWatcher, ApplyWatchRequest, ProgramFactory, ProgramContext, ProgramConfigSpec, ProgramReconciler, FailureExplainer, ReadinessExplainer, StateResourceView, SwitchOutcome, SwitchRequest, TrafficSwitch } from "../programs/types";
 export type { RuleEvaluation } from "./incident/triggers";
 export type { NotificationResult } from "./incident/notify";
 export type { TimelineEntry } from "./incident/incident";

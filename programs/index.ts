@@ -1,9 +1,9 @@
-import type { ProgramConfigSpec, ProgramFactory, ProgramReconciler, TrafficSwitch } from "./types";
+import type { ApplyWatcher, ProgramConfigSpec, ProgramFactory, ProgramReconciler, TrafficSwitch } from "./types";
 import { awsConfig } from "./aws/schema";
-import { explainKubernetesFailure, kubernetesConfig } from "./kubernetes/schema";
+import { explainKubernetesFailure, explainKubernetesNotReady, kubernetesConfig } from "./kubernetes/schema";
 import { localConfig } from "./local/schema";
 
-export type { FailureExplainer, ProgramConfigSpec, ProgramContext, ProgramFactory, ProgramReconciler, StateResourceView, SwitchOutcome, SwitchRequest, TrafficSwitch } from "./types";
+export type { ApplyWatch, ApplyWatcher, ApplyWatchRequest, FailureExplainer, ProgramConfigSpec, ProgramContext, ProgramFactory, ProgramReconciler, ReadinessExplainer, StateResourceView, SwitchOutcome, SwitchRequest, TrafficSwitch } from "./types";
 
 // Cloud SDKs are large; a program's module loads only when a stack names it. Its config schema is
 // small and loads now, so a version file is checked without loading the program.
@@ -19,6 +19,8 @@ export const builtinPrograms: Record<string, ProgramFactory> = {
   aws: lazy(() => require("./aws").awsProgram, awsConfig),
   kubernetes: Object.assign(lazy(() => require("./kubernetes").kubernetesProgram, kubernetesConfig), {
     explainFailure: explainKubernetesFailure,
+    explainNotReady: explainKubernetesNotReady,
     switchTraffic: ((request) => require("./kubernetes/switch").switchKubernetes(request)) as TrafficSwitch,
+    watchDuringApply: ((request) => require("./kubernetes/claims").watchClaims(request)) as ApplyWatcher,
   }),
 };

@@ -75,12 +75,44 @@ export type SwitchOutcome =
 export type TrafficSwitch = (request: SwitchRequest) => Promise<SwitchOutcome>;
 
 /**
+ * Given the engine's report of a failed update, when the update failed because the new release never
+ * became ready inside it (the program's readiness gate: a Deployment's rollout that stopped progressing),
+ * one sentence saying which and why; else undefined.
+ */
+export type ReadinessExplainer = (report: string) => string | undefined;
+
+/** What an {@link ApplyWatcher} is given: where the update goes, and a way to speak while it runs. */
+export interface ApplyWatchRequest {
+  context: ProgramContext;
+  /** The program's config as the update applies it, secrets left out: the stack's and the version's keys as written (`target`, `kubernetes:context`). */
+  config: Record<string, unknown>;
+  /** Says one line for people while the update runs (a progress diagnostic). */
+  say(line: string): void;
+}
+
+/** A watch an {@link ApplyWatcher} started. */
+export interface ApplyWatch {
+  /** Stops it; resolves with what it found still wrong at that moment and what to do about it, one sentence each (none when all is well). */
+  stop(): Promise<string[]>;
+}
+
+/**
+ * Follows, beside the engine's update, what that update may wait on without saying why (a claim no volume
+ * can satisfy), so that a long wait says why while it lasts and a failure says it too. Called as the update
+ * starts; undefined when there is nothing to follow. It must stay cheap and never fail the apply.
+ */
+export type ApplyWatcher = (request: ApplyWatchRequest) => ApplyWatch | undefined;
+
+/**
  * A program stackpin can run: given the context, the inline Pulumi program; `config` declares its config,
- * `reconcile` cleans up after an interrupted update, `switchTraffic` moves traffic first on a switch-back.
+ * `reconcile` cleans up after an interrupted update, `switchTraffic` moves traffic first on a switch-back,
+ * `explainFailure` and `explainNotReady` read the engine's failures, `watchDuringApply` follows an update.
  */
 export type ProgramFactory = ((context: ProgramContext) => PulumiFn) & {
   config?: ProgramConfigSpec;
   reconcile?: ProgramReconciler;
   explainFailure?: FailureExplainer;
+  explainNotReady?: ReadinessExplainer;
   switchTraffic?: TrafficSwitch;
+  watchDuringApply?: ApplyWatcher;
 };

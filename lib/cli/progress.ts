@@ -27,8 +27,11 @@ export function renderProgress(e: ProgressEvent): string | undefined {
     }
     case "check":
       return `  ${e.passed ? pc.green("✓") : pc.red("✗")} ${e.name}: ${e.detail}`;
-    case "diagnostic":
-      return e.severity === "error" ? pc.red(`  error: ${e.message}`) : pc.yellow(`  warning: ${e.message}`);
+    case "diagnostic": {
+      // Several errors (a provider lists them one a line) each get a line of their own under the first.
+      const text = e.message.split("\n").join("\n    ");
+      return e.severity === "error" ? pc.red(`  error: ${text}`) : pc.yellow(`  warning: ${text}`);
+    }
     case "waiting":
       return pc.dim(`  … waiting on ${e.name} (${e.resourceType}): ${e.reason}`);
   }

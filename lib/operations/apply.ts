@@ -11,6 +11,7 @@ import {
   engineErrorLines as engineFailure,
   HealthGateFailedError,
   InvalidVersionFileError,
+  NeverReadyError,
   RestoreImpossibleError,
   StackpinError,
   StalePlanError,
@@ -308,15 +309,18 @@ export async function applyWith(
   // the engine's own lock covers the update itself.
   const stillCurrent = unchangedSince(ctx, engine, history, arrow);
   const id = newUpdateId();
+  const watch = watchDuring(ctx, target, progress);
   let run;
   try {
     const plan = savedPlans.get(held);
     run = await engine.up(encodeRecord({ ...record, id }), progressBridge(progress), { plan, beforeUpdate: stillCurrent });
   } catch (err) {
+    const found = (await watch?.stop()) ?? [];
     // Refused before the update started (another operation holds the lock, the passphrase is wrong).
     if (err instanceof StackpinError && !(err instanceof EngineFailedError)) throw err;
-    throw await updateFailure(ctx, engine, target, history, desired, id, err);
+    throw await updateFailure(ctx, engine, target, history, desired, id, err, found);
   }
+  await watch?.stop();
   // The update is the one after the entry the stale-plan check just saw on top (the engine's lock orders
   // updates; no history read after it).
   const revision = (history[0]?.revision ?? 0) + 1;
@@ -370,11 +374,41 @@ export async function applyWith(
 }
 
 /**
- * What an update that ran and failed becomes: recorded as failed (a verification record under the update's id), and
- * typed by what failed — the database change, the health gate (exit 11), or anything else (exit 8).
- * Never a refusal: the update is in history, and the caller audits it as a failure.
+ * Starts the program's watch beside the engine's update (its `watchDuringApply`), its lines
+ * said as progress warnings; undefined when the program has none. A watch that fails is only silent.
  */
-async function updateFailure(ctx: EnvironmentContext, engine: EngineStack, target: VersionFile, history: HistoryEntry[], desired: DesiredState, id: string, err: unknown): Promise<ApplyFailedError> {
+function watchDuring(ctx: EnvironmentContext, target: VersionFile, progress: ProgressOptions) {
+  const config = Object.fromEntries(
+    Object.entries({ ...ctx.stack.settings.config, ...target.config }).filter(([, v]) => !(typeof v === "object" && v !== null && "secure" in v)),
+  );
+  try {
+    return ctx.program.watchDuringApply?.({
+      context: { stackName: ctx.stack.name, stateDir: ctx.stateDir },
+      config,
+      say: (line) => progress.onProgress?.({ type: "diagnostic", severity: "warning", message: line }),
+    });
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * What an update that ran and failed becomes: recorded as failed (a verification record under the update's id), and
+ * typed by what failed — the database change, the health gate (exit 11), a release that never became ready,
+ * or anything else (exit 8). `found` is what the program's watch of the update found still wrong, which the
+ * error says after the engine's own lines. Never a refusal: the update is in history, and the caller audits
+ * it as a failure.
+ */
+async function updateFailure(
+  ctx: EnvironmentContext,
+  engine: EngineStack,
+  target: VersionFile,
+  history: HistoryEntry[],
+  desired: DesiredState,
+  id: string,
+  err: unknown,
+  found: string[],
+): Promise<ApplyFailedError> {
   const message = err instanceof EngineFailedError ? err.detail : (err as Error).message;
   // The engine's whole report, for a failure whose error lines say too little.
   if ((process.env.STACKPIN_DEBUG ?? "").split(",").includes("engine")) process.stderr.write(`[engine] ${message}\n`);
@@ -389,7 +423,10 @@ async function updateFailure(ctx: EnvironmentContext, engine: EngineStack, targe
   if (refusal?.kind === "health-gate") return new HealthGateFailedError(ctx.stack.name, target.version, refusal.detail, { cause, revision, left });
   const db = programFailure(ctx.stack.name, message);
   if (db) return new DatabaseApplyFailedError(ctx.stack.name, target.version, (db as RestoreImpossibleError | DatabaseUnavailableError).detail, { cause, revision, left });
-  return new ApplyFailedError(ctx.stack.name, target.version, detail, { cause, revision, left });
+  const hints = [ctx.program.explainFailure?.(message), ...found].filter((h): h is string => !!h);
+  const notReady = ctx.program.explainNotReady?.(message);
+  if (notReady) return new NeverReadyError(ctx.stack.name, target.version, notReady, { cause, revision, left, hints });
+  return new ApplyFailedError(ctx.stack.name, target.version, detail, { cause, revision, left, hints });
 }
 
 /** What a failed update did to the database, read from the checkpoint it left: sentences for its error. */

@@ -1,6 +1,17 @@
 import { ApprovalInput, approvedBy, recordOf } from "../policy/approvals";
 import type { EnvironmentContext, ProgressOptions } from "../environment";
-import { ApplyFailedError, AutoRollbackNeedsApprovalError, DataLossApprovalRequiredError, FrozenError, StackpinError, VerificationFailedError } from "../errors";
+import {
+  ApplyFailedError,
+  ApplyFailureStage,
+  AutoRollbackNeedsApprovalError,
+  DataLossApprovalRequiredError,
+  failedAt,
+  FrozenError,
+  HealthGateFailedError,
+  NeverReadyError,
+  StackpinError,
+  VerificationFailedError,
+} from "../errors";
 import { HistoryEntry, lastGoodVersion, liveState } from "../records/history-record";
 import { audit, auditFailure, isRefusal } from "../records/trail";
 import { ApplyResult, applyWith, carryPlan, prepareApply, readHistoryAndTags } from "./apply";
@@ -52,6 +63,8 @@ export async function deploy(ctx: EnvironmentContext, options: DeployOptions): P
   let reason: string;
   // The failed deploy's whole story as its own error tells it (what it left in the database included).
   let failure: string;
+  // Where it failed: its verification after the apply, or inside the update (never ready, or anything else).
+  let stage: ApplyFailureStage = "verification";
   const from = () => liveState(history).version;
   try {
     // An operation killed mid-way is cleaned up first, so that re-running it is the way to finish it.
@@ -93,7 +106,8 @@ export async function deploy(ctx: EnvironmentContext, options: DeployOptions): P
       if (!(err instanceof ApplyFailedError)) throw err;
       await auditFailure(ctx, engine, { op: "deploy", from: from(), to: target.version }, err, options);
       if (!options.autoRollback) throw err;
-      reason = err.detail;
+      stage = err instanceof HealthGateFailedError || err instanceof NeverReadyError ? "readiness" : "update";
+      reason = [err.detail, ...err.hints].join("\n");
       failure = err.message;
     }
   } catch (err) {
@@ -107,14 +121,15 @@ export async function deploy(ctx: EnvironmentContext, options: DeployOptions): P
   if (!options.autoRollback) throw new VerificationFailedError(ctx.stack.name, target.version, reason, undefined, { deploy: result });
   const goodVersion = lastGoodVersion(history, target.version);
   if (!goodVersion) {
-    throw new VerificationFailedError(ctx.stack.name, target.version, `${reason}; no earlier version ever verified, so nothing to roll back to`, undefined, { deploy: result });
+    throw new VerificationFailedError(ctx.stack.name, target.version, `${reason}; no earlier version ever verified, so nothing to roll back to`, undefined, { deploy: result }, { failed: stage });
   }
-  options.onProgress?.({ type: "phase", phase: "rollback", message: `${target.version} failed verification; rolling back to ${goodVersion}` });
+  const what = failedAt(stage, target.version);
+  options.onProgress?.({ type: "phase", phase: "rollback", message: `${what}; rolling back to ${goodVersion}` });
   let back;
   try {
     back = await rollback(ctx, {
       to: goodVersion,
-      reason: `auto-rollback: ${target.version} failed verification: ${reason}`.slice(0, 300),
+      reason: `auto-rollback: ${what}: ${reason}`.slice(0, 300),
       approveDataLoss: options.approveDataLoss,
       approvals: options.approvals,
       onProgress: options.onProgress,
@@ -133,7 +148,7 @@ export async function deploy(ctx: EnvironmentContext, options: DeployOptions): P
       : isRefusal(err)
         ? `it was refused before it changed anything: ${(err as Error).message.split("\n")[0].replace(/\s*Nothing was changed\.$/, "")}`
         : (err as Error).message.split("\n")[0];
-    throw new VerificationFailedError(ctx.stack.name, target.version, reason, undefined, { deploy: result, rollbackError }, { rollbackFailure: why, rollbackTarget: goodVersion });
+    throw new VerificationFailedError(ctx.stack.name, target.version, reason, undefined, { deploy: result, rollbackError }, { failed: stage, rollbackFailure: why, rollbackTarget: goodVersion });
   }
-  throw new VerificationFailedError(ctx.stack.name, target.version, reason, goodVersion, { deploy: result, rollback: back });
+  throw new VerificationFailedError(ctx.stack.name, target.version, reason, goodVersion, { deploy: result, rollback: back }, { failed: stage });
 }

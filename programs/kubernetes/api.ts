@@ -32,9 +32,9 @@ export interface KubeClient {
   /**
    * Follows `collectionPath` (a list URL, with its query) as it changes: `seen` is called with the whole
    * current list after the first read and after every event, until it returns a value other than
-   * undefined, which `watch` resolves with. Fails after `timeoutMs` naming `what`.
+   * undefined, which `watch` resolves with. Fails after `timeoutMs` naming `what`, or when `signal` aborts.
    */
-  watch<T>(what: string, collectionPath: string, seen: (items: any[]) => T | undefined, timeoutMs: number): Promise<T>;
+  watch<T>(what: string, collectionPath: string, seen: (items: any[]) => T | undefined, timeoutMs: number, signal?: AbortSignal): Promise<T>;
   close(): void;
 }
 
@@ -109,7 +109,7 @@ export function kubeClient(config: Record<string, unknown>, env: NodeJS.ProcessE
   const basic = user.username !== undefined ? `Basic ${Buffer.from(`${user.username}:${user.password ?? ""}`).toString("base64")}` : undefined;
   const base = server.pathname.replace(/\/$/, "");
 
-  const open = (method: string, urlPath: string, headers: Record<string, string>, timeoutMs: number) => {
+  const open = (method: string, urlPath: string, headers: Record<string, string>, timeoutMs: number, signal?: AbortSignal) => {
     const token = bearer();
     const options: https.RequestOptions = {
       host: server.hostname,
@@ -119,14 +119,15 @@ export function kubeClient(config: Record<string, unknown>, env: NodeJS.ProcessE
       agent,
       timeout: timeoutMs,
       headers: { Accept: "application/json", ...(token ? { Authorization: `Bearer ${token}` } : basic ? { Authorization: basic } : {}), ...headers },
+      ...(signal ? { signal } : {}),
     };
     return secure ? https.request(options) : http.request(options);
   };
 
-  const request = <T>(method: string, urlPath: string, body?: unknown, contentType = "application/json"): Promise<ApiAnswer<T>> =>
+  const request = <T>(method: string, urlPath: string, body?: unknown, contentType = "application/json", signal?: AbortSignal): Promise<ApiAnswer<T>> =>
     new Promise((resolve, reject) => {
       const data = body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body);
-      const req = open(method, urlPath, data ? { "Content-Type": contentType } : {}, 15_000);
+      const req = open(method, urlPath, data ? { "Content-Type": contentType } : {}, 15_000, signal);
       req.on("response", (res) => {
         let text = "";
         res.setEncoding("utf8");
@@ -146,17 +147,18 @@ export function kubeClient(config: Record<string, unknown>, env: NodeJS.ProcessE
       req.end(data);
     });
 
-  const get = async <T>(urlPath: string): Promise<T> => {
-    const r = await request<any>("GET", urlPath);
+  const get = async <T>(urlPath: string, signal?: AbortSignal): Promise<T> => {
+    const r = await request<any>("GET", urlPath, undefined, undefined, signal);
     if (r.status !== 200) throw new Error(`GET ${urlPath}: ${r.status} ${r.body?.message ?? JSON.stringify(r.body).slice(0, 300)}`);
     return r.body as T;
   };
 
-  const watch = async <T>(what: string, collectionPath: string, seen: (items: any[]) => T | undefined, timeoutMs: number): Promise<T> => {
+  const watch = async <T>(what: string, collectionPath: string, seen: (items: any[]) => T | undefined, timeoutMs: number, signal?: AbortSignal): Promise<T> => {
     const deadline = Date.now() + timeoutMs;
     const sep = collectionPath.includes("?") ? "&" : "?";
     for (;;) {
-      const list = await get<any>(collectionPath);
+      signal?.throwIfAborted();
+      const list = await get<any>(collectionPath, signal);
       const items = new Map<string, any>(list.items.map((i: any) => [i.metadata.uid, i]));
       const first = seen([...items.values()]);
       if (first !== undefined) return first;
@@ -164,7 +166,7 @@ export function kubeClient(config: Record<string, unknown>, env: NodeJS.ProcessE
       const result = await new Promise<{ value: T } | "expired" | "ended">((resolve, reject) => {
         const left = deadline - Date.now();
         if (left <= 0) return reject(new Error(`${what}: not within ${Math.round(timeoutMs / 1000)} s`));
-        const req = open("GET", `${collectionPath}${sep}watch=1&allowWatchBookmarks=true&resourceVersion=${list.metadata.resourceVersion}&timeoutSeconds=${Math.ceil(left / 1000)}`, {}, left + 5_000);
+        const req = open("GET", `${collectionPath}${sep}watch=1&allowWatchBookmarks=true&resourceVersion=${list.metadata.resourceVersion}&timeoutSeconds=${Math.ceil(left / 1000)}`, {}, left + 5_000, signal);
         const timer = setTimeout(() => {
           req.destroy();
           reject(new Error(`${what}: not within ${Math.round(timeoutMs / 1000)} s`));

@@ -7,7 +7,7 @@ import type { ProgramFactory } from "../types";
 import type { SlotRelease } from "../../lib/planning/rollout";
 import { imageFor, readStackpinConfig, runningSlots } from "../stackpin-config";
 import { restoreCheckScript } from "./restore-check";
-import { kubernetesSecretName, kubernetesTargetSchema } from "./schema";
+import { defaultClaimBindSeconds, kubernetesSecretName, kubernetesTargetSchema } from "./schema";
 
 /** The Kubernetes target's settings: the `target` config key (project namespace). */
 interface KubernetesSettings {
@@ -36,6 +36,11 @@ interface KubernetesSettings {
    * class) fails the apply with nothing migrated.
    */
   snapshotReadySeconds?: number;
+  /**
+   * How long a new claim (the data volume, a restore's volume) may take to bind (default 120 s). The
+   * provider waits for it, silently; past this the apply fails, and stackpin says why the claim is Pending.
+   */
+  claimBindSeconds?: number;
   /** A URL stackpin can reach the Service through (an Ingress); without it, verification is skipped. */
   publicUrl?: string;
 }
@@ -78,13 +83,21 @@ export const kubernetesProgram: ProgramFactory = () => async () => {
   // `destroy --approve-data-loss`), it stays in the cluster. Snapshots and restored volumes are declared
   // from the stack's record.
   const keep: pulumi.CustomResourceOptions = { retainOnDelete: true };
+  // How long a new claim may take to bind. The provider's own wait for a claim ignores customTimeouts (5
+  // minutes, fixed); asked to wait for the phase Bound (`pulumi.com/waitFor`) it waits within them. A class
+  // that binds on first use (WaitForFirstConsumer) leaves its claims Pending until a pod uses them: those
+  // are not waited for, nor are claims whose class the program does not read (none set: the default one).
+  const bindWithin: pulumi.CustomTimeouts = { create: `${s.claimBindSeconds ?? defaultClaimBindSeconds}s` };
+  const bindAwait = pulumi
+    .output(storageClass?.volumeBindingMode)
+    .apply((mode): Record<string, string> => (mode === "Immediate" ? { "pulumi.com/waitFor": "jsonpath={.status.phase}=Bound" } : {}));
   const volume = new k8s.core.v1.PersistentVolumeClaim(
     "data",
     {
-      metadata: meta(`${s.app}-data`),
+      metadata: { ...meta(`${s.app}-data`), annotations: bindAwait },
       spec: { accessModes: ["ReadWriteOnce"], storageClassName: s.storageClass, resources: { requests: { storage: s.dataSize ?? "10Gi" } } },
     },
-    { ...keep, dependsOn: preflight },
+    { ...keep, dependsOn: preflight, customTimeouts: bindWithin },
   );
   const claimOf = (instance: string) => (instance === PRIMARY ? `${s.app}-data` : `${s.app}-${instance}`);
   // A snapshot's object is named by the attempt that took it: a retry makes its own, never the failed one's.
@@ -118,7 +131,7 @@ export const kubernetesProgram: ProgramFactory = () => async () => {
     claims[r.name] = new k8s.core.v1.PersistentVolumeClaim(
       r.name,
       {
-        metadata: { ...meta(claimOf(r.name)), annotations: { "stackpin.dev/restore-time": r.time, "stackpin.dev/source": r.source } },
+        metadata: { ...meta(claimOf(r.name)), annotations: bindAwait.apply((a) => ({ ...a, "stackpin.dev/restore-time": r.time, "stackpin.dev/source": r.source })) },
         spec: {
           accessModes: ["ReadWriteOnce"],
           storageClassName: s.storageClass,
@@ -126,7 +139,7 @@ export const kubernetesProgram: ProgramFactory = () => async () => {
           dataSource: { apiGroup: "snapshot.storage.k8s.io", kind: "VolumeSnapshot", name: snapshotObject(r.snapshot) },
         },
       },
-      { ...keep, dependsOn: snapshots[r.snapshot] ? [snapshots[r.snapshot]] : [] },
+      { ...keep, dependsOn: snapshots[r.snapshot] ? [snapshots[r.snapshot]] : [], customTimeouts: bindWithin },
     );
   }
   // The restore made in this apply is checked before the database moves to it (a claim restored from a

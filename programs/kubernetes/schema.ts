@@ -6,6 +6,9 @@ import type { ProgramConfigSpec } from "../types";
 const label = (max: number) =>
   z.string().max(max).regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, "must be a lowercase RFC 1123 label (a-z, 0-9, -)");
 
+/** How long a claim may take to bind unless `target.claimBindSeconds` says otherwise (the provider's own wait is 5 minutes). */
+export const defaultClaimBindSeconds = 120;
+
 /** The Kubernetes target's settings, the `target` config key (see `programs/kubernetes/index.ts`). */
 export const kubernetesTargetSchema = z
   .object({
@@ -19,6 +22,7 @@ export const kubernetesTargetSchema = z
     databaseImage: z.string().min(1).optional(),
     progressDeadlineSeconds: z.number().int().min(1).optional(),
     snapshotReadySeconds: z.number().int().min(1).optional(),
+    claimBindSeconds: z.number().int().min(1).optional(),
     publicUrl: z.string().url().optional(),
   })
   .strict();
@@ -68,4 +72,26 @@ export function explainKubernetesFailure(report: string): string | undefined {
     return `the cluster has no VolumeSnapshotClass "${missing}" (target.volumeSnapshotClass): snapshots need the snapshot.storage.k8s.io CRDs, the snapshot controller, a CSI driver that supports snapshots and the class (\`kubectl get volumesnapshotclass\`).`;
   }
   return undefined;
+}
+
+/**
+ * A colour's Deployment that never became ready fails the provider's await (a rollout past its
+ * `progressDeadlineSeconds`, or pods that never got ready before the resource's timeout): this says which
+ * colour and what the Deployment reported, so that the failure reads as the readiness gate it is.
+ */
+export function explainKubernetesNotReady(report: string): string | undefined {
+  // The error item of the resource that failed (not the planned steps an update held to a plan never reached).
+  const failed = report
+    .split("\n")
+    .find((l) => /failed to fully initialize or become live/.test(l) && /Deployment::app-(blue|green)"|"[^"\s/]+\/[^"\s]+-(blue|green)"/.test(l));
+  if (!failed) return undefined;
+  const said = [...report.matchAll(/\[(ProgressDeadlineExceeded|MinimumReplicasUnavailable)\] ([^\n]*)/g)];
+  if (!said.length && !/Minimum number of live Pods was not attained/.test(report)) return undefined;
+  const slot = /(?:::app-|-)(blue|green)"/.exec(failed)?.[1];
+  const name = /'([^']+)' timed out waiting to be Ready/.exec(failed)?.[1] ?? /"[^"\s/]+\/([^"\s]+)"/.exec(failed)?.[1];
+  const why = said.find((m) => m[1] === "ProgressDeadlineExceeded") ?? said[0];
+  return (
+    `its ${slot} Deployment${name ? ` ${name}` : ""} did not get its pods ready` +
+    (why ? `: [${why[1]}] ${why[2].trim().replace(/\.$/, "")}` : ": the minimum number of live pods was not attained")
+  );
 }

@@ -163,7 +163,7 @@ describe("the local target: blue/green, verification, forward-only secrets (real
     assert.equal(r.code, ExitCode.verificationFailed, r.stderr);
     const doc = json(r);
     assert.equal(doc.error.code, "verification-failed");
-    assert.match(doc.error.message, /v3 failed verification on stack dev: .*cache unreachable/);
+    assert.match(doc.error.message, /^v3 never became ready on stack dev \(inside the update: it never took traffic\): health gate: .*cache unreachable/);
     assert.match(doc.error.message, /rolled back automatically to v1/);
     assert.deepEqual(client.failures, [], "the broken release never took traffic");
     assert.deepEqual(client.seen, ["v1"]);
@@ -179,7 +179,7 @@ describe("the local target: blue/green, verification, forward-only secrets (real
         ["deploy", "v1", "v3", "failed", "failed"],
       ],
     );
-    assert.match(history[0].reason, /^auto-rollback: v3 failed verification/);
+    assert.match(history[0].reason, /^auto-rollback: v3 never became ready \(inside the update: it never took traffic\): health gate: /);
   });
 
   it("destroy leaves no process, port or file behind", async () => {

@@ -198,7 +198,8 @@ describe("every exit code in the README's table is what the CLI exits with in th
     try {
       const r = await expect(ExitCode.verificationFailed, "auto-rollback refused", ["deploy", "--stack", "dev", "--version", "v3", "--yes", "--auto-rollback", "--json"]);
       const error = json(r).error;
-      assert.match(error.message, /v3 failed verification on stack dev: health gate: .*cache unreachable/);
+      // The health gate failed inside the update, before any traffic moved: not a verification after the apply.
+      assert.match(error.message, /^v3 never became ready on stack dev \(inside the update: it never took traffic\): health gate: .*cache unreachable/);
       assert.match(error.message, /the automatic rollback to v\d+ failed too: it was refused before it changed anything: this rollback on stack dev needs explicit approval/);
       assert.equal(error.details.rollbackError.exitCode, ExitCode.approvalRequired);
     } finally {

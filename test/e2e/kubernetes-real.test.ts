@@ -455,6 +455,62 @@ describe("kubernetes target against a real API server: deploy v41, v42, preview 
     }
   });
 
+  it("a claim no volume can satisfy says why while the deploy waits, and the deploy fails once target.claimBindSeconds runs out, saying what to do", async () => {
+    // Its own namespace, and a class that exists (the program's read of it passes) with no provisioner and no volume.
+    await api().create("/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: "nopv" } });
+    await api().create("/apis/storage.k8s.io/v1/storageclasses", {
+      apiVersion: "storage.k8s.io/v1",
+      kind: "StorageClass",
+      metadata: { name: "no-volumes" },
+      provisioner: "kubernetes.io/no-provisioner",
+      volumeBindingMode: "Immediate",
+    });
+    const other = fs.mkdtempSync(path.join(os.tmpdir(), "stackpin-k8s-fixture-"));
+    let nopv: TempProject | undefined;
+    try {
+      fs.cpSync(fixture!, other, { recursive: true });
+      const text = fs
+        .readFileSync(path.join(other, "stack.yaml"), "utf8")
+        .replace("namespace: shop", "namespace: nopv")
+        .replace("app: shop", "app: nopv")
+        .replace("storageClass: standard", "storageClass: no-volumes");
+      fs.writeFileSync(path.join(other, "stack.yaml"), `${text.trimEnd()}\n    claimBindSeconds: 8\n`);
+      nopv = tempProject(pulumi, { stack: "nopv", from: other });
+      await installProvider(nopv);
+      const started = Date.now();
+      const r = await nopv.cli(["deploy", "--stack", "nopv", "--version", "v41", "--yes", "--json"], { env });
+      const seconds = (Date.now() - started) / 1000;
+      figures.push(`deploy with an unbindable claim ${seconds.toFixed(1)} s`);
+      process.stderr.write(`      [k8s] a deploy whose claim cannot bind (claimBindSeconds 8) failed in ${seconds.toFixed(1)} s (exit ${r.code})\n`);
+      // The engine's update failed on the claim's bind timeout: exit 8, as the README's table says.
+      assert.equal(r.code, ExitCode.applyFailed, r.stderr);
+      // While the engine waited, the progress named the claim and why it was Pending (its events' reason)...
+      const why = 'claim nopv/nopv-data is Pending: StorageClass "no-volumes" has no provisioner (kubernetes.io/no-provisioner) and no PersistentVolume of that class is available for it (ProvisioningFailed)';
+      const said = r.stderr.indexOf(`warning: ${why}`);
+      assert.ok(said >= 0, r.stderr);
+      assert.ok(said < r.stderr.indexOf("error: "), `the reason came only with the error:\n${r.stderr}`);
+      // ...and the error says it again, with what to do; no bare "N errors occurred:" is left in what was printed.
+      const error = json(r).error;
+      assert.equal(error.code, "apply-failed");
+      assert.match(error.message, /^applying v41 to stack nopv failed during the update \(revision 1, recorded in history as failed\)/, error.message);
+      assert.ok(error.message.includes(`${why}; still Pending after `), error.message);
+      assert.match(error.message, /\(target\.claimBindSeconds: 8\)\. To let it bind: create PersistentVolumes of class "no-volumes" that fit it \(10Gi, ReadWriteOnce\), run a provisioner for the class, or name a class that has one \(target\.storageClass\)\./, error.message);
+      assert.doesNotMatch(r.stderr, /error: \d+ errors? occurred:\s*$/m, r.stderr);
+      const claim = await api().get("/api/v1/namespaces/nopv/persistentvolumeclaims/nopv-data");
+      assert.equal(claim.status.phase, "Pending");
+      const history = json(await nopv.cli(["history", "--stack", "nopv", "--json"], { env }));
+      assert.deepEqual(history.map((h: any) => [h.op, h.to, h.result]), [["deploy", "v41", "failed"]]);
+    } finally {
+      try {
+        // The cluster goes with the suite: the stack (its claim Pending, kept on delete) is forgotten rather than destroyed.
+        if (nopv) fs.rmSync(path.join(nopv.stateDir, ".pulumi", "stacks"), { recursive: true, force: true });
+        await nopv?.teardown();
+      } finally {
+        fs.rmSync(other, { recursive: true, force: true });
+      }
+    }
+  });
+
   it("destroy of a stack holding only its database volume (no snapshot yet) is refused, naming the volume; approved, the volume stays in the cluster and the output says so", async () => {
     const other = fs.mkdtempSync(path.join(os.tmpdir(), "stackpin-k8s-fixture-"));
     let basket: TempProject | undefined;

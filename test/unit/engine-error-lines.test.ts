@@ -1,5 +1,5 @@
 import { strict as assert } from "node:assert";
-import { engineErrorLines } from "../../lib/errors";
+import { diagnosticText, engineErrorLines } from "../../lib/errors";
 
 describe("engineErrorLines: the engine's own error lines from a CLI report", () => {
   it("keeps a provider's errors listed under \"N errors occurred:\" instead of the dangling header", () => {
@@ -20,7 +20,21 @@ describe("engineErrorLines: the engine's own error lines from a CLI report", () 
 
   it("leaves single error lines as they were", () => {
     assert.equal(engineErrorLines("error: Preview failed: resource 'fast-ssd' does not exist\nerror: preview failed"), "Preview failed: resource 'fast-ssd' does not exist");
-    assert.equal(engineErrorLines("error: 1 error occurred:\nnothing listed"), "1 error occurred:");
+  });
+
+  it("never leaves a bare \"N errors occurred:\" line, even with no error listed under it", () => {
+    assert.equal(engineErrorLines("error: 1 error occurred:\nnothing listed"), "nothing listed");
+    assert.equal(engineErrorLines("error: 1 error occurred:\nerror: Timeout occurred polling for 'nopv-data'\nerror: update failed"), "Timeout occurred polling for 'nopv-data'");
+    assert.doesNotMatch(engineErrorLines("    error: 3 errors occurred:\n"), /errors? occurred/);
+  });
+
+  it("a progress line of the engine's diagnostics lists the provider's errors, without their count", () => {
+    assert.equal(
+      diagnosticText("4 errors occurred:\n\t* resource \"urn:…::app-green\" was successfully created, but …: 'shop-green' timed out waiting to be Ready\n\t* Minimum number of live Pods was not attained\n\n"),
+      "resource \"urn:…::app-green\" was successfully created, but …: 'shop-green' timed out waiting to be Ready\nMinimum number of live Pods was not attained",
+    );
+    assert.equal(diagnosticText("1 error occurred:\n"), undefined);
+    assert.equal(diagnosticText("  one plain warning  "), "one plain warning");
   });
 
   it("names the error that stopped an update held to a saved plan, not the planned steps it never reached", () => {
