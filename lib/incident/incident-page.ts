@@ -1,5 +1,3 @@
-import * as vega from "vega";
-import * as vegaLite from "vega-lite";
 import type { TopLevelSpec } from "vega-lite";
 import type { IncidentRecord } from "./incident";
 
@@ -108,6 +106,9 @@ export function incidentChartSpec(record: IncidentRecord, series: IncidentSeries
 
 /** Compiles the Vega-Lite spec and renders it to SVG in this process (no browser, no canvas). */
 export async function renderSvg(spec: TopLevelSpec): Promise<string> {
+  // Vega is about 40 modules: loaded here, by the one command that draws, not at every command's start.
+  const vega = require("vega") as typeof import("vega");
+  const vegaLite = require("vega-lite") as typeof import("vega-lite");
   const view = new vega.View(vega.parse(vegaLite.compile(spec).spec), { renderer: "none" });
   try {
     return await view.toSVG();

@@ -1,6 +1,14 @@
 import * as crypto from "node:crypto";
-import { DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client, S3ServiceException } from "@aws-sdk/client-s3";
+import type { S3Client } from "@aws-sdk/client-s3";
 import { BackendUnsupportedError, ConcurrentOperationError } from "../errors";
+
+/**
+ * The AWS SDK's S3 client, loaded on first use: it is about 20 modules that every command would load at
+ * start otherwise, and only an `s3://` backend needs it.
+ */
+function s3Sdk(): typeof import("@aws-sdk/client-s3") {
+  return require("@aws-sdk/client-s3") as typeof import("@aws-sdk/client-s3");
+}
 
 /**
  * stackpin's own objects in the bucket of an `s3://` Pulumi backend, read and written with conditional
@@ -38,7 +46,7 @@ export function s3LocationOf(backendUrl: string): S3Location | undefined {
   // The pinned SDK runs on Node 20 (package.json's engines); its notice that later SDK releases will need
   // Node 22 would otherwise be printed on every command's stderr.
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
-  const client = new S3Client({
+  const client = new (s3Sdk().S3Client)({
     region: q.get("region") ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION,
     endpoint,
     forcePathStyle: truthy(q.get("use_path_style")) || truthy(q.get("s3ForcePathStyle")),
@@ -53,13 +61,13 @@ export interface Versioned {
 }
 
 function status(err: unknown): number | undefined {
-  return err instanceof S3ServiceException ? err.$metadata.httpStatusCode : undefined;
+  return err instanceof s3Sdk().S3ServiceException ? err.$metadata.httpStatusCode : undefined;
 }
 
 /** Reads an object; undefined when it does not exist. */
 export async function getObject(loc: S3Location, key: string): Promise<Versioned | undefined> {
   try {
-    const r = await loc.client.send(new GetObjectCommand({ Bucket: loc.bucket, Key: loc.prefix + key }));
+    const r = await loc.client.send(new (s3Sdk().GetObjectCommand)({ Bucket: loc.bucket, Key: loc.prefix + key }));
     return { text: (await r.Body?.transformToString("utf8")) ?? "", etag: r.ETag ?? "" };
   } catch (err) {
     if (status(err) === 404) return undefined;
@@ -75,7 +83,7 @@ export async function getObject(loc: S3Location, key: string): Promise<Versioned
 export async function putIfUnchanged(loc: S3Location, key: string, text: string, base: Versioned | undefined): Promise<boolean> {
   try {
     await loc.client.send(
-      new PutObjectCommand({
+      new (s3Sdk().PutObjectCommand)({
         Bucket: loc.bucket,
         Key: loc.prefix + key,
         Body: text,
@@ -97,7 +105,7 @@ type ProbeAnswer = { wrote: true; etag?: string } | { wrote: false; unsupported?
 
 async function probePut(loc: S3Location, key: string, body: string, condition: { IfMatch: string } | { IfNoneMatch: "*" }): Promise<ProbeAnswer> {
   try {
-    const r = await loc.client.send(new PutObjectCommand({ Bucket: loc.bucket, Key: key, Body: body, ContentType: "text/plain", ...condition }));
+    const r = await loc.client.send(new (s3Sdk().PutObjectCommand)({ Bucket: loc.bucket, Key: key, Body: body, ContentType: "text/plain", ...condition }));
     return { wrote: true, etag: r.ETag };
   } catch (err) {
     const code = status(err);
@@ -161,7 +169,7 @@ async function probeConditionalWrites(loc: S3Location): Promise<void> {
       }
     }
   } finally {
-    await loc.client.send(new DeleteObjectCommand({ Bucket: loc.bucket, Key: key })).catch(() => undefined);
+    await loc.client.send(new (s3Sdk().DeleteObjectCommand)({ Bucket: loc.bucket, Key: key })).catch(() => undefined);
   }
 }
 
@@ -207,7 +215,7 @@ export async function listKeys(loc: S3Location, prefix: string): Promise<string[
   const keys: string[] = [];
   let token: string | undefined;
   do {
-    const page = await loc.client.send(new ListObjectsV2Command({ Bucket: loc.bucket, Prefix: loc.prefix + prefix, ContinuationToken: token }));
+    const page = await loc.client.send(new (s3Sdk().ListObjectsV2Command)({ Bucket: loc.bucket, Prefix: loc.prefix + prefix, ContinuationToken: token }));
     for (const o of page.Contents ?? []) if (o.Key) keys.push(o.Key.slice(loc.prefix.length));
     token = page.IsTruncated ? page.NextContinuationToken : undefined;
   } while (token);
@@ -216,10 +224,10 @@ export async function listKeys(loc: S3Location, prefix: string): Promise<string[
 
 /** Deletes one object (relative key); deleting one that is already gone is not an error. */
 export async function deleteObject(loc: S3Location, key: string): Promise<void> {
-  await loc.client.send(new DeleteObjectCommand({ Bucket: loc.bucket, Key: loc.prefix + key }));
+  await loc.client.send(new (s3Sdk().DeleteObjectCommand)({ Bucket: loc.bucket, Key: loc.prefix + key }));
 }
 
 /** Writes an object unconditionally: for objects only their writer ever writes (named by its own id). */
 export async function putObject(loc: S3Location, key: string, text: string): Promise<void> {
-  await loc.client.send(new PutObjectCommand({ Bucket: loc.bucket, Key: loc.prefix + key, Body: text, ContentType: "application/json" }));
+  await loc.client.send(new (s3Sdk().PutObjectCommand)({ Bucket: loc.bucket, Key: loc.prefix + key, Body: text, ContentType: "application/json" }));
 }
