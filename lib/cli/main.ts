@@ -4,35 +4,18 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import * as readline from "node:readline/promises";
 import { Command, CommanderError, Option } from "commander";
-import { z } from "zod";
+import * as z from "zod";
 import { builtinPrograms } from "../../programs";
 import type { ProgressEvent, StackpinEnv } from "../environment";
 import { envSchema, locateOptionsFromEnv, machinePolicyFromEnv, openEnvironment, openOptionsFromEnv, passphraseFromEnv } from "../environment";
 import { ensurePulumi, locatePulumi, packageRoot, PulumiCli } from "../engine/pulumi-cli";
 import { AuditBrokenError, AutoRollbackNeedsApprovalError, errorReport, ExitCode, FleetIncompleteError, StackpinError, VerificationFailedError } from "../errors";
-import { fleetRollback, FleetResult } from "../operations/fleet";
-import { emitK8sJobs, JobBatch } from "../operations/fleet-emit";
+import type { FleetResult } from "../operations/fleet";
+import type { JobBatch } from "../operations/fleet-emit";
 import { watchIntervalSchema } from "../versions/schema";
 import type { ApplyResult } from "../operations/apply";
-import { adopt } from "../operations/adopt";
-import { approve } from "../operations/approve";
-import { deploy } from "../operations/deploy";
-import { destroy } from "../operations/destroy";
-import { readAudit, verifyAudit } from "../operations/audit";
-import { freeze, unfreeze } from "../operations/freeze";
-import { showIncident } from "../operations/incident";
 import { renderMarkdown } from "../incident/incident";
-import { restore } from "../operations/restore";
-import { removeSnapshot } from "../operations/snapshot";
-import { recover } from "../operations/recover";
-import { watch } from "../operations/watch";
-import { rotate } from "../operations/rotate";
-import { history } from "../operations/history";
 import { type Plan } from "../operations/plan";
-import { preview } from "../operations/preview";
-import { expectPlan, previewRollback, rollback } from "../operations/rollback";
-import { setSecret } from "../operations/secret";
-import { status } from "../operations/status";
 import {
   renderApply,
   renderApproval,
@@ -50,6 +33,33 @@ import {
   renderVerification,
 } from "./render";
 import { addHelpExamples } from "./help-examples";
+
+/**
+ * The operations, each loaded when its command runs (`require` at the point of use, the types imported
+ * above): a command pays at start for its own modules only, so `status` and `history` do not load what
+ * an apply, a fleet, `watch` or the incident page needs.
+ */
+const load = {
+  adopt: () => require("../operations/adopt") as typeof import("../operations/adopt"),
+  approve: () => require("../operations/approve") as typeof import("../operations/approve"),
+  audit: () => require("../operations/audit") as typeof import("../operations/audit"),
+  deploy: () => require("../operations/deploy") as typeof import("../operations/deploy"),
+  destroy: () => require("../operations/destroy") as typeof import("../operations/destroy"),
+  fleet: () => require("../operations/fleet") as typeof import("../operations/fleet"),
+  fleetEmit: () => require("../operations/fleet-emit") as typeof import("../operations/fleet-emit"),
+  freeze: () => require("../operations/freeze") as typeof import("../operations/freeze"),
+  history: () => require("../operations/history") as typeof import("../operations/history"),
+  incident: () => require("../operations/incident") as typeof import("../operations/incident"),
+  preview: () => require("../operations/preview") as typeof import("../operations/preview"),
+  recover: () => require("../operations/recover") as typeof import("../operations/recover"),
+  restore: () => require("../operations/restore") as typeof import("../operations/restore"),
+  rollback: () => require("../operations/rollback") as typeof import("../operations/rollback"),
+  rotate: () => require("../operations/rotate") as typeof import("../operations/rotate"),
+  secret: () => require("../operations/secret") as typeof import("../operations/secret"),
+  snapshot: () => require("../operations/snapshot") as typeof import("../operations/snapshot"),
+  status: () => require("../operations/status") as typeof import("../operations/status"),
+  watch: () => require("../operations/watch") as typeof import("../operations/watch"),
+};
 
 interface CommonFlags {
   stack: string;
@@ -206,7 +216,7 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
     .option("--approve-data-loss", "approve a point-in-time restore if the database policy needs one")
     .action(async (flags) => {
       const ctx = await context(flags, env);
-      const result = await deploy(ctx, {
+      const result = await load.deploy().deploy(ctx, {
         version: flags.version,
         message: flags.message,
         confirm: confirmer(flags),
@@ -225,8 +235,8 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
       if (!flags.version && !flags.to) throw new CommanderError(ExitCode.usage, "usage", "preview needs --version or --to");
       const ctx = await context(flags, env);
       const plan = flags.to
-        ? await previewRollback(ctx, { to: flags.to, ...progress() })
-        : await preview(ctx, { version: flags.version, ...progress() });
+        ? await load.rollback().previewRollback(ctx, { to: flags.to, ...progress() })
+        : await load.preview().preview(ctx, { version: flags.version, ...progress() });
       out(flags, plan, () => renderPlan(plan));
     });
 
@@ -247,6 +257,7 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
       if (!flags.stack) throw new CommanderError(ExitCode.usage, "usage", "rollback needs --stack (or --stacks / --fleet for a fleet)");
       const ctx = await context(flags, env);
       const expected: string | undefined = flags.expectPlan;
+      const { expectPlan, rollback } = load.rollback();
       const result = await rollback(ctx, {
         to: flags.to,
         reason: flags.reason,
@@ -264,7 +275,7 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
   async function fleetAction(flags: Record<string, any>): Promise<void> {
     // Each stack's process reads the machine policy itself; a broken one refuses the fleet here, before any preview.
     machinePolicyFromEnv(env);
-    const result = await fleetRollback({
+    const result = await load.fleet().fleetRollback({
       projectDir: flags.projectDir,
       backendUrl: flags.backend ?? env.STACKPIN_BACKEND,
       selection: flags.fleet ? { fleetFile: flags.fleet } : { stacks: flags.stacks, canary: flags.canary },
@@ -303,7 +314,7 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
     .option("--json", "print the batches as one JSON document")
     .action(async (flags) => {
       if (!flags.stacks && !flags.fleet) throw new CommanderError(ExitCode.usage, "usage", "fleet needs --stacks or --fleet");
-      const batches = emitK8sJobs({
+      const batches = load.fleetEmit().emitK8sJobs({
         projectDir: flags.projectDir,
         selection: flags.fleet ? { fleetFile: flags.fleet } : { stacks: flags.stacks, canary: flags.canary },
         to: flags.to,
@@ -332,7 +343,7 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
     .action(async (flags) => {
       if (!flags.toTime && !flags.snapshot) throw new CommanderError(ExitCode.usage, "usage", "restore needs --to-time or --snapshot");
       const ctx = await context(flags, env);
-      const result = await restore(ctx, {
+      const result = await load.restore().restore(ctx, {
         time: flags.toTime,
         snapshot: flags.snapshot,
         approveDataLoss: !!flags.approveDataLoss,
@@ -351,7 +362,7 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
     .option("-r, --reason <text>", "why, recorded in history")
     .option("-y, --yes", "apply without previewing and asking")
     .action(async (name, flags) => {
-      const result = await removeSnapshot(await context(flags, env), {
+      const result = await load.snapshot().removeSnapshot(await context(flags, env), {
         name,
         approveDataLoss: !!flags.approveDataLoss,
         reason: flags.reason,
@@ -378,7 +389,7 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
       }
       const validForMs = duration(flags.expires);
       const ctx = await context(flags, env);
-      const r = await approve(ctx, {
+      const r = await load.approve().approve(ctx, {
         op: flags.op,
         to: flags.to,
         restore: { time: flags.toTime, snapshot: flags.snapshot },
@@ -405,7 +416,7 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
       const controller = new AbortController();
       const stop = () => controller.abort();
       process.once("SIGINT", stop).once("SIGTERM", stop);
-      const result = await watch(ctx, {
+      const result = await load.watch().watch(ctx, {
         autoRollback: !!flags.autoRollback,
         intervalMs: flags.interval,
         maxEvaluations: flags.maxEvaluations,
@@ -426,23 +437,23 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
       );
     });
 
-  for (const [verb, run] of [["freeze", freeze], ["unfreeze", unfreeze]] as const) {
+  for (const verb of ["freeze", "unfreeze"] as const) {
     withCommon(program.command(verb).description(verb === "freeze" ? "block deploys (not rollbacks) on the stack, for every machine" : "lift a deploy freeze"))
       .requiredOption("-r, --reason <text>", "why, shown to everyone and kept in the audit trail")
       .action(async (flags) => {
-        const r = await run(await context(flags, env), { reason: flags.reason, ...progress() });
+        const r = await load.freeze()[verb](await context(flags, env), { reason: flags.reason, ...progress() });
         out(flags, r, () => (verb === "freeze" ? `deploys to ${r.stack} are frozen: ${flags.reason}` : `deploys to ${r.stack} are allowed again`));
       });
   }
 
   const auditCmd = program.command("audit").description("the stack's append-only, hash-chained audit trail");
   withCommon(auditCmd.command("verify").description("check every entry's hash and link, and the head anchored in the backend")).action(async (flags) => {
-    const v = await verifyAudit(await context(flags, env));
+    const v = await load.audit().verifyAudit(await context(flags, env));
     if (!v.ok) throw new AuditBrokenError(flags.stack, v.file, v.problems);
     out(flags, v, () => `audit trail of ${flags.stack} verifies: ${v.entries} entries, ${v.file}${v.interrupted ? `\nnote: ${v.interrupted}` : ""}`);
   });
   withCommon(auditCmd.command("show").description("print the audit trail, oldest first")).action(async (flags) => {
-    const a = await readAudit(await context(flags, env));
+    const a = await load.audit().readAudit(await context(flags, env));
     out(flags, a, () => renderAudit(a.entries));
   });
 
@@ -451,7 +462,7 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
     .requiredOption("--id <id>", "the incident's id (the record's file name in .stackpin/incidents/<stack>/, without .json)")
     .option("--html <file>", "write the incident page here, and its chart as SVG beside it (same name, .svg)")
     .action(async (flags) => {
-      const r = await showIncident(await context(flags, env), { id: flags.id, html: flags.html, ...progress() });
+      const r = await load.incident().showIncident(await context(flags, env), { id: flags.id, html: flags.html, ...progress() });
       for (const w of r.warnings) err(`warning: ${w}`);
       out(flags, r, () =>
         r.page
@@ -462,19 +473,19 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
     });
 
   withCommon(program.command("history").description("every deploy and rollback of the stack, newest first")).action(async (flags) => {
-    const entries = await history(await context(flags, env, true));
+    const entries = await load.history().history(await context(flags, env, true));
     out(flags, entries, () => renderHistory(flags.stack, entries));
   });
 
   withCommon(program.command("status").description("the live version, last operation and outputs")).action(async (flags) => {
-    const s = await status(await context(flags, env, true));
+    const s = await load.status().status(await context(flags, env, true));
     out(flags, s, () => renderStatus(s));
   });
 
   withCommon(program.command("rotate").description("write the next version with a secret's generation raised; deploy it to rotate"))
     .requiredOption("--secret <name>", "the secret to rotate")
     .action(async (flags) => {
-      const r = await rotate(await context(flags, env), { secret: flags.secret });
+      const r = await load.rotate().rotate(await context(flags, env), { secret: flags.secret });
       out(flags, r, () => `wrote ${r.version} (${r.from} with ${r.secret} at generation ${r.generation}): ${r.file}\ndeploy it: stackpin deploy --stack ${r.stack} --version ${r.version}`);
     });
 
@@ -483,14 +494,14 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
     .option("--approve-data-loss", "required when the stack holds data (volumes, databases, snapshots): destroy deletes them or leaves the retained ones behind")
     .option("-r, --reason <text>", "why, recorded in history")
     .action(async (flags) => {
-      const r = await destroy(await context(flags, env), { yes: !!flags.yes, approveDataLoss: !!flags.approveDataLoss, reason: flags.reason, ...progress() });
+      const r = await load.destroy().destroy(await context(flags, env), { yes: !!flags.yes, approveDataLoss: !!flags.approveDataLoss, reason: flags.reason, ...progress() });
       out(flags, r, () => renderDestroy(r));
     });
 
   withCommon(program.command("recover").description("clean up after an interrupted operation: a dead holder's lock, pending operations, orphan processes"))
     .option("--force", "also break a lock whose holder cannot be proven gone (taken on another host); only if you know it is dead")
     .action(async (flags) => {
-      const r = await recover(await context(flags, env), { force: !!flags.force, ...progress() });
+      const r = await load.recover().recover(await context(flags, env), { force: !!flags.force, ...progress() });
       out(flags, r, () => renderRecovery(r));
     });
 
@@ -503,7 +514,7 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
     .action(async (flags) => {
       if (!flags.version === !flags.stackFile) throw new CommanderError(ExitCode.usage, "usage", "secret set writes into one file: --version <version> or --stack-file");
       const value = (await readStdin()).replace(/\r?\n$/, "");
-      const result = await setSecret(await context(flags, env), { version: flags.version, stackFile: flags.stackFile, key: flags.key, path: flags.path, value });
+      const result = await load.secret().setSecret(await context(flags, env), { version: flags.version, stackFile: flags.stackFile, key: flags.key, path: flags.path, value });
       out(flags, result, () => `wrote ${result.key} (encrypted) to ${result.file}`);
     });
 
@@ -512,7 +523,7 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
     .requiredOption("--program <program>", "the program that manages it: a path like ./infra/checkout, or a built-in")
     .option("--project <name>", "its Pulumi project (default: Pulumi.yaml's name, else stackpin)")
     .action(async (flags) => {
-      const r = await adopt({
+      const r = await load.adopt().adopt({
         stack: flags.stack,
         as: flags.as,
         program: flags.program,
