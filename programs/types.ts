@@ -1,5 +1,5 @@
 import type { PulumiFn } from "@pulumi/pulumi/automation";
-import type { z } from "zod";
+import type * as z from "zod";
 
 /** What stackpin tells a program about where it runs; programs never read `process.env` for this. */
 export interface ProgramContext {

@@ -17,7 +17,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { minimatch } from "minimatch";
 import pLimit from "p-limit";
-import { z } from "zod";
+import * as z from "zod";
 import { renderProgress } from "../cli/progress";
 import type { ProgressEvent } from "../environment";
 import { ErrorReport, ExitCode, FleetIncompleteError, InvalidVersionFileError, NotConfirmedError, UnknownStackError } from "../errors";

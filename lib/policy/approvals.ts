@@ -14,7 +14,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { canonicalize } from "json-canonicalize";
 import { readYamlFile } from "../versions/yaml-input";
-import { z } from "zod";
+import * as z from "zod";
 import type { EnvironmentContext } from "../environment";
 import { ApprovalRequiredError, CannotApproveError } from "../errors";
 import { HistoryEntry, liveState } from "../records/history-record";

@@ -15,7 +15,7 @@
  * `approvers` replace the stack's. How the two merge is `mergeApprovalPolicies` in `lib/approvals.ts`.
  */
 import * as path from "node:path";
-import { z } from "zod";
+import * as z from "zod";
 import { InvalidMachinePolicyError, InvalidVersionFileError } from "../errors";
 import { approvalCategorySchema, describeIssues } from "../versions/schema";
 import { readYamlFile } from "../versions/yaml-input";

@@ -1,4 +1,4 @@
-import { z } from "zod";
+import * as z from "zod";
 
 /** A version name: `v` and a number, with optional dotted parts (`v41`, `v41.1`). */
 export const versionNamePattern = /^v\d+(\.\d+)*$/;

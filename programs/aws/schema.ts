@@ -1,4 +1,4 @@
-import { z } from "zod";
+import * as z from "zod";
 import { releaseConfigShape } from "../release-config";
 import type { ProgramConfigSpec } from "../types";
 

@@ -1,6 +1,6 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { z } from "zod";
+import * as z from "zod";
 import { urlHasPassword } from "../../lib/planning/database-url";
 import { secureValueSchema } from "../../lib/versions/schema";
 import type { ProgramConfigSpec } from "../types";
