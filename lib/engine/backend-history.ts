@@ -53,9 +53,10 @@ export async function readHistoryFiles(backendUrl: string, projectName: string, 
   }
   const s3 = s3LocationOf(backendUrl);
   if (!s3) return undefined;
-  const stacks = await listKeys(s3, path.posix.join(".pulumi", "stacks", projectName, `${stackName}.json`));
+  // Both listings at once: one round trip to the store, not two (the history's is unused without a checkpoint).
+  const [stacks, history] = await Promise.all([listKeys(s3, path.posix.join(".pulumi", "stacks", projectName, `${stackName}.json`)), listKeys(s3, `${dir}/`)]);
   if (!checkpoints.some((c) => stacks.includes(c))) return undefined;
-  const names = historyNames((await listKeys(s3, `${dir}/`)).map((k) => k.slice(dir.length + 1)));
+  const names = historyNames(history.map((k) => k.slice(dir.length + 1)));
   if (!names) return undefined;
   return Promise.all(
     names.map(async (n) => {
