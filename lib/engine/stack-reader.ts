@@ -26,14 +26,20 @@ export class StackReader {
   /** What opening repaired in the backend's files after a write that was killed (one line each). */
   readonly repairedWrites: string[];
 
-  private constructor(
-    private readonly options: StackReaderOptions,
-    private readonly workDir: string,
-  ) {
+  /** The CLI's scratch directory, made by the first CLI call (`status` and `history` often make none). */
+  private workDir?: string;
+
+  private constructor(private readonly options: StackReaderOptions) {
     this.repairedWrites = options.backendUrl.startsWith("file://") ? repairInterruptedWrites(options.backendUrl, options.projectName, options.stackName, fileRecordsMarks(options)) : [];
   }
 
   static open(options: StackReaderOptions): StackReader {
+    return new StackReader(options);
+  }
+
+  private scratch(): string {
+    if (this.workDir) return this.workDir;
+    const options = this.options;
     fs.mkdirSync(options.workRoot, { recursive: true });
     const workDir = fs.mkdtempSync(path.join(options.workRoot, `read-${options.stackName}-`));
     // JSON is YAML: the project (and its backend) and the stack's secrets settings, as a workspace writes them.
@@ -43,7 +49,7 @@ export class StackReader {
       ? encryptionSalt ? { encryptionsalt: encryptionSalt } : {}
       : { secretsprovider: secretsProvider, ...(encryptedKey ? { encryptedkey: encryptedKey } : {}) };
     fs.writeFileSync(path.join(workDir, `Pulumi.${options.stackName}.yaml`), JSON.stringify(settings));
-    return new StackReader(options, workDir);
+    return (this.workDir = workDir);
   }
 
   /** Which stack this is: the backend, project and stack name. */
@@ -90,9 +96,10 @@ export class StackReader {
     await this.run(["stack", "tag", "rm", key]);
   }
 
-  /** Removes the scratch directory. */
+  /** Removes the scratch directory, if a CLI call made one. */
   close(): void {
-    fs.rmSync(this.workDir, { recursive: true, force: true });
+    if (this.workDir) fs.rmSync(this.workDir, { recursive: true, force: true });
+    this.workDir = undefined;
   }
 
   private run(args: string[]): Promise<string> {
@@ -111,7 +118,7 @@ export class StackReader {
       ...(o.passphrase?.file !== undefined ? { PULUMI_CONFIG_PASSPHRASE_FILE: o.passphrase.file } : {}),
     };
     const full = [...args, "--stack", o.stackName, "--non-interactive"];
-    return runPulumi({ binary: o.binary, args: full, cwd: this.workDir, env }).catch((err) => {
+    return runPulumi({ binary: o.binary, args: full, cwd: this.scratch(), env }).catch((err) => {
       throw translateEngineError(o.stackName, o.backendUrl, err, o.secretsProvider);
     });
   }
