@@ -18,11 +18,11 @@ const bundle = path.join(__dirname, "main.bundle.js");
 const cacheFile = path.join(__dirname, "main.bundle.cache");
 const buildInfo = path.join(__dirname, "..", "..", ".tsbuildinfo");
 
-// A checkout rebuilt with `tsc` alone has a bundle older than the code beside it: say so, rather than
-// run yesterday's CLI. (The packed package has no .tsbuildinfo.)
+// In a checkout where tsc ran after the bundle was made (`tsc` alone, after an edit), the bundle may hold
+// older code than dist/ beside it: refuse, rather than run it. (The packed package has no .tsbuildinfo.)
 const built = (file: string) => (fs.existsSync(file) ? fs.statSync(file).mtimeMs : undefined);
 if ((built(buildInfo) ?? 0) > (built(bundle) ?? Infinity)) {
-  throw new Error(`${bundle} is older than the TypeScript build in dist/: run \`npm run build\`, which bundles the CLI after tsc`);
+  throw new Error(`tsc ran after the CLI was bundled, so ${bundle} may be out of date: run \`npm run build\` (tsc, then the bundle)`);
 }
 
 const source = fs.readFileSync(bundle, "utf8").replace(/^#!.*/, "");
