@@ -1,4 +1,7 @@
 import { strict as assert } from "node:assert";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { packageRoot } from "../../lib/engine/pulumi-cli";
 import { pulumiOrSkip, TempProject, tempProject } from "./harness";
 
 // STACKPIN_DEBUG=timing (the benchmark's breakdown): every Pulumi CLI call an operation made, and a total;
@@ -32,6 +35,24 @@ describe("STACKPIN_DEBUG=timing: the Pulumi CLI calls of one operation (real eng
       assert.deepEqual(calls, [], `${verb} made ${calls.length} Pulumi CLI calls`);
       assert.match(r.stderr, /^\[timing\] backend history \(1 updates\): \d+ ms$/m);
       assert.match(r.stderr, /^\[timing\] total: 0 pulumi calls, 0 ms in them \(\); 1 backend reads, /m);
+    }
+  });
+
+  it("status and history load nothing but the CLI's bundle: no Automation API, AWS SDK, vega or module of dist/lib", async () => {
+    // Node's own record of the modules the process required, written as it exits.
+    const hook = path.join(project.dir, "modules-loaded.js");
+    const list = path.join(project.dir, "modules-loaded.json");
+    fs.writeFileSync(hook, `process.on("exit", () => require("node:fs").writeFileSync(${JSON.stringify(list)}, JSON.stringify(Object.keys(require.cache))));\n`);
+    try {
+      for (const args of [["status"], ["history"], ["status", "--json"], ["history", "--json"]]) {
+        const r = await project.cli([...args, "--stack", "dev"], { env: { NODE_OPTIONS: `--require ${hook}` } });
+        assert.equal(r.code, 0, r.stderr);
+        const loaded = (JSON.parse(fs.readFileSync(list, "utf8")) as string[]).filter((f) => f !== hook);
+        assert.deepEqual(loaded, [path.join(packageRoot(), "dist", "lib", "cli", "main.js")], `${args.join(" ")} loaded:\n${loaded.join("\n")}`);
+      }
+    } finally {
+      fs.rmSync(hook, { force: true });
+      fs.rmSync(list, { force: true });
     }
   });
 
