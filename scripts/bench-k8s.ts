@@ -7,8 +7,9 @@
  *   rotating secrets (the cloud fixture's stack.yaml, versions v41 and v42 without the database); each
  *   round rolls back v42 -> v41 (the switch back to blue), reads `status` and `history`, deploys v42 again.
  * - the engine floor, on the same stack after stackpin's rounds, through the Automation API and nothing
- *   around it: (1) an update targeted at the Service alone, with the config of stackpin's rollback, so
- *   the only change is the selector; (2) the rollback's whole update (its config, untargeted).
+ *   around it: (1) an update targeted at the Service and blue's Deployment (the colour it switches to,
+ *   registered before it), with the config of stackpin's rollback, so the only change is the selector;
+ *   (2) the rollback's whole update (its config, untargeted).
  * - Helm 4 (built into tools/helm/bin, reused when present): an equivalent chart in its own namespace,
  *   `helm rollback --wait=watcher` to revision 1 (v41), `helm status`, `helm history`, `helm upgrade`.
  *
@@ -322,24 +323,41 @@ class Floor {
     await this.workspace.setAllConfig(STACK, config);
   }
 
-  /** The Service's URN, for an update targeted at it alone. */
-  async serviceUrn(): Promise<string> {
+  /**
+   * The URNs of the Service and of the Deployment `slot`'s colour runs, for an update targeted at the two:
+   * the Service alone cannot be targeted. The program registers the colour to serve before the Service
+   * and the other colour after it (it depends on the Service); the state holds the colour now to serve as
+   * the one that depended on the Service. An untargeted resource is copied from the state together with
+   * the old dependencies it lists, so the engine would copy the Service before the program registers it,
+   * and the registration fails as a duplicate URN. Targeted, that colour is diffed instead.
+   */
+  async switchUrns(slot: string): Promise<string[]> {
     const state = await this.stack.exportStack();
-    const service = (state.deployment.resources as { urn: string; type: string }[]).find((r) => r.type === "kubernetes:core/v1:Service");
-    if (!service) throw new Error("the stack has no Service");
-    return service.urn;
+    const resources = state.deployment.resources as { urn: string; type: string }[];
+    const service = resources.find((r) => r.type === "kubernetes:core/v1:Service");
+    const colour = resources.find((r) => r.type === "kubernetes:apps/v1:Deployment" && r.urn.endsWith(`::app-${slot}`));
+    if (!service || !colour) throw new Error(`the stack has no Service or no Deployment app-${slot}`);
+    return [colour.urn, service.urn];
   }
 
   /** The Service's step in each update (from the engine's events): the provider's update and its await. */
   readonly serviceStepMs: number[] = [];
+  /** What each kind of update changed (op and name of every step that was not `same`), by label. */
+  readonly changes = new Map<string, Set<string>>();
 
-  async up(target?: string[]): Promise<void> {
+  async up(label: string, target?: string[]): Promise<void> {
     let serviceStarted: number | undefined;
+    const changed: string[] = [];
     const onEvent = (e: EngineEvent) => {
       if (e.resourcePreEvent?.metadata.type === "kubernetes:core/v1:Service" && e.resourcePreEvent.metadata.op !== "same") serviceStarted = performance.now();
       if (e.resOutputsEvent?.metadata.type === "kubernetes:core/v1:Service" && serviceStarted !== undefined) this.serviceStepMs.push(performance.now() - serviceStarted);
+      const m = e.resOutputsEvent?.metadata;
+      if (m && m.op !== "same" && m.type !== "pulumi:pulumi:Stack") changed.push(`${m.op} ${m.type.startsWith("pulumi:providers:") ? `the ${m.type.slice(17)} provider` : m.urn.split("::").pop()}`);
     };
     await this.stack.up({ message: "bench: engine floor", onEvent, ...(target ? { target } : {}) });
+    const seen = this.changes.get(label) ?? new Set<string>();
+    seen.add(changed.length ? changed.join(", ") : "nothing");
+    this.changes.set(label, seen);
   }
 }
 
@@ -580,19 +598,20 @@ async function run(): Promise<void> {
     const cfgBack = await floor.appliedConfig();
     await stackpin(proj, kubeconfig, ["deploy", "--version", "v42", "--yes"]);
     const cfgDeploy = await floor.appliedConfig();
-    const serviceUrn = await floor.serviceUrn();
+    const toBlue = await floor.switchUrns("blue");
+    const toGreen = await floor.switchUrns("green");
     const fl = { selector: [] as Switch[], whole: [] as Switch[], deploy: [] as Switch[], errors: [] as string[] };
     for (let r = 1; r <= rounds; r++) {
       log(`floor round ${r}/${rounds} (load ${loadLine()})`);
       try {
         await floor.use(cfgBack);
-        fl.selector.push(await ours.measure(blue, () => floor.up([serviceUrn])));
+        fl.selector.push(await ours.measure(blue, () => floor.up("the Service and blue's Deployment (targeted)", toBlue)));
         await floor.use(cfgDeploy);
-        await floor.up([serviceUrn]);
+        await floor.up("back to green: the Service and green's Deployment (targeted, untimed)", toGreen);
         await floor.use(cfgBack);
-        fl.whole.push(await ours.measure(blue, () => floor.up()));
+        fl.whole.push(await ours.measure(blue, () => floor.up("the rollback's whole update")));
         await floor.use(cfgDeploy);
-        fl.deploy.push(await ours.measure(green, () => floor.up()));
+        fl.deploy.push(await ours.measure(green, () => floor.up("the deploy of v42's whole update")));
       } catch (err) {
         const lines = (err as Error).message.split("\n");
         const errors = lines.filter((l) => /\berror\b/i.test(l) && !/^\s*(stderr|err\?): Command failed/.test(l));
@@ -623,11 +642,15 @@ async function run(): Promise<void> {
         `Pulumi CLI ${pulumi.version}, provider plugin ${kubernetesProviderVersion}, Helm ${helm.version} (${helm.built ? `built now in ${helm.buildSeconds!.toFixed(0)} s` : `reused from tools/helm/bin${helm.buildSeconds !== undefined ? `; its build took ${helm.buildSeconds.toFixed(0)} s` : ""}`}${helm.go ? `, ${helm.go.replace(/^go version /, "")}` : ""}); ` +
         `control plane up in ${cluster.startSeconds.toFixed(1)} s, plugin install ${sec(pluginMs)} s`,
       "",
-      "| what | stackpin | engine floor: the Service alone | engine floor: the rollback's whole update | Helm 4 |",
+      "| what | stackpin | engine floor: targeted (the Service and blue's Deployment) | engine floor: the rollback's whole update | Helm 4 |",
       "|---|---|---|---|---|",
       ...rows.map(([label, c]) => `| ${label} | ${c.join(" | ")} |`),
     );
     if (fl.errors.length) out.push("", `engine floor failed: ${fl.errors.join("; ")}`);
+    if (floor.changes.size) {
+      out.push("", "What the floor's updates changed (the steps that were not `same`, from the engine's events):");
+      for (const [label, seen] of floor.changes) out.push(`- ${label}: ${[...seen].join("; or ")}`);
+    }
     if (floor.serviceStepMs.length) {
       out.push("", `The Service's step inside the floor's updates that moved the selector (the provider's update and its await, from the engine's events): ${spread(floor.serviceStepMs)}.`);
     }
