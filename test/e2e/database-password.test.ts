@@ -1,4 +1,5 @@
 import { strict as assert } from "node:assert";
+import { once } from "node:events";
 import { spawn } from "node:child_process";
 import * as crypto from "node:crypto";
 import * as fs from "node:fs";
@@ -71,7 +72,10 @@ describe("a database password kept secret: off command lines, out of output, enc
       while (!seenOnCommandLine.some((l) => l.startsWith(`${child.pid}:`)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
       assert.ok(seenOnCommandLine.some((l) => l.startsWith(`${child.pid}:`)), "the sampler missed it");
     } finally {
+      // Cleared once the probe has exited and been reaped: a sample taken before that would still see it.
+      const exited = once(child, "exit");
       child.kill();
+      await exited;
       seenOnCommandLine.length = 0;
     }
   });
