@@ -5,7 +5,7 @@ import { approvalPolicyOf, approvalsNeeded } from "../policy/approvals";
 import type { HistoryEntry } from "../records/history-record";
 import type { StackRecords } from "../records/ledger";
 import { switchFirstOf } from "../planning/switch-first";
-import type { VersionFile } from "../versions/schema";
+import { generationsOf, plainConfig } from "../planning/desired-state";
 import { resolveRollbackTarget } from "./resolve";
 
 /** Traffic moved before the engine ran: where, and when (ms after the command started). */
@@ -19,9 +19,6 @@ export interface TrafficMoved {
   /** What was written and seen, for people. */
   detail: string;
 }
-
-const plain = (version: VersionFile): Record<string, unknown> =>
-  Object.fromEntries(Object.entries(version.config).filter(([, v]) => !(typeof v === "object" && v !== null && "secure" in v)));
 
 /**
  * Traffic first: when a rollback (applied without a question: `--yes`) only moves traffic back to the idle
@@ -45,8 +42,8 @@ export async function moveTrafficFirst(
     seen.history,
     {
       version: ran.version,
-      config: plain(ran),
-      generations: Object.fromEntries(Object.entries(ran.secrets).map(([k, v]) => [k, v.generation])),
+      config: plainConfig(ran),
+      generations: generationsOf(ran),
       schema: ran.database?.schema,
     },
     approvalsNeeded(approvalPolicyOf(ctx), "rollback").length,

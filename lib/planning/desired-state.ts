@@ -46,10 +46,16 @@ export interface DesiredState {
   databaseLeft?: DatabaseAsLeft;
 }
 
-function plainConfig(version: VersionFile): Record<string, unknown> {
+/** A version's config without its secrets (`secure:` values): what a slot runs with, as the layout records it. */
+export function plainConfig(version: VersionFile): Record<string, unknown> {
   return Object.fromEntries(
     Object.entries(version.config).filter(([, v]) => !(typeof v === "object" && v !== null && "secure" in v)),
   );
+}
+
+/** A version's secret generations, by secret name. */
+export function generationsOf(version: VersionFile): Generations {
+  return Object.fromEntries(Object.entries(version.secrets).map(([k, v]) => [k, v.generation]));
 }
 
 /** Options that reach the database decision from deploy, rollback and restore. */
@@ -99,7 +105,7 @@ export function planDesiredState(
   // A failed update after the last success may have generated (and used) a newer secret: never go below it.
   const generationsLeft = generationsAsLeft(history);
   const secrets = forwardOnly(
-    Object.fromEntries(Object.entries(target.secrets).map(([k, v]) => [k, v.generation])),
+    generationsOf(target),
     generationsLeft,
     target.version,
   );

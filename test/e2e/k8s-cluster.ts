@@ -13,14 +13,9 @@ import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import * as YAML from "yaml";
+import { ApiAnswer, kubeClient } from "../../programs/kubernetes/api";
 import { k8sBinDir, k8sTools, k8sToolsDir } from "../../scripts/k8s-tools";
 import { portFree } from "./harness";
-
-/** An answer from the API server. */
-export interface ApiAnswer<T = any> {
-  status: number;
-  body: T;
-}
 
 /** A minimal client for the test cluster's API: the tests read back what a user would check with kubectl. */
 export interface KubeApi {
@@ -181,7 +176,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<K8sClu
       { mode: 0o600 },
     );
 
-    const api = client(apiPort, ca, token);
+    const api = client(kubeconfig);
     closeApi = () => api.close();
     const until = async <T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 60_000, everyMs = 100): Promise<T> => {
       const deadline = Date.now() + timeoutMs;
@@ -329,50 +324,15 @@ function healthz(port: number): Promise<number> {
   });
 }
 
-function client(port: number, ca: Buffer, token: string): KubeApi {
-  const agent = new https.Agent({ ca, keepAlive: true });
-  const request = <T>(method: string, urlPath: string, body?: unknown, contentType = "application/json"): Promise<ApiAnswer<T>> =>
-    new Promise((resolve, reject) => {
-      const data = body === undefined ? undefined : JSON.stringify(body);
-      const req = https.request(
-        {
-          host: "127.0.0.1",
-          port,
-          path: urlPath,
-          method,
-          agent,
-          timeout: 15_000,
-          headers: { Authorization: `Bearer ${token}`, Accept: "application/json", ...(data ? { "Content-Type": contentType } : {}) },
-        },
-        (res) => {
-          let text = "";
-          res.setEncoding("utf8");
-          res.on("data", (d) => (text += d));
-          res.on("end", () => {
-            let parsed: any = text;
-            try {
-              parsed = JSON.parse(text);
-            } catch {
-              // not JSON (/readyz says "ok")
-            }
-            resolve({ status: res.statusCode ?? 0, body: parsed });
-          });
-        },
-      );
-      req.on("timeout", () => req.destroy(new Error(`${method} ${urlPath}: no answer in 15 s`)));
-      req.on("error", reject);
-      req.end(data);
-    });
+/** The product's own client on the cluster's kubeconfig, with `create` for the tests' setup. */
+function client(kubeconfig: string): KubeApi {
+  const api = kubeClient({}, { KUBECONFIG: kubeconfig });
   return {
-    request,
-    close: () => agent.destroy(),
-    async get(urlPath) {
-      const r = await request<any>("GET", urlPath);
-      if (r.status !== 200) throw new Error(`GET ${urlPath}: ${r.status} ${JSON.stringify(r.body).slice(0, 300)}`);
-      return r.body;
-    },
+    request: api.request,
+    get: api.get,
+    close: api.close,
     async create(collection, object) {
-      const r = await request<any>("POST", collection, object);
+      const r = await api.request<any>("POST", collection, object);
       if (r.status !== 201) throw new Error(`POST ${collection}: ${r.status} ${JSON.stringify(r.body).slice(0, 300)}`);
       return r.body;
     },
