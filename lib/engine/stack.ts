@@ -1,4 +1,5 @@
 import { automation } from "./automation";
+import { readBackendCheckpoint } from "./backend-checkpoint";
 import { readBackendHistory } from "./backend-history";
 import { readAllPages } from "./history-pages";
 import { CliRunError, runPulumi } from "./pulumi-process";
@@ -278,7 +279,7 @@ export class EngineStack {
       // killed write left unreadable) while giving planning and recovery what they read first anyway.
       const stack = Object.assign(Object.create(Stack.prototype) as object, { name: options.stackName, workspace, ready: Promise.resolve() }) as unknown as Stack;
       const engine = new EngineStack(options, workspace, stack, workDir);
-      engine.opened = parseCheckpoint(await stack.exportStack());
+      engine.opened = parseCheckpoint(await engine.exported());
       return engine;
     };
     try {
@@ -392,7 +393,8 @@ export class EngineStack {
     this.opened = undefined;
     // After an update `Stack.up` reads the outputs twice (masked, then in plain text) and the newest history
     // entry: three CLI calls. stackpin keeps outputs masked and takes the change counts from the engine's
-    // own summary event, so this one update reads the masked outputs once, and no history.
+    // own summary event, so this one update reads the masked outputs once (from the checkpoint the update
+    // wrote, where the backend's files can be read), and no history.
     const lean = Object.assign(Object.create(this.stack) as Stack, {
       outputs: async () => this.maskedOutputs(),
       info: async () => undefined,
@@ -415,8 +417,15 @@ export class EngineStack {
     return { steps, changeSummary: summary ?? result.summary?.resourceChanges ?? {}, outputs };
   }
 
-  /** The stack's outputs as `pulumi stack output --json` prints them (secrets, at any depth, `"[secret]"`): one CLI call. */
+  /**
+   * The stack's outputs as `pulumi stack output --json` prints them (secrets, at any depth, `"[secret]"`):
+   * the checkpoint's root stack resource read from the backend's file ({@link readBackendCheckpoint}), else
+   * one CLI call.
+   */
   private async maskedOutputs(): Promise<Record<string, { value: unknown; secret: boolean }>> {
+    const { backendUrl, projectName, stackName } = this.options;
+    const direct = await readBackendCheckpoint(backendUrl, projectName, stackName);
+    if (direct) return parseCheckpoint(direct).outputs;
     const ws = this.workspace as unknown as { runPulumiCmd(args: string[]): Promise<{ stdout: string }> };
     const masked = JSON.parse((await ws.runPulumiCmd(["stack", "output", "--json", "--stack", this.options.stackName])).stdout) as Record<string, unknown>;
     return Object.fromEntries(Object.entries(masked).map(([k, v]) => [k, { value: v, secret: v === "[secret]" }]));
@@ -469,7 +478,17 @@ export class EngineStack {
    */
   async checkpoint(options: { reuse?: boolean } = {}): Promise<{ resources: StateResource[]; pending: PendingOperation[] }> {
     if (options.reuse && this.opened) return this.opened;
-    return parseCheckpoint(await this.guard(() => this.stack.exportStack()));
+    return parseCheckpoint(await this.guard(() => this.exported()));
+  }
+
+  /**
+   * The checkpoint as `pulumi stack export` gives it (secrets encrypted): read from the backend's own file
+   * on `file://` and `s3://` ({@link readBackendCheckpoint}), from the CLI otherwise or when that read
+   * leaves the answer to it.
+   */
+  private async exported(): Promise<Deployment> {
+    const { backendUrl, projectName, stackName } = this.options;
+    return ((await readBackendCheckpoint(backendUrl, projectName, stackName)) as Deployment | undefined) ?? this.stack.exportStack();
   }
 
   /**
