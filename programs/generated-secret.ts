@@ -1,3 +1,6 @@
+import * as crypto from "node:crypto";
+import * as fs from "node:fs";
+import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 
 /**
@@ -19,7 +22,8 @@ interface ValueOuts extends ValueProps {
 }
 
 // Serialized into the dynamic provider process, so it must reach modules through require, not imports.
-const valueProvider: pulumi.dynamic.ResourceProvider = {
+// Exported for the test that holds the build's serialization of it to `pulumi.dynamic`'s own.
+export const valueProvider: pulumi.dynamic.ResourceProvider = {
   async create(inputs: ValueProps) {
     const crypto = require("node:crypto") as typeof import("node:crypto");
     return { id: crypto.randomUUID(), outs: { generation: inputs.generation, value: crypto.randomBytes(24).toString("base64url") } };
@@ -34,11 +38,68 @@ const valueProvider: pulumi.dynamic.ResourceProvider = {
   },
 };
 
-/** A generated 32-character value that changes only when the generation rises. */
-export class GeneratedSecret extends pulumi.dynamic.Resource {
+/** Where `npm run build` keeps Pulumi's serialization of the provider, beside this module's compiled file. */
+export const builtProviderFile = path.join(__dirname, "generated-secret.provider.json");
+
+interface BuiltProvider {
+  /** The `@pulumi/pulumi` version that serialized it. */
+  sdk: string;
+  /** The SHA-256 of the compiled module it was serialized from (this file's JavaScript). */
+  source: string;
+  text: string;
+}
+
+function sdkVersion(): string {
+  return (require("@pulumi/pulumi/package.json") as { version: string }).version;
+}
+
+function sourceDigest(): string {
+  return crypto.createHash("sha256").update(fs.readFileSync(__filename)).digest("hex");
+}
+
+/**
+ * The provider as `pulumi.dynamic.Resource` serializes it (Pulumi's closure serializer on `() => provider`,
+ * secrets allowed): the text the engine stores as the resource's `__provider` and the plugin runs.
+ */
+export async function serializeProvider(): Promise<string> {
+  const provider = valueProvider;
+  return (await pulumi.runtime.serializeFunction(() => provider, { allowSecrets: true })).text;
+}
+
+/** Writes {@link builtProviderFile}: a step of `npm run build`, after tsc. */
+export async function writeBuiltProvider(): Promise<void> {
+  const built: BuiltProvider = { sdk: sdkVersion(), source: sourceDigest(), text: await serializeProvider() };
+  fs.writeFileSync(builtProviderFile, `${JSON.stringify(built, null, 2)}\n`);
+}
+
+let providerText: pulumi.Input<string> | undefined;
+
+/**
+ * The serialized provider: the build's, when it was made from this very file by this very SDK (it then
+ * equals what serializing now would give, and the serializer, with TypeScript and the inspector it
+ * starts, never loads: most of a second of a command's first program run); otherwise serialized now,
+ * once per process.
+ */
+function serializedProvider(): pulumi.Input<string> {
+  if (providerText !== undefined) return providerText;
+  try {
+    const built = JSON.parse(fs.readFileSync(builtProviderFile, "utf8")) as BuiltProvider;
+    if (built.sdk === sdkVersion() && built.source === sourceDigest() && typeof built.text === "string") return (providerText = built.text);
+  } catch {
+    // Not built (or unreadable): serialized below.
+  }
+  return (providerText = serializeProvider());
+}
+
+/**
+ * A generated 32-character value that changes only when the generation rises. A dynamic resource, as
+ * `pulumi.dynamic.Resource` registers one (the same type, and the provider in `__provider`), with the
+ * provider serialized at build time.
+ */
+export class GeneratedSecret extends pulumi.CustomResource {
   declare readonly generation: pulumi.Output<number>;
   declare readonly value: pulumi.Output<string>;
   constructor(name: string, args: GeneratedSecretArgs, opts?: pulumi.CustomResourceOptions) {
-    super(valueProvider, name, { ...args, value: undefined }, { ...opts, additionalSecretOutputs: ["value"] }, "stackpin", "GeneratedSecret");
+    super("pulumi-nodejs:dynamic/stackpin:GeneratedSecret", name, { ...args, value: undefined, __provider: serializedProvider() }, { ...opts, additionalSecretOutputs: ["value"] });
   }
 }
