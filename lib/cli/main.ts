@@ -8,6 +8,7 @@ import * as z from "zod";
 import { builtinPrograms } from "../../programs";
 import type { ProgressEvent, StackpinEnv } from "../environment";
 import { envSchema, locateOptionsFromEnv, machinePolicyFromEnv, openEnvironment, openOptionsFromEnv, passphraseFromEnv } from "../environment";
+import { deferClosureSerializer } from "../engine/closure-serializer";
 import { ensurePulumi, locatePulumi, packageRoot, PulumiCli } from "../engine/pulumi-cli";
 import { AuditBrokenError, AutoRollbackNeedsApprovalError, errorReport, ExitCode, FleetIncompleteError, StackpinError, VerificationFailedError } from "../errors";
 import type { FleetResult } from "../operations/fleet";
@@ -623,6 +624,8 @@ export function runCli(argv: string[], cliIo: CliIo): Promise<number> {
 }
 
 if (require.main === module) {
+  // This process is the CLI's own: loading the Pulumi SDK may leave out what its programs do not call.
+  deferClosureSerializer();
   runCli(process.argv.slice(2), processIo(process.env)).then(
     (code) => {
       process.exitCode = code;

@@ -11,6 +11,7 @@
 import { builtinPrograms } from "../../programs";
 import type { ProgressEvent } from "../environment";
 import { envSchema, locateOptionsFromEnv, openEnvironment, openOptionsFromEnv } from "../environment";
+import { deferClosureSerializer } from "../engine/closure-serializer";
 import { locatePulumi } from "../engine/pulumi-cli";
 import { errorReport, ExitCode, StackpinError } from "../errors";
 import type { PreviewOutcome, RollbackOutcome, WorkerMessage, WorkerRequest } from "./fleet";
@@ -48,6 +49,8 @@ async function runRequest(message: WorkerRequest, onProgress: (event: ProgressEv
 }
 
 if (require.main === module && process.send) {
+  // A process of stackpin's own, as the CLI's is: loading the Pulumi SDK may leave out what its programs do not call.
+  deferClosureSerializer();
   const send = (m: WorkerMessage, done?: () => void) => process.send!(m, undefined, undefined, done);
   const finish = (outcome: PreviewOutcome | RollbackOutcome) => {
     process.exitCode = outcome.ok ? ExitCode.ok : outcome.failure.exitCode;
