@@ -4,12 +4,9 @@
  * `dist/programs/generated-secret.provider.json`, so that a command's program run does not load the
  * serializer (TypeScript, the inspector and npm's arborist with it) to produce the same text again.
  */
-import { builtProviderFile, writeBuiltProvider } from "../programs/generated-secret";
+import { writeBuiltProvider } from "../programs/generated-secret";
 
-writeBuiltProvider().then(
-  () => process.stderr.write(`serialized the generated-secret provider into ${builtProviderFile}\n`),
-  (err: Error) => {
-    process.stderr.write(`error: could not serialize the generated-secret provider: ${err.message}\n`);
-    process.exitCode = 1;
-  },
-);
+writeBuiltProvider().catch((err: Error) => {
+  process.stderr.write(`error: could not serialize the generated-secret provider: ${err.message}\n`);
+  process.exitCode = 1;
+});
