@@ -11,9 +11,9 @@
  * `dist/` as before, outside the bundle:
  *
  * - `@pulumi/*`: the Automation API (loaded on first use) and the runtime the programs share with it;
- * - the programs' own code (`programs/<name>/`, all but each one's `schema.ts`), which the engine runs in
- *   this process and whose dynamic providers are serialized functions: they stay the files tsc wrote,
- *   with their own imports;
+ * - the programs' own code (`programs/<name>/`, all but each one's `schema.ts` and traffic switch), which
+ *   the engine runs in this process and whose dynamic providers are serialized functions: they stay the
+ *   files tsc wrote, with their own imports;
  * - the AWS SDK (only an `s3://` backend loads it), vega (only the incident page), TypeScript (only a
  *   project's own program in TypeScript).
  *
@@ -37,14 +37,16 @@ const outfile = path.join(cliDir, "main.bundle.js");
 const external = ["@pulumi/*", "@aws-sdk/*", "vega", "vega-lite", "typescript"];
 
 /**
- * A program's own code (`require("./local")`, `require("./kubernetes/switch")` in `programs/index.ts`) is
- * required from `dist/programs/` at run time; only the programs' config schemas are in the bundle.
+ * A program's own code (`require("./local")`, `require("./kubernetes/claims")` in `programs/index.ts`) is
+ * required from `dist/programs/` at run time. In the bundle: the programs' config schemas, and their
+ * traffic switches (`./<name>/switch`), which the engine never runs: a switch-back's first step, loaded
+ * from the code cache rather than from a few dozen files of `zod` and `yaml` before traffic moves.
  */
 const programCode: esbuild.Plugin = {
   name: "program-code-from-dist",
   setup(build) {
     build.onResolve({ filter: /^\.\/[a-z0-9-]+(\/[a-z0-9-]+)*$/ }, (args) => {
-      if (args.importer !== path.join(root, "programs", "index.ts") || args.path.endsWith("/schema")) return undefined;
+      if (args.importer !== path.join(root, "programs", "index.ts") || /\/(schema|switch)$/.test(args.path)) return undefined;
       const compiled = path.join(root, "dist", "programs", args.path);
       return { path: `./${path.relative(path.dirname(outfile), compiled)}`, external: true };
     });
