@@ -43,6 +43,8 @@ export const ExitCode = {
   fleetIncomplete: 17,
   /** The backend's storage cannot keep stackpin's records safely: an `s3://` store that ignores conditional writes. */
   backendUnsupported: 18,
+  /** `check`: a way back asked about cannot be taken now (a leg failed: the database's restore path, a secret that no longer decrypts, a missing artifact...). */
+  notReady: 19,
 } as const;
 
 /** One of the {@link ExitCode} values. */
@@ -588,6 +590,15 @@ export class PendingOperationsError extends StackpinError {
 export class FleetIncompleteError extends StackpinError {
   readonly exitCode = ExitCode.fleetIncomplete;
   readonly code = "fleet-incomplete";
+  constructor(message: string, readonly details: unknown) {
+    super(message);
+  }
+}
+
+/** `check`: at least one way back asked about cannot be taken now; `details` holds the whole report. */
+export class NotReadyError extends StackpinError {
+  readonly exitCode = ExitCode.notReady;
+  readonly code = "not-ready";
   constructor(message: string, readonly details: unknown) {
     super(message);
   }

@@ -9,7 +9,8 @@ import { builtinPrograms } from "../../programs";
 import type { ProgressEvent, StackpinEnv } from "../environment";
 import { envSchema, locateOptionsFromEnv, machinePolicyFromEnv, openEnvironment, openOptionsFromEnv, passphraseFromEnv } from "../environment";
 import { ensurePulumi, locatePulumi, packageRoot, PulumiCli } from "../engine/pulumi-cli";
-import { AuditBrokenError, AutoRollbackNeedsApprovalError, errorReport, ExitCode, FleetIncompleteError, StackpinError, VerificationFailedError } from "../errors";
+import { AuditBrokenError, AutoRollbackNeedsApprovalError, errorReport, ExitCode, FleetIncompleteError, NotReadyError, StackpinError, VerificationFailedError } from "../errors";
+import type { ReadinessReport } from "../planning/readiness";
 import type { FleetResult } from "../operations/fleet";
 import type { JobBatch } from "../operations/fleet-emit";
 import { watchIntervalSchema } from "../versions/schema";
@@ -29,6 +30,7 @@ import {
   renderProgress,
   renderRecovery,
   renderRollback,
+  renderReadiness,
   renderStatus,
   renderVerification,
 } from "./render";
@@ -43,6 +45,7 @@ const load = {
   adopt: () => require("../operations/adopt") as typeof import("../operations/adopt"),
   approve: () => require("../operations/approve") as typeof import("../operations/approve"),
   audit: () => require("../operations/audit") as typeof import("../operations/audit"),
+  check: () => require("../operations/check") as typeof import("../operations/check"),
   deploy: () => require("../operations/deploy") as typeof import("../operations/deploy"),
   destroy: () => require("../operations/destroy") as typeof import("../operations/destroy"),
   fleet: () => require("../operations/fleet") as typeof import("../operations/fleet"),
@@ -476,6 +479,22 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
     const entries = await load.history().history(await context(flags, env, true));
     out(flags, entries, () => renderHistory(flags.stack, entries));
   });
+
+  withCommon(program.command("check").description("whether each way back works now, leg by leg (config, secrets, artifacts, database, plugins, approvals); changes nothing in the stack"))
+    .option("--to <version>", "check only the way back to this version (v41, 41 or previous)")
+    .option("--all", "check every version applied before, besides the last good and the previous one")
+    .action(async (flags) => {
+      if (flags.to && flags.all) throw new CommanderError(ExitCode.usage, "usage", "--to and --all cannot be used together");
+      const ctx = await context(flags, env);
+      try {
+        const r = await load.check().check(ctx, { to: flags.to, all: !!flags.all, ...progress() });
+        out(flags, r, () => renderReadiness(r));
+      } catch (e) {
+        // Not ready: the whole report for people first, then the error line; a script gets it in the error's details.
+        if (e instanceof NotReadyError && !flags.json) out(flags, e.details, () => renderReadiness(e.details as ReadinessReport));
+        throw e;
+      }
+    });
 
   withCommon(program.command("status").description("the live version, last operation and outputs")).action(async (flags) => {
     const s = await load.status().status(await context(flags, env, true));
