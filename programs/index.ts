@@ -30,6 +30,7 @@ export const builtinPrograms: Record<string, ProgramFactory> = {
       explainNotReady: ((report) => kubernetesSchema().explainKubernetesNotReady(report)) as ReadinessExplainer,
       switchTraffic: ((request) => require("./kubernetes/switch").switchKubernetes(request)) as TrafficSwitch,
       watchDuringApply: ((request) => require("./kubernetes/claims").watchClaims(request)) as ApplyWatcher,
+      checkReadiness: ((request) => require("./kubernetes/readiness").checkKubernetesReadiness(request)) as ReadinessCheck,
     },
   ),
 };
