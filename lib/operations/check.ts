@@ -37,18 +37,30 @@ export interface CheckOptions extends ProgressOptions {
  */
 export async function check(ctx: EnvironmentContext, options: CheckOptions = {}): Promise<ReadinessReport> {
   if (options.to) validateTargetEarly(ctx, options.to);
-  const engine = await ctx.openEngine({ create: false });
+  // The history and records are read without the engine (no passphrase needed); the engine, which opens the
+  // stack's secrets, only for the previews: when it cannot open them, that is the secrets leg's answer.
+  const reader = await ctx.openReader();
+  let engine: EngineStack | undefined;
   try {
-    const { history, records } = await readHistoryAndTags(engine);
+    const { history, records } = await readHistoryAndTags(reader);
     const asked = options.to ? (options.to === "previous" ? previousVersion(history) ?? "previous" : normalizeVersionName(options.to)) : undefined;
     const candidates = candidatesOf(history, { to: asked, all: options.all });
-    const outputs = Object.fromEntries(Object.entries(await engine.outputs({ reuse: true })).map(([k, o]) => [k, o.value]));
-    const { resources } = await engine.checkpoint({ reuse: true });
-    const plugins = pluginLeg(resources, ctx.pulumiHome);
+    let unopened: StackpinError | undefined;
+    try {
+      engine = await ctx.openEngine({ create: false });
+    } catch (err) {
+      if (!(err instanceof StackpinError) || legOfFailure(err.code) !== "secrets") throw err;
+      unopened = err;
+    }
+    const recorded = records.live?.outputs && records.live.updateId === history[0]?.updateId ? records.live.outputs : {};
+    const outputs = Object.fromEntries(Object.entries(engine ? await engine.outputs({ reuse: true }) : recorded).map(([k, o]) => [k, o.value]));
+    const plugins: Leg = engine
+      ? pluginLeg((await engine.checkpoint({ reuse: true })).resources, ctx.pulumiHome)
+      : { leg: "plugins", ok: undefined, detail: `not checked: the stack could not be opened (${firstLine(unopened!)})` };
     const targets: TargetReadiness[] = [];
     for (const c of candidates) {
       options.onProgress?.({ type: "phase", phase: "check", message: `checking the way back to ${c.version} (${c.as.join(", ")})` });
-      targets.push(await checkOne(ctx, engine, history, records, outputs, plugins, c, options));
+      targets.push(await checkOne(ctx, engine ?? unopened!, history, records, outputs, plugins, c, options));
     }
     const live = liveState(history);
     const report: ReadinessReport = {
@@ -60,7 +72,7 @@ export async function check(ctx: EnvironmentContext, options: CheckOptions = {})
       ready: targets.length > 0 && targets.every((t) => t.ready),
     };
     if (!options.noRecord) {
-      await recordStoreOf(engine).update((r) => {
+      await recordStoreOf(reader).update((r) => {
         r.readiness = report;
       });
     }
@@ -75,13 +87,15 @@ export async function check(ctx: EnvironmentContext, options: CheckOptions = {})
     }
     return report;
   } finally {
-    engine.close();
+    engine?.close();
+    reader.close();
   }
 }
 
 async function checkOne(
   ctx: EnvironmentContext,
-  engine: EngineStack,
+  /** The engine to preview with, or why the stack's secrets could not be opened. */
+  engine: EngineStack | StackpinError,
   history: HistoryEntry[],
   records: StackRecords,
   outputs: Record<string, unknown>,
@@ -122,6 +136,7 @@ async function checkOne(
   // The engine's preview of the rollback: it decrypts the config and runs the program's checks before an apply.
   let plan: Plan | undefined;
   try {
+    if (engine instanceof StackpinError) throw engine;
     plan = await planWith(ctx, engine, "rollback", ran.version, history, { onProgress: undefined }, {}, undefined, fileDiffersWarning(ran));
   } catch (err) {
     if (!(err instanceof StackpinError)) throw err;
