@@ -436,7 +436,8 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
           : result.rollback
             ? `${renderRollback(result.rollback)}\nbreach to rollback start: ${((result.breachToRollbackMs ?? 0) / 1000).toFixed(1)} s` +
               (result.recovery ? `\nsignals after the rollback: ${result.recovery.recovered ? "back within every bound" : "STILL BREACHED"} (${result.recovery.rules.map((x) => `${x.name}: ${x.detail}`).join("; ")})` : "")
-            : `${result.evaluations} evaluation(s), no trigger fired`,
+            : `${result.evaluations} evaluation(s), no trigger fired` +
+              (result.readiness ? `; ways back checked ${result.readiness.checks} time(s), ${result.readiness.changes.map((c) => `${c.version} ${c.change} at ${c.at}`).join(", ") || "no change"}` : ""),
       );
     });
 

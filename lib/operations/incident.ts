@@ -110,6 +110,8 @@ export function incidentMarks(record: IncidentRecord, history: HistoryEntry[]): 
     ["rollback end", step("apply finished") ?? record.endedAt],
     [`verification ${record.verification?.passed ? "passed" : "failed"}`, step(/^verification (passed|failed)$/)],
     ["recovered", step("signals recovered")],
+    // What the watch saw of the ways back before it rolled back.
+    ...record.timeline.filter((t) => /^way back to \S+ (broke|restored)$/.test(t.step)).map((t): [string, string] => [t.step, t.at]),
   ];
   return marks.flatMap(([label, at]) => (at ? [{ label, at }] : [])).sort((a, b) => a.at.localeCompare(b.at));
 }

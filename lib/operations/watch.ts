@@ -8,6 +8,7 @@ import { baselineKey, baselineOf, recordStoreOf } from "../records/ledger";
 import { Evaluation, promQuery, TriggerEvaluator } from "../incident/triggers";
 import type { TriggerRule } from "../versions/schema";
 import { readHistoryAndTags } from "./apply";
+import { ReadinessWatch, SeenReadinessChange } from "./readiness-watch";
 import { rollback, RollbackResult } from "./rollback";
 
 /** Options for {@link watch}. */
@@ -39,6 +40,8 @@ export interface WatchResult {
   /** The signals after the rollback, when the policy's `recoveryTimeoutMs` had watch wait for them. */
   recovery?: SignalRecovery;
   baselines?: Record<string, number>;
+  /** The policy's readiness checks made during the watch, and each way back that broke or came back. */
+  readiness?: { checks: number; changes: SeenReadinessChange[] };
 }
 
 /**
@@ -111,6 +114,10 @@ async function evaluateUntilFired(
   options: WatchOptions,
 ): Promise<WatchResult> {
   const interval = options.intervalMs ?? policy.intervalMs;
+  // The ways back, checked on their own interval beside the triggers, when the policy asks for it.
+  const readinessPolicy = ctx.stack.settings.policy.readiness;
+  const readiness = readinessPolicy ? new ReadinessWatch(ctx, readinessPolicy.intervalMs, options) : undefined;
+  const readinessSeen = () => (readiness ? { readiness: { checks: readiness.checks, changes: readiness.changes } } : {});
   let watched: Watched | undefined;
   let evaluator: TriggerEvaluator | undefined;
   let n = 0;
@@ -137,10 +144,13 @@ async function evaluateUntilFired(
       if (!watched) throw err;
       options.onProgress?.({ type: "diagnostic", severity: "warning", message: `could not re-read stack ${ctx.stack.name}: ${(err as Error).message.split("\n")[0]}; using revision ${watched.revision}` });
     }
+    readiness?.tick();
     const evaluation = await evaluator!.evaluate();
     options.onEvaluation?.(evaluation);
     const fired = evaluation.fired;
     if (fired) {
+      // A readiness check running now previews the stack: let it end before the rollback takes the stack.
+      await readiness?.settle();
       const { live, rollbackTo: to } = watched!;
       if (!options.autoRollback || !to) {
         throw new TriggerFiredError(ctx.stack.name, fired.name, fired.detail, to, { breachedAt: fired.breachedAt ?? evaluation.at, firedAt: evaluation.at });
@@ -163,15 +173,26 @@ async function evaluateUntilFired(
           r.timeline.push({ at: recovery.at, step: recovery.recovered ? "signals recovered" : "signals still breached", detail: recovery.rules.map((x) => `${x.name}: ${x.detail}`).join("; ") });
         });
       }
-      return { stack: ctx.stack.name, evaluations: n, fired: evaluation, rollback: back, breachToRollbackMs: back.breachToRollbackMs, recovery };
+      if (readiness?.changes.length && back.incident) {
+        // What the watch saw of the ways back before it rolled back: marks on the incident's timeline.
+        updateIncident(back.incident.json, (r) => {
+          for (const c of readiness.changes) r.timeline.push({ at: c.at, step: c.change === "broken" ? `way back to ${c.version} broke` : `way back to ${c.version} restored`, detail: c.detail });
+          r.timeline.sort((a, b) => a.at.localeCompare(b.at));
+        });
+      }
+      return { stack: ctx.stack.name, evaluations: n, fired: evaluation, rollback: back, breachToRollbackMs: back.breachToRollbackMs, recovery, ...readinessSeen() };
     }
-    if (options.maxEvaluations && n >= options.maxEvaluations) return { stack: ctx.stack.name, evaluations: n };
+    if (options.maxEvaluations && n >= options.maxEvaluations) {
+      await readiness?.settle();
+      return { stack: ctx.stack.name, evaluations: n, ...readinessSeen() };
+    }
     await new Promise<void>((resolve) => {
       const t = setTimeout(resolve, interval);
       options.signal?.addEventListener("abort", () => (clearTimeout(t), resolve()), { once: true });
     });
   }
-  return { stack: ctx.stack.name, evaluations: n };
+  await readiness?.settle();
+  return { stack: ctx.stack.name, evaluations: n, ...readinessSeen() };
 }
 
 /**

@@ -147,7 +147,7 @@ export const watchIntervalSchema = z.number().int().min(50).max(86_400_000);
  */
 export const approvalCategorySchema = z.enum(["deploy", "rollback", "restore", "rollback-incompatible"]);
 
-/** The operations around a rollback, per stack: triggers, approvals, notifications. */
+/** The operations around a rollback, per stack: triggers, readiness checks, approvals, notifications. */
 export const policySchema = z
   .object({
     triggers: z
@@ -180,9 +180,16 @@ export const policySchema = z
         path: ["allowedSigners"],
       })
       .optional(),
+    readiness: z
+      .object({
+        /** Time between `watch`'s checks of the ways back (start to start; each previews every way back), in ms. */
+        intervalMs: z.number().int().min(1000).max(86_400_000).default(300_000),
+      })
+      .strict()
+      .optional(),
     notify: z
       .object({
-        /** Slack-compatible incoming webhook URLs, told when a rollback starts, completes or fails. */
+        /** Slack-compatible incoming webhook URLs, told when a rollback starts, completes or fails, and when a way back `watch` checks breaks or comes back. */
         webhooks: z.array(z.string().url()).default([]),
         timeoutMs: z.number().int().min(1).default(3000),
       })

@@ -7,6 +7,7 @@ import { packageRoot } from "../../lib/engine/pulumi-cli";
 import type { LocalPostgres } from "../../scripts/local-postgres";
 import { CliRun, json, TempProject } from "./harness";
 import { pointShopAt, shopWithPostgres } from "./shop-postgres";
+import { webhookReceiver } from "./webhook-receiver";
 
 const deploy = (v: string) => ["deploy", "--stack", "shop", "--version", v, "--yes", "--json"];
 const check = (...extra: string[]) => ["check", "--stack", "shop", "--json", ...extra];
@@ -59,9 +60,13 @@ describe("check: whether each way back works now, leg by leg, on a real PostgreS
     process.stderr.write(`      [figures] check of one way back (a restore path): ${((Date.now() - started) / 1000).toFixed(1)} s for the command, ${(report.targets[0].durationMs / 1000).toFixed(1)} s for the way back\n`);
   });
 
-  it("a WAL segment removed from the archive: exit 19 naming the database leg and the segment, status shows it; put back, ready again", async () => {
-    // Segments archived after pre-v4's base backup: writes, each closed by a segment switch, until two more are in the archive.
-    const archived = () => fs.readdirSync(pg.archiveDir).filter((f) => /^[0-9A-F]{24}$/.test(f)).sort();
+  /** The WAL segments in the archive, oldest first. */
+  const archived = () => fs.readdirSync(pg.archiveDir).filter((f) => /^[0-9A-F]{24}$/.test(f)).sort();
+  /**
+   * Two more segments archived (after pre-v4's base backup): writes, each closed by a segment switch; then
+   * the older of the two is moved out of the archive, leaving a gap before the newer. Returns how to put it back.
+   */
+  async function walGap(): Promise<{ gone: string; putBack: () => void }> {
     const before = archived().length;
     while (archived().length < before + 2) {
       await pg.query("insert into items (tag) select 'wal-' || g from generate_series(1, 100) g");
@@ -75,6 +80,11 @@ describe("check: whether each way back works now, leg by leg, on a real PostgreS
     const gone = all[all.length - 2];
     const moved = path.join(path.dirname(pg.archiveDir), `${gone}.moved`);
     fs.renameSync(path.join(pg.archiveDir, gone), moved);
+    return { gone, putBack: () => fs.renameSync(moved, path.join(pg.archiveDir, gone)) };
+  }
+
+  it("a WAL segment removed from the archive: exit 19 naming the database leg and the segment, status shows it; put back, ready again", async () => {
+    const { gone, putBack } = await walGap();
     try {
       const digest = project.stateDigest();
       const r = await project.cli(check());
@@ -90,10 +100,61 @@ describe("check: whether each way back works now, leg by leg, on a real PostgreS
       assert.notEqual(project.stateDigest(), digest);
       assert.equal(json(await project.cli(["history", "--stack", "shop", "--json"])).length, 4);
     } finally {
-      fs.renameSync(moved, path.join(pg.archiveDir, gone));
+      putBack();
     }
     const again = await project.cli(check());
     assert.equal(again.code, ExitCode.ok, again.stderr);
+  });
+
+  it("watch: the WAL archive broken while it runs tells the webhook from the next check, and again when repaired", async () => {
+    const hook = await webhookReceiver();
+    const stackFile = path.join(project.dir, "stacks", "shop", "stack.yaml");
+    const original = fs.readFileSync(stackFile, "utf8");
+    const intervalMs = 2000;
+    fs.writeFileSync(
+      stackFile,
+      stringify({
+        ...parse(original),
+        policy: {
+          triggers: { intervalMs: 500, rules: [{ name: "3 failed health checks", healthFailures: 3 }] },
+          readiness: { intervalMs },
+          notify: { webhooks: [hook.url], timeoutMs: 2000 },
+        },
+      }),
+    );
+    const watch = project.start(["watch", "--stack", "shop", "--json"]);
+    try {
+      await watch.waitFor(/ways back \(check 1\): rollback to v3: ready/, "stderr");
+      const gap = await walGap();
+      const brokenAt = Date.now();
+      // The newest check that had started when the archive broke: the one after it sees the gap.
+      const before = Math.max(...[...(await watch.waitFor(/ways back \(check \d+\)/, "stderr")).matchAll(/ways back \(check (\d+)\)/g)].map((m) => Number(m[1])));
+      const told = await watch.waitFor(/the way back to v3 broke: database: WAL segment \w+ is in no WAL archive[^\n]*\(told 1 of 1 webhooks\)/, "stderr");
+      const byCheck = Number([...told.slice(0, told.lastIndexOf("the way back to v3 broke")).matchAll(/ways back \(check (\d+)\)/g)].pop()![1]);
+      assert.ok(byCheck <= before + 2, `told by check ${byCheck}; the archive broke after check ${before} had started`);
+      const broken = hook.received.find((b) => b.stackpin?.event === "readiness.broken");
+      assert.ok(broken, JSON.stringify(hook.received));
+      assert.equal(broken.stackpin.to, "v3");
+      assert.equal(broken.stackpin.leg, "database");
+      assert.match(broken.text, new RegExp(`^WAY BACK BROKEN: shop: rollback to v3 would not work now — database: WAL segment ${gap.gone}`));
+      const latency = hook.at[hook.received.indexOf(broken)] - brokenAt;
+      gap.putBack();
+      const repairedAt = Date.now();
+      await watch.waitFor(/the way back to v3 works again: rollback to v3: ready/, "stderr");
+      const restored = hook.received.find((b) => b.stackpin?.event === "readiness.restored");
+      assert.ok(restored, JSON.stringify(hook.received));
+      assert.match(restored.text, /^Way back restored: shop: rollback to v3: ready — restore window/);
+      process.stderr.write(
+        `      [figures] watch readiness (interval ${intervalMs / 1000} s): archive broken -> webhook ${(latency / 1000).toFixed(1)} s (check ${byCheck}, after check ${before} had started); repaired -> webhook ${((hook.at[hook.received.indexOf(restored)] - repairedAt) / 1000).toFixed(1)} s\n`,
+      );
+    } finally {
+      process.kill(watch.pid, "SIGINT");
+      const r = await watch.done;
+      hook.close();
+      fs.writeFileSync(stackFile, original);
+      assert.equal(r.code, ExitCode.ok, r.stderr);
+      assert.deepEqual(json(r).readiness.changes.map((c: { change: string }) => c.change), ["broken", "restored"]);
+    }
   });
 
   it("a wrong passphrase: exit 19 naming the secrets leg, the preview stopped there, nothing changed", async () => {

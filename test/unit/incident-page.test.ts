@@ -47,6 +47,21 @@ describe("the incident page's chart: marks from the record and history, one pane
     );
   });
 
+  it("marks a way back that broke or came back while the watch ran, from the record's timeline", () => {
+    const seen = {
+      ...record,
+      timeline: [
+        { at: "2026-11-26T02:10:00.000Z", step: "way back to v1 broke", detail: "database: WAL segment 000000010000000000000007 is in no WAL archive" },
+        { at: "2026-11-26T02:15:00.000Z", step: "way back to v1 restored", detail: "rollback to v1: ready" },
+        ...record.timeline,
+      ],
+    };
+    assert.deepEqual(
+      incidentMarks(seen, history).slice(0, 3).map((m) => `${m.at.slice(11, 23)} ${m.label}`),
+      ["02:10:00.000 way back to v1 broke", "02:15:00.000 way back to v1 restored", "02:19:35.000 deploy v2"],
+    );
+  });
+
   it("draws each series with its threshold and every mark, and renders to SVG in Node", async () => {
     const points = Array.from({ length: 30 }, (_, i) => ({ at: new Date(Date.parse("2026-11-26T02:19:30Z") + i * 2000).toISOString(), value: i > 10 && i < 22 ? 0.14 : 0 }));
     const marks = incidentMarks(record, history);
