@@ -10,9 +10,10 @@ import * as path from "node:path";
  * Loading the SDK and running its credential chain is most of what `status` or `history` on `s3://`
  * would take, and these reads need neither when the credentials are in the environment. Where the SDK
  * would find something these reads do not look for — credentials elsewhere than AWS_ACCESS_KEY_ID and
- * AWS_SECRET_ACCESS_KEY (a profile, SSO, the instance's metadata), no region, an endpoint, FIPS or
- * dual-stack setting from the environment or the AWS config files, a partition other than AWS's
- * commercial, China and GovCloud ones — {@link signedReadsOf} answers undefined and the SDK reads.
+ * AWS_SECRET_ACCESS_KEY (a profile, which AWS_PROFILE names even beside them, SSO, the instance's
+ * metadata), no region, an endpoint, FIPS or dual-stack setting from the environment or the AWS config
+ * files, a partition other than AWS's commercial, China and GovCloud ones — {@link signedReadsOf}
+ * answers undefined and the SDK reads.
  */
 export interface SignedReads {
   readonly protocol: "http:" | "https:";
@@ -73,7 +74,8 @@ function awsS3Host(region: string): string | undefined {
  */
 export function signedReadsOf(address: S3Address, env: NodeJS.ProcessEnv, configFiles: () => string): SignedReads | undefined {
   const { AWS_ACCESS_KEY_ID: accessKeyId, AWS_SECRET_ACCESS_KEY: secretAccessKey, AWS_SESSION_TOKEN: sessionToken } = env;
-  if (!accessKeyId || !secretAccessKey || !address.region) return undefined;
+  // With AWS_PROFILE set, the SDK takes the profile's credentials even beside keys in the environment.
+  if (!accessKeyId || !secretAccessKey || env.AWS_PROFILE || !address.region) return undefined;
   if (endpointSettings.some((name) => env[name])) return undefined;
   const credentials = { accessKeyId, secretAccessKey, ...(sessionToken ? { sessionToken } : {}) };
   let endpoint: URL;

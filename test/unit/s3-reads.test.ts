@@ -94,6 +94,7 @@ describe("signed reads are used only where the SDK could do nothing else", () =>
   const without: [string, S3Address, NodeJS.ProcessEnv, () => string][] = [
     ["no keys in the environment (a profile, SSO or the instance's role)", address, { AWS_PROFILE: "team" }, noConfig],
     ["only one of the two keys", address, { AWS_ACCESS_KEY_ID: "AKIDEXAMPLE" }, noConfig],
+    ["keys beside AWS_PROFILE (the SDK takes the profile's)", address, { ...keys, AWS_PROFILE: "team" }, noConfig],
     ["no region (the SDK reads the profile's)", { ...address, region: undefined }, keys, noConfig],
     ["an endpoint from the environment", address, { ...keys, AWS_ENDPOINT_URL_S3: "http://127.0.0.1:9000" }, noConfig],
     ["FIPS endpoints asked for", address, { ...keys, AWS_USE_FIPS_ENDPOINT: "true" }, noConfig],
