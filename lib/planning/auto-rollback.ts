@@ -128,5 +128,6 @@ export function decideAutoRollback(facts: AutoRollbackFacts): AutoRollbackDecisi
         `the most policy.triggers.autoRollback allows (maxRollbacks ${guards.maxRollbacks} per windowMs ${span(guards.windowMs)})`,
     };
   }
-  return { action: "roll-back", from: live.version, to: rollbackTo };
+  // After a failed apply the stack may be partly at that version: that is what the rollback goes back from.
+  return { action: "roll-back", from: live.failed?.to ?? live.version, to: rollbackTo };
 }

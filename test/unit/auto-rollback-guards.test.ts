@@ -87,7 +87,7 @@ describe("whether watch --auto-rollback rolls back by itself when a trigger fire
     assert.equal(decideAutoRollback(facts(at(60))).action, "roll-back");
     // The change is the newest apply, failed ones included: a failed deploy 3 minutes ago is fresh.
     const failedRecently = [{ ...at(0)[0], revision: 3, op: "deploy", from: "v2", to: "v3", result: "failed", finishedAt: new Date(now - 3 * minute).toISOString() }, ...at(120)];
-    assert.equal(decideAutoRollback(facts(failedRecently)).action, "roll-back");
+    assert.deepEqual(decideAutoRollback(facts(failedRecently)), { action: "roll-back", from: "v3", to: "v1" });
   });
 
   it("counts watch's rollbacks in the window from history, any outcome, and pages at maxRollbacks", () => {
