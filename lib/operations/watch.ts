@@ -16,7 +16,12 @@ import { rollback, RollbackResult } from "./rollback";
 
 /** Options for {@link watch}. */
 export interface WatchOptions extends ProgressOptions {
-  /** Roll back to the last version that verified when a trigger fires; else raise {@link TriggerFiredError}. */
+  /**
+   * Roll back to the last version that verified when a trigger fires, when the policy's guards allow it
+   * (`policy.triggers.autoRollback`): it waits while another operation holds the stack, and raises
+   * {@link TriggerFiredError} with the reason when a guard withholds it. Without it, a fired trigger raises
+   * {@link TriggerFiredError}.
+   */
   autoRollback?: boolean;
   /** Overrides the policy's interval between evaluations. */
   intervalMs?: number;
@@ -314,6 +319,8 @@ async function evaluateUntilFired(
         if (back) {
           const b = back;
           if (pending && b.incident) pending.mergeInto(b.incident.json);
+          // Nothing applied (the target is live and verified already): the wait's own record ends, saying so.
+          else if (pending) pending.end("rollback skipped", b.skipped ?? "nothing was applied", `no rollback: ${b.skipped ?? "nothing was applied"}`);
           pending = undefined;
           const recovery = policy.recoveryTimeoutMs > 0 ? await awaitRecovery(policy, watched!.baselines, interval, options) : undefined;
           if (recovery && b.incident) {
