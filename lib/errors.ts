@@ -35,7 +35,7 @@ export const ExitCode = {
   databaseUnavailable: 13,
   /** Deploys to the stack are frozen. */
   frozen: 14,
-  /** `watch` without `--auto-rollback`: a trigger fired. */
+  /** `watch`: a trigger fired and no rollback ran (no `--auto-rollback`, or a guard of the policy withheld it). */
   triggerFired: 15,
   /** `audit verify`: the audit trail was edited, reordered or truncated. */
   auditBroken: 16,
@@ -498,7 +498,11 @@ export class FrozenError extends StackpinError {
   }
 }
 
-/** `watch` saw a trigger fire and was not allowed to roll back (no --auto-rollback). */
+/**
+ * `watch` saw a trigger fire and did not roll back: it was not asked to (no --auto-rollback), or a guard
+ * of the stack's policy withheld the automatic rollback (`details.withheld` says which and why, and
+ * `details.incident` names the incident record that keeps it). Nothing was changed.
+ */
 export class TriggerFiredError extends StackpinError {
   readonly exitCode = ExitCode.triggerFired;
   readonly code = "trigger-fired";
@@ -507,12 +511,20 @@ export class TriggerFiredError extends StackpinError {
     readonly rule: string,
     readonly detail: string,
     readonly wouldRollBackTo?: string,
-    /** When the breach began and when the rule fired (in `--json` output as `error.details`). */
-    readonly details?: { breachedAt: string; firedAt: string },
+    /** When the breach began and when the rule fired; why a guard withheld the rollback (in `--json` output as `error.details`). */
+    readonly details?: { breachedAt: string; firedAt: string; withheld?: { guard: string; reason: string }; incident?: string },
   ) {
+    const withheld = details?.withheld;
     super(
       `trigger "${rule}" fired on stack ${stackName}: ${detail}. ` +
-        (wouldRollBackTo ? `Roll back with \`stackpin rollback --stack ${stackName} --to ${wouldRollBackTo}\`, or watch with --auto-rollback.` : "No verified version to roll back to."),
+        (withheld
+          ? `The automatic rollback${wouldRollBackTo ? ` to ${wouldRollBackTo}` : ""} was not run: ${withheld.reason}. ` +
+            (details?.incident ? `The incident record says so: \`stackpin incident show --stack ${stackName} --id ${details.incident}\`. ` : "") +
+            (wouldRollBackTo ? `If going back is still right, run \`stackpin rollback --stack ${stackName} --to ${wouldRollBackTo}\`. ` : "") +
+            "Nothing was changed."
+          : wouldRollBackTo
+            ? `Roll back with \`stackpin rollback --stack ${stackName} --to ${wouldRollBackTo}\`, or watch with --auto-rollback.`
+            : "No verified version to roll back to."),
     );
   }
 }

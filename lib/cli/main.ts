@@ -409,7 +409,7 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
     });
 
   withApprovals(withCommon(program.command("watch").description("evaluate the stack's triggers on an interval; roll back when one fires")))
-    .option("--auto-rollback", "roll back to the last version that verified when a trigger fires (else exit 15)")
+    .option("--auto-rollback", "roll back to the last version that verified when a trigger fires, within the policy's guards (exit 15 without it, or when a guard withholds it)")
     .option("--interval <ms>", "time between evaluations (default: the policy's)", numberFlag("--interval", "a whole number of milliseconds, at least 50", watchIntervalSchema))
     .option("--max-evaluations <n>", "stop after this many evaluations", numberFlag("--max-evaluations", "a whole number, at least 1", z.number().int().min(1)))
     .option("--record-baseline", "record the current value of every baseline rule's query, then stop")
@@ -436,7 +436,9 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
           : result.rollback
             ? `${renderRollback(result.rollback)}\nbreach to rollback start: ${((result.breachToRollbackMs ?? 0) / 1000).toFixed(1)} s` +
               (result.recovery ? `\nsignals after the rollback: ${result.recovery.recovered ? "back within every bound" : "STILL BREACHED"} (${result.recovery.rules.map((x) => `${x.name}: ${x.detail}`).join("; ")})` : "")
-            : `${result.evaluations} evaluation(s), no trigger fired` +
+            : (result.deferred
+                ? `${result.evaluations} evaluation(s); stopped while the automatic rollback was deferred: ${result.deferred}`
+                : `${result.evaluations} evaluation(s), no trigger fired`) +
               (result.readiness ? `; ways back checked ${result.readiness.checks} time(s), ${result.readiness.changes.map((c) => `${c.version} ${c.change} at ${c.at}`).join(", ") || "no change"}` : ""),
       );
     });

@@ -1,6 +1,10 @@
-/** What a rollback tells the team, at its start and at its end. */
+/**
+ * What a rollback tells the team, at its start and at its end; and what `watch --auto-rollback` tells it
+ * when a guard defers its rollback (`rollback.deferred`, once per incident) or withholds it for a person
+ * to decide (`rollback.withheld`).
+ */
 export interface RollbackEvent {
-  event: "rollback.started" | "rollback.completed" | "rollback.failed";
+  event: "rollback.started" | "rollback.completed" | "rollback.failed" | "rollback.deferred" | "rollback.withheld";
   stack: string;
   from?: string;
   to: string;
@@ -9,6 +13,8 @@ export interface RollbackEvent {
   trigger?: string;
   /** `succeeded`, or the failure, once it ended. */
   result?: string;
+  /** Why the rollback waits or was not run (`rollback.deferred`, `rollback.withheld`). */
+  detail?: string;
   at: string;
 }
 
@@ -21,11 +27,17 @@ export interface NotificationResult {
   error?: string;
 }
 
-const colour = { "rollback.started": "#f2c744", "rollback.completed": "#2eb67d", "rollback.failed": "#e01e5a" };
+const colour = { "rollback.started": "#f2c744", "rollback.completed": "#2eb67d", "rollback.failed": "#e01e5a", "rollback.deferred": "#f2c744", "rollback.withheld": "#e01e5a" };
 
 /** The Slack-compatible body: `text` and `attachments` for people, `stackpin` for machines. */
 export function webhookBody(e: RollbackEvent): Record<string, unknown> {
-  const verb = { "rollback.started": "ROLLBACK IN PROGRESS", "rollback.completed": "Rollback completed", "rollback.failed": "ROLLBACK FAILED" }[e.event];
+  const verb = {
+    "rollback.started": "ROLLBACK IN PROGRESS",
+    "rollback.completed": "Rollback completed",
+    "rollback.failed": "ROLLBACK FAILED",
+    "rollback.deferred": "AUTOMATIC ROLLBACK WAITING",
+    "rollback.withheld": "AUTOMATIC ROLLBACK NOT RUN, A PERSON DECIDES",
+  }[e.event];
   const fields = [
     ["Environment", e.stack],
     ["From", e.from ?? "(none)"],
@@ -33,10 +45,11 @@ export function webhookBody(e: RollbackEvent): Record<string, unknown> {
     ["Reason", e.reason ?? "(none given)"],
     ["Trigger", e.trigger ?? "manual"],
     ...(e.result ? [["Result", e.result]] : []),
+    ...(e.detail ? [["Why", e.detail]] : []),
   ];
   return {
-    text: `${verb}: ${e.stack} ${e.from ?? ""} -> ${e.to}${e.reason ? ` (${e.reason})` : ""}`,
-    attachments: [{ color: colour[e.event], fields: fields.map(([title, value]) => ({ title, value, short: title !== "Reason" })), ts: Math.floor(Date.parse(e.at) / 1000) }],
+    text: `${verb}: ${e.stack} ${e.from ?? ""} -> ${e.to}${e.reason ? ` (${e.reason})` : ""}${e.detail ? `: ${e.detail}` : ""}`,
+    attachments: [{ color: colour[e.event], fields: fields.map(([title, value]) => ({ title, value, short: title !== "Reason" && title !== "Why" })), ts: Math.floor(Date.parse(e.at) / 1000) }],
     stackpin: e,
   };
 }
