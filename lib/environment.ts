@@ -101,7 +101,7 @@ export function locateOptionsFromEnv(env: StackpinEnv, projectDir?: string): Loc
 
 /** Progress of an operation, for people: phases and resources as the engine touches them. */
 export type ProgressEvent =
-  | { type: "phase"; phase: "validate" | "preview" | "switch" | "apply" | "verify" | "record" | "rollback" | "recover" | "watch"; message: string }
+  | { type: "phase"; phase: "validate" | "preview" | "switch" | "apply" | "verify" | "record" | "rollback" | "recover" | "watch" | "check"; message: string }
   | { type: "check"; name: string; passed: boolean; detail: string; attempts: number }
   | { type: "resource"; op: string; name: string; resourceType: string; status: "started" | "done" | "failed" }
   | { type: "diagnostic"; severity: string; message: string }
@@ -131,6 +131,8 @@ export interface EnvironmentContext {
   secretValues: string[];
   /** This machine's policy, validated; merged with the stack's wherever approvals are decided (`approvalPolicyOf`). */
   machinePolicy?: MachinePolicy;
+  /** `PULUMI_HOME` as the engine is given it (its plugins are there); undefined: the CLI's default, `~/.pulumi`. */
+  pulumiHome?: string;
   /**
    * Opens the stack in the engine; `create` makes it in the backend on first use, and then writes the
    * passphrase salt Pulumi chose into `stack.yaml` (when it has none).
@@ -260,6 +262,7 @@ export async function openEnvironment(options: OpenEnvironmentOptions & { progra
   };
   const ctx: EnvironmentContext = {
     stack,
+    pulumiHome: options.pulumiHome,
     store,
     projectDir,
     backendUrl,

@@ -35,7 +35,7 @@ export const ExitCode = {
   databaseUnavailable: 13,
   /** Deploys to the stack are frozen. */
   frozen: 14,
-  /** `watch` without `--auto-rollback`: a trigger fired. */
+  /** `watch`: a trigger fired and no rollback ran (no `--auto-rollback`, or a guard of the policy withheld it). */
   triggerFired: 15,
   /** `audit verify`: the audit trail was edited, reordered or truncated. */
   auditBroken: 16,
@@ -43,6 +43,8 @@ export const ExitCode = {
   fleetIncomplete: 17,
   /** The backend's storage cannot keep stackpin's records safely: an `s3://` store that ignores conditional writes. */
   backendUnsupported: 18,
+  /** `check`: a way back asked about cannot be taken now (a leg failed: the database's restore path, a secret that no longer decrypts, a missing artifact...). */
+  notReady: 19,
 } as const;
 
 /** One of the {@link ExitCode} values. */
@@ -496,7 +498,11 @@ export class FrozenError extends StackpinError {
   }
 }
 
-/** `watch` saw a trigger fire and was not allowed to roll back (no --auto-rollback). */
+/**
+ * `watch` saw a trigger fire and did not roll back: it was not asked to (no --auto-rollback), or a guard
+ * of the stack's policy withheld the automatic rollback (`details.withheld` says which and why, and
+ * `details.incident` names the incident record that keeps it). Nothing was changed.
+ */
 export class TriggerFiredError extends StackpinError {
   readonly exitCode = ExitCode.triggerFired;
   readonly code = "trigger-fired";
@@ -505,12 +511,20 @@ export class TriggerFiredError extends StackpinError {
     readonly rule: string,
     readonly detail: string,
     readonly wouldRollBackTo?: string,
-    /** When the breach began and when the rule fired (in `--json` output as `error.details`). */
-    readonly details?: { breachedAt: string; firedAt: string },
+    /** When the breach began and when the rule fired; why a guard withheld the rollback (in `--json` output as `error.details`). */
+    readonly details?: { breachedAt: string; firedAt: string; withheld?: { guard: string; reason: string }; incident?: string },
   ) {
+    const withheld = details?.withheld;
     super(
       `trigger "${rule}" fired on stack ${stackName}: ${detail}. ` +
-        (wouldRollBackTo ? `Roll back with \`stackpin rollback --stack ${stackName} --to ${wouldRollBackTo}\`, or watch with --auto-rollback.` : "No verified version to roll back to."),
+        (withheld
+          ? `The automatic rollback${wouldRollBackTo ? ` to ${wouldRollBackTo}` : ""} was not run: ${withheld.reason}. ` +
+            (details?.incident ? `The incident record says so: \`stackpin incident show --stack ${stackName} --id ${details.incident}\`. ` : "") +
+            (wouldRollBackTo ? `If going back is still right, run \`stackpin rollback --stack ${stackName} --to ${wouldRollBackTo}\`. ` : "") +
+            "Nothing was changed."
+          : wouldRollBackTo
+            ? `Roll back with \`stackpin rollback --stack ${stackName} --to ${wouldRollBackTo}\`, or watch with --auto-rollback.`
+            : "No verified version to roll back to."),
     );
   }
 }
@@ -588,6 +602,15 @@ export class PendingOperationsError extends StackpinError {
 export class FleetIncompleteError extends StackpinError {
   readonly exitCode = ExitCode.fleetIncomplete;
   readonly code = "fleet-incomplete";
+  constructor(message: string, readonly details: unknown) {
+    super(message);
+  }
+}
+
+/** `check`: at least one way back asked about cannot be taken now; `details` holds the whole report. */
+export class NotReadyError extends StackpinError {
+  readonly exitCode = ExitCode.notReady;
+  readonly code = "not-ready";
   constructor(message: string, readonly details: unknown) {
     super(message);
   }

@@ -1,6 +1,6 @@
-import type { ApplyWatcher, FailureExplainer, ProgramConfigSpec, ProgramFactory, ProgramReconciler, ReadinessExplainer, TrafficSwitch } from "./types";
+import type { ApplyWatcher, FailureExplainer, ProgramConfigSpec, ProgramFactory, ProgramReconciler, ReadinessCheck, ReadinessExplainer, TrafficSwitch } from "./types";
 
-export type { ApplyWatch, ApplyWatcher, ApplyWatchRequest, FailureExplainer, ProgramConfigSpec, ProgramContext, ProgramFactory, ProgramReconciler, ReadinessExplainer, StateResourceView, SwitchOutcome, SwitchRequest, TrafficSwitch } from "./types";
+export type { ApplyWatch, ApplyWatcher, ApplyWatchRequest, FailureExplainer, ProgramConfigSpec, ProgramContext, ProgramFactory, ProgramReconciler, ReadinessCheck, ReadinessExplainer, ReadinessFinding, ReadinessRequest, StateResourceView, SwitchOutcome, SwitchRequest, TrafficSwitch } from "./types";
 
 // Cloud SDKs are large; a program's module loads only when a stack names it. Its config schema is small
 // and separate, so a version file is checked without loading the program; it is built when first read,
@@ -19,6 +19,7 @@ export const builtinPrograms: Record<string, ProgramFactory> = {
     {
       reconcile: ((context, state) => require("./local").reconcileLocal(context, state)) as ProgramReconciler,
       switchTraffic: ((request) => require("./local/switch").switchLocal(request)) as TrafficSwitch,
+      checkReadiness: ((request) => require("./local/readiness").checkLocalReadiness(request)) as ReadinessCheck,
     },
   ),
   aws: lazy(() => require("./aws").awsProgram, () => awsSchema().awsConfig),
@@ -29,6 +30,7 @@ export const builtinPrograms: Record<string, ProgramFactory> = {
       explainNotReady: ((report) => kubernetesSchema().explainKubernetesNotReady(report)) as ReadinessExplainer,
       switchTraffic: ((request) => require("./kubernetes/switch").switchKubernetes(request)) as TrafficSwitch,
       watchDuringApply: ((request) => require("./kubernetes/claims").watchClaims(request)) as ApplyWatcher,
+      checkReadiness: ((request) => require("./kubernetes/readiness").checkKubernetesReadiness(request)) as ReadinessCheck,
     },
   ),
 };

@@ -103,10 +103,38 @@ export interface ApplyWatch {
  */
 export type ApplyWatcher = (request: ApplyWatchRequest) => ApplyWatch | undefined;
 
+/** What a {@link ReadinessCheck} is asked: can the stack go back to `version` now, as far as the program's world goes. */
+export interface ReadinessRequest {
+  context: ProgramContext;
+  /** The program's config as a rollback to `version` would apply it (the stack's and the version's keys as they ran), secrets left out. */
+  config: Record<string, unknown>;
+  /** The stack's outputs as the newest update left them (plain values). */
+  outputs: Record<string, unknown>;
+  version: string;
+  /** When the rollback restores the database: the base backup it starts from and the recovery target time. */
+  restore?: { snapshot: string; time: string; source: string };
+}
+
+/** One thing a program checked for a way back, with what it found; `window` is the restore window seen (ISO times). */
+export interface ReadinessFinding {
+  leg: "artifacts" | "database";
+  ok: boolean;
+  detail: string;
+  window?: { from: string; to: string };
+}
+
+/**
+ * Checks, from what is really there and without changing anything, what a rollback to a version needs
+ * from the program's world: the release's artifacts (a file, an image and the cluster objects it relies
+ * on) and, when the rollback restores the database, the base backup and the WAL archive up to now.
+ */
+export type ReadinessCheck = (request: ReadinessRequest) => Promise<ReadinessFinding[]>;
+
 /**
  * A program stackpin can run: given the context, the inline Pulumi program; `config` declares its config,
  * `reconcile` cleans up after an interrupted update, `switchTraffic` moves traffic first on a switch-back,
- * `explainFailure` and `explainNotReady` read the engine's failures, `watchDuringApply` follows an update.
+ * `explainFailure` and `explainNotReady` read the engine's failures, `watchDuringApply` follows an update,
+ * `checkReadiness` answers whether the way back to a version still works.
  */
 export type ProgramFactory = ((context: ProgramContext) => PulumiFn) & {
   config?: ProgramConfigSpec;
@@ -115,4 +143,5 @@ export type ProgramFactory = ((context: ProgramContext) => PulumiFn) & {
   explainNotReady?: ReadinessExplainer;
   switchTraffic?: TrafficSwitch;
   watchDuringApply?: ApplyWatcher;
+  checkReadiness?: ReadinessCheck;
 };

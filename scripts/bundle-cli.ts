@@ -14,8 +14,9 @@
  * - the programs' own code (`programs/<name>/`, all but each one's `schema.ts` and traffic switch), which
  *   the engine runs in this process and whose dynamic providers are serialized functions: they stay the
  *   files tsc wrote, with their own imports;
- * - the AWS SDK (only an `s3://` backend loads it), vega (only the incident page), TypeScript (only a
- *   project's own program in TypeScript).
+ * - the AWS SDK (only an `s3://` backend's writes load it, and its reads where signed reads cannot be
+ *   made: `lib/records/s3-reads.ts`), vega (only the incident page), TypeScript (only a project's own
+ *   program in TypeScript).
  *
  * Every `__dirname` in a bundled module is rewritten to the directory tsc put that module in, so paths
  * built from it (the fleet's worker, the plugin watchdog, the local program's artifacts) stay the same.

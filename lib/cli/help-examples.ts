@@ -22,6 +22,7 @@ export const helpExamples: Readonly<Record<string, string>> = {
   incident: "stackpin incident show --stack dev --id 20261126T021953Z-dev-v1 --html incident.html",
   "incident show": "stackpin incident show --stack dev --id 20261126T021953Z-dev-v1 --html incident.html",
   history: "stackpin history --stack dev",
+  check: "stackpin check --stack prod --all        # exit 19 when a way back does not work",
   status: "stackpin status --stack dev --json",
   rotate: "stackpin rotate --stack dev --secret apiKey        # then deploy the version it writes",
   destroy: "stackpin destroy --stack dev --yes",

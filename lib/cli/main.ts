@@ -10,7 +10,8 @@ import type { ProgressEvent, StackpinEnv } from "../environment";
 import { envSchema, locateOptionsFromEnv, machinePolicyFromEnv, openEnvironment, openOptionsFromEnv, passphraseFromEnv } from "../environment";
 import { deferClosureSerializer } from "../engine/closure-serializer";
 import { ensurePulumi, locatePulumi, packageRoot, PulumiCli } from "../engine/pulumi-cli";
-import { AuditBrokenError, AutoRollbackNeedsApprovalError, errorReport, ExitCode, FleetIncompleteError, StackpinError, VerificationFailedError } from "../errors";
+import { AuditBrokenError, AutoRollbackNeedsApprovalError, errorReport, ExitCode, FleetIncompleteError, NotReadyError, StackpinError, VerificationFailedError } from "../errors";
+import type { ReadinessReport } from "../planning/readiness";
 import type { FleetResult } from "../operations/fleet";
 import type { JobBatch } from "../operations/fleet-emit";
 import { watchIntervalSchema } from "../versions/schema";
@@ -30,6 +31,7 @@ import {
   renderProgress,
   renderRecovery,
   renderRollback,
+  renderReadiness,
   renderStatus,
   renderVerification,
 } from "./render";
@@ -44,6 +46,7 @@ const load = {
   adopt: () => require("../operations/adopt") as typeof import("../operations/adopt"),
   approve: () => require("../operations/approve") as typeof import("../operations/approve"),
   audit: () => require("../operations/audit") as typeof import("../operations/audit"),
+  check: () => require("../operations/check") as typeof import("../operations/check"),
   deploy: () => require("../operations/deploy") as typeof import("../operations/deploy"),
   destroy: () => require("../operations/destroy") as typeof import("../operations/destroy"),
   fleet: () => require("../operations/fleet") as typeof import("../operations/fleet"),
@@ -407,7 +410,7 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
     });
 
   withApprovals(withCommon(program.command("watch").description("evaluate the stack's triggers on an interval; roll back when one fires")))
-    .option("--auto-rollback", "roll back to the last version that verified when a trigger fires (else exit 15)")
+    .option("--auto-rollback", "roll back to the last version that verified when a trigger fires, within the policy's guards (exit 15 without it, or when a guard withholds it)")
     .option("--interval <ms>", "time between evaluations (default: the policy's)", numberFlag("--interval", "a whole number of milliseconds, at least 50", watchIntervalSchema))
     .option("--max-evaluations <n>", "stop after this many evaluations", numberFlag("--max-evaluations", "a whole number, at least 1", z.number().int().min(1)))
     .option("--record-baseline", "record the current value of every baseline rule's query, then stop")
@@ -434,7 +437,10 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
           : result.rollback
             ? `${renderRollback(result.rollback)}\nbreach to rollback start: ${((result.breachToRollbackMs ?? 0) / 1000).toFixed(1)} s` +
               (result.recovery ? `\nsignals after the rollback: ${result.recovery.recovered ? "back within every bound" : "STILL BREACHED"} (${result.recovery.rules.map((x) => `${x.name}: ${x.detail}`).join("; ")})` : "")
-            : `${result.evaluations} evaluation(s), no trigger fired`,
+            : (result.deferred
+                ? `${result.evaluations} evaluation(s); stopped while the automatic rollback was deferred: ${result.deferred}`
+                : `${result.evaluations} evaluation(s), no trigger fired`) +
+              (result.readiness ? `; ways back checked ${result.readiness.checks} time(s), ${result.readiness.changes.map((c) => `${c.version} ${c.change} at ${c.at}`).join(", ") || "no change"}` : ""),
       );
     });
 
@@ -477,6 +483,22 @@ export function buildCli(rawEnv: NodeJS.ProcessEnv): Command {
     const entries = await load.history().history(await context(flags, env, true));
     out(flags, entries, () => renderHistory(flags.stack, entries));
   });
+
+  withCommon(program.command("check").description("whether each way back works now, leg by leg (config, secrets, artifacts, database, plugins, approvals); changes nothing in the stack"))
+    .option("--to <version>", "check only the way back to this version (v41, 41 or previous)")
+    .option("--all", "check every version applied before, besides the last good and the previous one")
+    .action(async (flags) => {
+      if (flags.to && flags.all) throw new CommanderError(ExitCode.usage, "usage", "--to and --all cannot be used together");
+      const ctx = await context(flags, env);
+      try {
+        const r = await load.check().check(ctx, { to: flags.to, all: !!flags.all, ...progress() });
+        out(flags, r, () => renderReadiness(r));
+      } catch (e) {
+        // Not ready: the whole report for people first, then the error line; a script gets it in the error's details.
+        if (e instanceof NotReadyError && !flags.json) out(flags, e.details, () => renderReadiness(e.details as ReadinessReport));
+        throw e;
+      }
+    });
 
   withCommon(program.command("status").description("the live version, last operation and outputs")).action(async (flags) => {
     const s = await load.status().status(await context(flags, env, true));

@@ -13,6 +13,7 @@ import type { RollbackResult } from "../operations/rollback";
 import type { Evaluation } from "../incident/triggers";
 import type { VerificationResult } from "../verify/verification";
 import type { ConfigChange } from "../versions/config-diff";
+import { readinessLine, ReadinessReport, span } from "../planning/readiness";
 import { opColour } from "./progress";
 
 export { renderProgress } from "./progress";
@@ -168,7 +169,32 @@ export function renderStatus(s: Status): string {
   }
   if (s.failed) lines.push(pc.red(`  ! the last apply (${s.failed.to}, revision ${s.failed.revision}) failed; the stack may be partially updated`));
   lines.push(`  versions: ${s.versions.join(", ") || "(none)"}`);
+  lines.push(...renderReadinessInStatus(s));
   for (const [k, o] of Object.entries(s.outputs)) lines.push(`  ${k}: ${show(o.value)}`);
+  return lines.join("\n");
+}
+
+/** The ways back as the newest check found them, and how old that answer is; never presented as newer than it is. */
+function renderReadinessInStatus(s: Status): string[] {
+  const r = s.readiness;
+  if (!r) return s.liveVersion ? [`  ways back: never checked (stackpin check --stack ${s.stack})`] : [];
+  const age = span(Date.now() - Date.parse(r.checkedAt));
+  const stale = s.lastOperation && s.lastOperation.revision !== r.revision ? `, before the newest update (revision ${s.lastOperation.revision}): re-run stackpin check` : "";
+  return [
+    `  ways back (checked ${age} ago at revision ${r.revision}${stale}):`,
+    ...(r.targets.length ? r.targets.map((t) => `    ${t.ready ? "" : pc.red("! ")}${readinessLine(t)}`) : ["    (no version to roll back to)"]),
+  ];
+}
+
+/** `check`'s answer: each way back with every leg, ✓ / ✗ / - (not checked), and its reason. */
+export function renderReadiness(r: ReadinessReport): string {
+  const mark = (ok: boolean | undefined) => (ok === true ? pc.green("✓") : ok === false ? pc.red("✗") : pc.dim("-"));
+  const lines = [pc.bold(`ways back from ${r.live ?? "(nothing live)"} on ${r.stack} (revision ${r.revision}), checked at ${r.checkedAt}`)];
+  if (!r.targets.length) lines.push("  no version to roll back to");
+  for (const t of r.targets) {
+    lines.push(`  ${t.ready ? pc.green(readinessLine(t)) : pc.red(readinessLine(t))} [${t.as.join(", ")}; ${(t.durationMs / 1000).toFixed(1)} s]`);
+    for (const l of t.legs) lines.push(`    ${mark(l.ok)} ${l.leg}: ${l.detail}`);
+  }
   return lines.join("\n");
 }
 

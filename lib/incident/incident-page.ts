@@ -26,6 +26,8 @@ const markColours: Record<string, string> = {
   trigger: "#d62728",
   "rollback start": "#9467bd",
   "rollback end": "#8c564b",
+  "rollback deferred": "#bcbd22",
+  "rollback withheld": "#7f7f7f",
   verification: "#2ca02c",
   recovered: "#17becf",
 };
@@ -130,7 +132,7 @@ function formatValue(v: number): string {
 export function renderIncidentHtml(record: IncidentRecord, svg: string, spec: TopLevelSpec, marks: IncidentMark[], series: IncidentSeries[], links: { markdown: string; svg: string }): string {
   const rows: Array<[string, string]> = [
     ["Environment", record.stack],
-    ["Rolled back", `${record.from ?? "(none)"} -> ${record.to}`],
+    ["Rolled back", record.withheld ? `no: ${record.withheld.reason} (${record.from ?? "(none)"} live; the rollback would go to ${record.to})` : `${record.from ?? "(none)"} -> ${record.to}`],
     ["Trigger", record.trigger ? `${record.trigger.rule}: ${record.trigger.detail}` : "manual"],
     ["Breach to rollback start", record.breachToRollbackMs !== undefined ? `${(record.breachToRollbackMs / 1000).toFixed(1)} s` : "-"],
     ["Result", record.result ?? "(unfinished)"],
@@ -151,7 +153,11 @@ export function renderIncidentHtml(record: IncidentRecord, svg: string, spec: To
 </style>
 </head>
 <body>
-<h1>Incident: rollback of ${escape(record.stack)} from ${escape(record.from ?? "(none)")} to ${escape(record.to)}</h1>
+<h1>${
+    record.withheld
+      ? `Incident: trigger on ${escape(record.stack)} at ${escape(record.from ?? "(none)")}, no automatic rollback`
+      : `Incident: rollback of ${escape(record.stack)} from ${escape(record.from ?? "(none)")} to ${escape(record.to)}`
+  }</h1>
 <table>
 ${rows.map(([k, v]) => `<tr><th>${escape(k)}</th><td>${escape(v)}</td></tr>`).join("\n")}
 </table>

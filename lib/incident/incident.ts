@@ -11,7 +11,10 @@ export interface TimelineEntry {
   detail?: string;
 }
 
-/** The incident record every rollback writes: what happened, when, why, and what was checked. */
+/**
+ * The incident record every rollback writes: what happened, when, why, and what was checked. A trigger
+ * whose automatic rollback `watch` deferred or withheld writes one too, with `withheld` and no rollback.
+ */
 export interface IncidentRecord {
   id: string;
   stack: string;
@@ -36,6 +39,11 @@ export interface IncidentRecord {
    * `triggers.recoveryTimeoutMs`): whether every query rule came back within its bound, and the values.
    */
   recovery?: SignalRecovery;
+  /**
+   * Set when `watch --auto-rollback` did not roll back: the guard of the stack's policy that withheld it
+   * (`no-target`, `failed-rollback`, `automatic-rollback-live`, `stale-change`, `rollback-limit`) and why.
+   */
+  withheld?: { guard: string; reason: string };
   /** The incident page `stackpin incident show --html` rendered, relative to the record's directory. */
   page?: { html: string; svg: string };
 }
@@ -104,13 +112,17 @@ export class IncidentRecorder {
 
 /** The incident as Markdown: the facts first, then the headings a post-mortem fills in. */
 export function renderMarkdown(r: IncidentRecord): string {
+  // A record without a rollback: the trigger fired and watch's automatic rollback waited, or was withheld.
+  const none = r.withheld !== undefined || (r.result ?? "").startsWith("deferred") || (r.result ?? "").startsWith("no rollback");
   const lines = [
-    `# Incident: rollback of ${r.stack} from ${r.from ?? "(none)"} to ${r.to}`,
+    none
+      ? `# Incident: trigger ${r.trigger ? `"${r.trigger.rule}" ` : ""}on ${r.stack} at ${r.from ?? "(none)"}, no automatic rollback`
+      : `# Incident: rollback of ${r.stack} from ${r.from ?? "(none)"} to ${r.to}`,
     "",
     "| | |",
     "| --- | --- |",
     `| Environment | ${r.stack} |`,
-    `| Rolled back | ${r.from ?? "(none)"} -> ${r.to} |`,
+    none ? `| Rolled back | no: ${r.withheld ? r.withheld.reason : (r.result ?? "(unfinished)")} (${r.from ?? "(none)"} live; the rollback would go to ${r.to}) |` : `| Rolled back | ${r.from ?? "(none)"} -> ${r.to} |`,
     `| Started | ${r.startedAt} |`,
     `| Ended | ${r.endedAt ?? "(unfinished)"} |`,
     `| Result | ${r.result ?? "(unfinished)"} |`,

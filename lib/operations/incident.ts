@@ -101,15 +101,30 @@ async function readStack(ctx: EnvironmentContext, warnings: string[]): Promise<{
 export function incidentMarks(record: IncidentRecord, history: HistoryEntry[]): IncidentMark[] {
   const step = (name: string | RegExp) => record.timeline.find((t) => (typeof name === "string" ? t.step === name : name.test(t.step)))?.at;
   const deploy = history.find((h) => h.to === record.from && (h.op === "deploy" || h.op === "rollback") && h.startedAt < record.startedAt);
+  const waited: Array<[string, string | undefined]> = [["rollback deferred", step("automatic rollback deferred")]];
+  if (record.withheld) {
+    // No rollback ran: the page shows the wait, if any, and where a guard left the decision to a person.
+    const withheld: Array<[string, string | undefined]> = [
+      [`deploy ${record.from ?? ""}`.trim(), deploy?.startedAt],
+      ["breach", record.trigger?.breachedAt],
+      ["trigger", record.trigger?.firedAt],
+      ...waited,
+      ["rollback withheld", step("automatic rollback withheld")],
+    ];
+    return withheld.flatMap(([label, at]) => (at ? [{ label, at }] : [])).sort((a, b) => a.at.localeCompare(b.at));
+  }
   const marks: Array<[string, string | undefined]> = [
     [`deploy ${record.from ?? ""}`.trim(), deploy?.startedAt],
     ["breach", record.trigger?.breachedAt],
     ["trigger", record.trigger?.firedAt],
+    ...waited,
     ["rollback start", record.startedAt],
     // The update's end (traffic is back); the record's own end comes after verification.
     ["rollback end", step("apply finished") ?? record.endedAt],
     [`verification ${record.verification?.passed ? "passed" : "failed"}`, step(/^verification (passed|failed)$/)],
     ["recovered", step("signals recovered")],
+    // What the watch saw of the ways back before it rolled back.
+    ...record.timeline.filter((t) => /^way back to \S+ (broke|restored)$/.test(t.step)).map((t): [string, string] => [t.step, t.at]),
   ];
   return marks.flatMap(([label, at]) => (at ? [{ label, at }] : [])).sort((a, b) => a.at.localeCompare(b.at));
 }

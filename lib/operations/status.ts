@@ -2,6 +2,7 @@ import type { StackOutput } from "../engine/stack";
 import type { EnvironmentContext } from "../environment";
 import { HistoryEntry, lastVerifiedVersion, liveState, withoutConfig } from "../records/history-record";
 import { Freeze, liveTags } from "../records/ledger";
+import type { ReadinessReport } from "../planning/readiness";
 import { readHistoryAndTags } from "./apply";
 
 /** Which version is live on a stack now, according to the backend. */
@@ -26,6 +27,8 @@ export interface Status {
   outputs: Record<string, StackOutput>;
   /** Versions available under `stacks/<stack>/`. */
   versions: string[];
+  /** The newest readiness check of the ways back (`stackpin check`, or `watch`'s), as it was recorded; absent when none was made. */
+  readiness?: ReadinessReport;
 }
 
 /** Reads the live version, the last operation and the outputs of a stack. Changes nothing. */
@@ -56,6 +59,7 @@ export async function status(ctx: EnvironmentContext): Promise<Status> {
       baselines: records.baselines,
       outputs: recorded ?? (await engine.outputs()),
       versions: ctx.stack.versions,
+      ...(records.readiness ? { readiness: records.readiness } : {}),
     };
   } finally {
     engine.close();

@@ -138,6 +138,9 @@ export function planDesiredState(
     const direction = op === "rollback" ? "rollback" : "deploy";
     database = planDatabase(stack.name, direction, targetDb, versions, { plan: left.plan, snapshotTimes: times, liveFrom: liveFromTimes(outputs) }, request);
     config["stackpin:database"] = JSON.stringify(database.plan);
+    if (op === "deploy" && live.version && live.version !== target.version && !live.failed) {
+      notes.push(wayBackAfter(stack.name, live.version, left.plan?.schema ?? 0, database, versions, times, now));
+    }
   }
   return {
     config,
@@ -154,6 +157,35 @@ export function planDesiredState(
       ...plainPasswordWarnings({ ...stack.config, ...target.config }, project),
     ],
   };
+}
+
+/**
+ * After a deploy, how the stack could go back to the version it replaces: the database path the rollback
+ * planner would choose from the state this deploy leaves (with the snapshot it takes), in one sentence.
+ */
+export function wayBackAfter(
+  stack: string,
+  liveVersion: string,
+  liveSchema: number,
+  deploy: DatabaseDecision,
+  versions: VersionDatabase[],
+  times: Record<string, string>,
+  now: Date,
+): string {
+  const back = versions.find((v) => v.version === liveVersion) ?? { version: liveVersion, spec: { schema: liveSchema, backwardCompatible: true } };
+  const taken = deploy.plan.takeSnapshot ? { [deploy.plan.takeSnapshot]: now.toISOString() } : {};
+  try {
+    const d = planDatabase(stack, "rollback", back, versions, { plan: deploy.plan, snapshotTimes: { ...times, ...taken } }, { previewOnly: true, now });
+    const how =
+      d.plan.policy === "point-in-time-restore" && d.plan.restore
+        ? `needs a point-in-time restore from snapshot ${d.plan.restore.snapshot}${deploy.plan.takeSnapshot === d.plan.restore.snapshot ? " (taken by this deploy)" : ""} and --approve-data-loss: data written after it is lost`
+        : d.plan.policy === "down-migration"
+          ? `runs down migrations ${d.plan.downs.map((x) => x.name).join(", ")} (after a fresh snapshot)`
+          : `leaves the database alone (${liveVersion} works with schema ${d.plan.schema})`;
+    return `way back after this deploy: a rollback to ${liveVersion} ${how}`;
+  } catch (err) {
+    return `way back after this deploy: NO rollback to ${liveVersion} without a manual restore (${(err as Error).message.split("\n")[0]})`;
+  }
 }
 
 /** The secrets whose generation differs from what the last success ran (`apiKey generation 2`): the slots move to them. */

@@ -3,6 +3,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import type { UpdateSummary } from "@pulumi/pulumi/automation";
 import type { InFlightMark, StackOutput } from "../engine/types";
+import type { ReadinessReport } from "../planning/readiness";
 import { Holder, holderHere, livenessOf, nodeCommand } from "../engine/interruption";
 import { ConcurrentOperationError } from "../errors";
 import { updateKey, toHistoryEntries } from "./history-record";
@@ -56,6 +57,8 @@ export interface StackRecords {
    * ended is recognised by it even when it left no lock and no pending operation behind.
    */
   inFlight?: InFlightMark;
+  /** The newest answer of `check` (or of `watch`'s readiness checks): whether each way back works, leg by leg. */
+  readiness?: ReadinessReport;
   /** What stackpin applied last, written once after each apply (an older stackpin kept it in stack tags). */
   live?: LiveRecord;
   /**

@@ -1,10 +1,12 @@
 import * as crypto from "node:crypto";
 import type { S3Client } from "@aws-sdk/client-s3";
 import { BackendUnsupportedError, ConcurrentOperationError } from "../errors";
+import { awsConfigFilesText, listObjectKeys, readObject, SignedReads, signedReadsOf } from "./s3-reads";
 
 /**
- * The AWS SDK's S3 client, loaded on first use: it is about 20 modules that every command would load at
- * start otherwise, and only an `s3://` backend needs it.
+ * The AWS SDK's S3 client, loaded on first use: it is about 30 modules that every command would load at
+ * start otherwise, and only an `s3://` backend's writes (and its reads, where {@link S3Location.reads}
+ * cannot do them) need it.
  */
 function s3Sdk(): typeof import("@aws-sdk/client-s3") {
   return require("@aws-sdk/client-s3") as typeof import("@aws-sdk/client-s3");
@@ -21,9 +23,12 @@ export interface S3Location {
   readonly bucket: string;
   /** The key prefix the backend's `.pulumi/` lives under ("" or ending in "/"). */
   readonly prefix: string;
+  /** The SDK's client, made (and the SDK loaded) on first use. */
   readonly client: S3Client;
   /** The URL's `endpoint` (an S3-compatible store), undefined for AWS S3; for messages. */
   readonly endpoint?: string;
+  /** How {@link getObject} and {@link listKeys} read without the SDK; undefined where only the SDK can ({@link signedReadsOf}). */
+  readonly reads?: SignedReads;
 }
 
 /**
@@ -31,6 +36,8 @@ export interface S3Location {
  * s3blob): `region`, `endpoint`, `use_path_style` (or the older `s3ForcePathStyle`) and `disable_https`
  * from the query, a path after the bucket (or `prefix=`) as the key prefix, and credentials from the
  * standard AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, ...). Undefined for other URLs.
+ * Nothing is loaded or asked yet: the SDK's client is made on its first use, and reads go without it
+ * where the environment holds all they need.
  */
 export function s3LocationOf(backendUrl: string): S3Location | undefined {
   if (!backendUrl.startsWith("s3://")) return undefined;
@@ -43,15 +50,22 @@ export function s3LocationOf(backendUrl: string): S3Location | undefined {
     .map((p) => p.replace(/^\/+|\/+$/g, ""))
     .filter(Boolean)
     .join("/");
-  // The pinned SDK runs on Node 20 (package.json's engines); its notice that later SDK releases will need
-  // Node 22 would otherwise be printed on every command's stderr.
-  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
-  const client = new (s3Sdk().S3Client)({
-    region: q.get("region") ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION,
+  const region = q.get("region") ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION;
+  const forcePathStyle = truthy(q.get("use_path_style")) || truthy(q.get("s3ForcePathStyle"));
+  let client: S3Client | undefined;
+  return {
+    url: `s3://${u.hostname}${prefix ? `/${prefix}` : ""}`,
+    bucket: u.hostname,
+    prefix: prefix ? `${prefix}/` : "",
+    get client() {
+      // The pinned SDK runs on Node 20 (package.json's engines); its notice that later SDK releases will
+      // need Node 22 would otherwise be printed on every command's stderr.
+      process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
+      return (client ??= new (s3Sdk().S3Client)({ region, endpoint, forcePathStyle }));
+    },
     endpoint,
-    forcePathStyle: truthy(q.get("use_path_style")) || truthy(q.get("s3ForcePathStyle")),
-  });
-  return { url: `s3://${u.hostname}${prefix ? `/${prefix}` : ""}`, bucket: u.hostname, prefix: prefix ? `${prefix}/` : "", client, endpoint };
+    reads: signedReadsOf({ bucket: u.hostname, region, endpoint, forcePathStyle }, process.env, () => awsConfigFilesText(process.env)),
+  };
 }
 
 /** An object's text and the ETag it was read with. */
@@ -66,6 +80,7 @@ function status(err: unknown): number | undefined {
 
 /** Reads an object; undefined when it does not exist. */
 export async function getObject(loc: S3Location, key: string): Promise<Versioned | undefined> {
+  if (loc.reads) return readObject(loc.reads, loc.prefix + key);
   try {
     const r = await loc.client.send(new (s3Sdk().GetObjectCommand)({ Bucket: loc.bucket, Key: loc.prefix + key }));
     return { text: (await r.Body?.transformToString("utf8")) ?? "", etag: r.ETag ?? "" };
@@ -212,6 +227,7 @@ export async function updateObject<T>(
 
 /** The keys under `prefix` (relative to the backend's prefix, as {@link getObject} takes them), every page. */
 export async function listKeys(loc: S3Location, prefix: string): Promise<string[]> {
+  if (loc.reads) return (await listObjectKeys(loc.reads, loc.prefix + prefix)).map((k) => k.slice(loc.prefix.length));
   const keys: string[] = [];
   let token: string | undefined;
   do {

@@ -147,7 +147,7 @@ export const watchIntervalSchema = z.number().int().min(50).max(86_400_000);
  */
 export const approvalCategorySchema = z.enum(["deploy", "rollback", "restore", "rollback-incompatible"]);
 
-/** The operations around a rollback, per stack: triggers, approvals, notifications. */
+/** The operations around a rollback, per stack: triggers, readiness checks, approvals, notifications. */
 export const policySchema = z
   .object({
     triggers: z
@@ -161,6 +161,22 @@ export const policySchema = z
         timeoutMs: z.number().int().min(1).default(2000),
         /** After its rollback, how long `watch` keeps evaluating the query rules until each is back within its bound, and records what it saw in the incident (0: it does not wait). */
         recoveryTimeoutMs: z.number().int().min(0).max(3_600_000).default(0),
+        /**
+         * When `watch --auto-rollback` rolls back by itself, and when it pages instead (exit 15, the
+         * `rollback.withheld` webhook, an incident record saying why). It never rolls back a failed rollback
+         * or a version an automatic rollback put live, and waits while another operation holds the stack.
+         */
+        autoRollback: z
+          .object({
+            /** The newest apply must have ended less than this long ago (ms; default 60 min): an older change is not what broke. */
+            maxChangeAgeMs: z.number().int().min(0).max(30 * 86_400_000).default(3_600_000),
+            /** At most this many automatic rollbacks by `watch` in any `windowMs` (default 1), counted from the stack's history; 0: never. */
+            maxRollbacks: z.number().int().min(0).max(100).default(1),
+            /** The window of `maxRollbacks`, in ms (default 60 min). */
+            windowMs: z.number().int().min(1).max(30 * 86_400_000).default(3_600_000),
+          })
+          .strict()
+          .prefault({}),
         rules: z.array(triggerRuleSchema).min(1),
       })
       .strict()
@@ -180,9 +196,16 @@ export const policySchema = z
         path: ["allowedSigners"],
       })
       .optional(),
+    readiness: z
+      .object({
+        /** Time between `watch`'s checks of the ways back (start to start; each previews every way back), in ms. */
+        intervalMs: z.number().int().min(1000).max(86_400_000).default(300_000),
+      })
+      .strict()
+      .optional(),
     notify: z
       .object({
-        /** Slack-compatible incoming webhook URLs, told when a rollback starts, completes or fails. */
+        /** Slack-compatible incoming webhook URLs, told when a rollback starts, completes or fails, and when a way back `watch` checks breaks or comes back. */
         webhooks: z.array(z.string().url()).default([]),
         timeoutMs: z.number().int().min(1).default(3000),
       })

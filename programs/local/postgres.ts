@@ -284,6 +284,59 @@ async function checkRestore(props: RestoreProps): Promise<string | undefined> {
   return undefined;
 }
 
+/** What {@link restoreWindowOf} reads: a base backup, the instance live now, and the WAL archives. */
+export type WindowProps = Pick<RestoreProps, "pgBin" | "snapshotPath" | "snapshotTakenAt" | "archives" | "sourceName" | "sourceUrl" | "sourceArchiveDir" | "password" | "sourceTimeline">;
+
+/** The point-in-time restore window of a base backup, as it is now, or why there is none. */
+export type RestoreWindow = { ok: true; from: string; to: string; note?: string } | { ok: false; problem: string };
+
+/**
+ * How far a restore from `props`' base backup can reach now, from what is really there and changing
+ * nothing: the base backup, then every WAL segment from its start on the way to the live instance's
+ * timeline, without a gap before the newest segment archived (a segment missing in the middle ends the
+ * replay there, however many come after it), and the live instance's archiver (on, not failing). A
+ * running instance archives up to now; one that cannot be asked, only as far as its newest archived commit.
+ */
+export async function restoreWindowOf(props: WindowProps): Promise<RestoreWindow> {
+  const fs = require("node:fs") as typeof import("node:fs");
+  const p = require("node:path") as typeof import("node:path");
+  if (!fs.existsSync(props.snapshotPath)) return { ok: false, problem: `the base backup ${props.snapshotPath} is missing` };
+  if (!fs.existsSync(p.join(props.snapshotPath, "backup_label"))) return { ok: false, problem: `${props.snapshotPath} is not a base backup (no backup_label)` };
+  const own = fs.existsSync(props.sourceArchiveDir) ? fs.readdirSync(props.sourceArchiveDir).filter((f) => /^[0-9A-F]{24}$|^[0-9A-F]{8}\.history$/.test(f)) : [];
+  if (own.length === 0) return { ok: false, problem: `the WAL archive ${props.sourceArchiveDir} is missing or empty` };
+  const walk = archivedPath({ ...props, time: new Date().toISOString(), dataDir: "", database: "", archiveDir: props.sourceArchiveDir } as RestoreProps);
+  if (walk.problem) return { ok: false, problem: walk.problem };
+  // The segment after the last one the walk found, and any archived after it on the same timeline: a gap.
+  const segno = (f: string) => BigInt(`0x${f.slice(8, 16)}`) * 256n + BigInt(`0x${f.slice(16, 24)}`);
+  const label = fs.readFileSync(p.join(props.snapshotPath, "backup_label"), "utf8");
+  const last = walk.files[walk.files.length - 1];
+  const tli = last ? Number.parseInt(last.slice(0, 8), 16) : Number(/START TIMELINE: (\d+)/.exec(label)![1]);
+  const next = last ? segno(last) + 1n : lsnOf(/START WAL LOCATION: ([0-9A-F]+\/[0-9A-F]+)/.exec(label)![1]) / (16n * 1024n * 1024n);
+  const later = props.archives
+    .flatMap((a) => (fs.existsSync(a) ? fs.readdirSync(a) : []))
+    .filter((f) => /^[0-9A-F]{24}$/.test(f) && Number.parseInt(f.slice(0, 8), 16) === tli && segno(f) > next)
+    .sort();
+  if (later.length) {
+    return {
+      ok: false,
+      problem: `WAL segment ${segmentName(tli, next)} is in no WAL archive (${props.archives.join(", ")}) while ${later.length} later segment${later.length === 1 ? " is" : "s are"} (${later[0]}${later.length > 1 ? ` … ${later[later.length - 1]}` : ""}): a restore from ${p.basename(props.snapshotPath)} cannot replay past the gap`,
+    };
+  }
+  const state = await query<{ mode: string; failing: boolean; failure: string | null }>(
+    props.sourceUrl,
+    props.password,
+    "select current_setting('archive_mode') as mode, coalesce(last_failed_time > coalesce(last_archived_time, 'epoch'), false) as failing, last_failed_wal as failure from pg_stat_archiver",
+  ).catch((err: Error) => err);
+  if (!(state instanceof Error)) {
+    if (state[0].mode === "off") return { ok: false, problem: `${props.sourceName} does not archive its WAL (archive_mode is off)` };
+    if (state[0].failing) return { ok: false, problem: `${props.sourceName} fails to archive its WAL (last failure: ${state[0].failure})` };
+    return { ok: true, from: props.snapshotTakenAt, to: new Date().toISOString() };
+  }
+  const newest = newestCommit(props as RestoreProps, walk.files);
+  if (!newest) return { ok: false, problem: `${props.sourceName} cannot be asked (${state.message.replace(/^\[stackpin:[a-z-]+\] /, "")}) and its archived WAL holds no commit after the base backup` };
+  return { ok: true, from: props.snapshotTakenAt, to: newest, note: `${props.sourceName} cannot be asked (${state.message.replace(/^\[stackpin:[a-z-]+\] /, "")}): the window ends at its newest archived commit` };
+}
+
 function removeInstance(pgBin: string, dataDir: string) {
   const fs = require("node:fs") as typeof import("node:fs");
   if (fs.existsSync(`${dataDir}/postmaster.pid`)) {

@@ -262,6 +262,13 @@ describe("every exit code in the README's table is what the CLI exits with in th
     }
   });
 
+  it("19: check, when a way back cannot be taken now (here: the passphrase no longer opens the stack's secrets)", async () => {
+    const r = await expect(ExitCode.notReady, "way back not ready", ["check", "--stack", "dev", "--json"], { env: { PULUMI_CONFIG_PASSPHRASE: "not-the-passphrase" } });
+    const report = json(r).error.details;
+    assert.ok(report.targets.length > 0, "a way back was checked");
+    for (const t of report.targets) assert.equal(t.legs.find((l: { leg: string }) => l.leg === "secrets").ok, false, JSON.stringify(t.legs));
+  });
+
   it("every documented code but 1 (a bug in stackpin, which no scenario may produce) was produced above", () => {
     const missing = [...documented.keys()].filter((c) => c !== ExitCode.internal && !produced.has(c));
     assert.deepEqual(missing, [], `no scenario produced ${missing.join(", ")}`);

@@ -287,6 +287,16 @@ describe("kubernetes target against a real API server: deploy v41, v42, preview 
     assert.deepEqual(await selector(), { app: "shop", slot: "green" }, "a preview changed the cluster");
   });
 
+  it("check --to v41: the way back holds on the cluster: the image and the objects the program needs, and the ready VolumeSnapshot it restores from", async () => {
+    const r = await timed("check --to v41", () => cli(["check", "--to", "v41", "--json"]));
+    assert.equal(r.code, ExitCode.ok, r.stderr);
+    const legs = Object.fromEntries(json(r).targets[0].legs.map((l: { leg: string; ok: boolean; detail: string }) => [l.leg, l]));
+    assert.match(legs.artifacts.detail, /^image \S+:v41 \(the registry is not asked\); the cluster has namespace \S+, StorageClass \S+, VolumeSnapshot CRD, VolumeSnapshotClass \S+$/);
+    assert.match(legs.database.detail, /^restore from VolumeSnapshot shop-pre-v42-r\d+: ready to use/);
+    assert.match(legs.plugins.detail, /^installed: kubernetes 4\.25\.0/);
+    assert.deepEqual(await selector(), { app: "shop", slot: "green" }, "a check changed the cluster");
+  });
+
   it("rollback --to v41 whose restored volume holds nothing (no CSI driver filled it): the check fails, exit 8, the database and the Service stay where they were", async () => {
     let run: { result: Awaited<ReturnType<typeof cli>>; check: CheckRun | undefined } | undefined;
     const seen = await endpointsDuring("rollback --to v41, restore check fails", async () => {

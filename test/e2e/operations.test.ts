@@ -1,28 +1,12 @@
 import { strict as assert } from "node:assert";
 import * as fs from "node:fs";
-import * as http from "node:http";
-import type { AddressInfo } from "node:net";
 import * as path from "node:path";
 import { parse, stringify } from "yaml";
 import { ExitCode } from "../../lib/errors";
 import { fakePrometheus } from "./fake-prometheus";
 import { json, pulumiOrSkip, TempProject, tempProject } from "./harness";
 import { makeSigners } from "./ssh-signers";
-
-/** A local webhook receiver that records every JSON body it gets. */
-async function webhookReceiver() {
-  const received: any[] = [];
-  const server = http.createServer((req, res) => {
-    let body = "";
-    req.on("data", (d) => (body += d));
-    req.on("end", () => {
-      received.push(JSON.parse(body));
-      res.writeHead(200).end("ok");
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`, received, close: () => server.close() };
-}
+import { webhookReceiver } from "./webhook-receiver";
 
 describe("operations around a rollback: watch, triggers, webhooks, incident record, audit, freeze, approvals", function () {
   let project: TempProject;

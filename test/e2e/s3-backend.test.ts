@@ -1,9 +1,10 @@
 import { strict as assert } from "node:assert";
+import * as fs from "node:fs";
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import * as path from "node:path";
 import { ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
-import type { PulumiCli } from "../../lib/engine/pulumi-cli";
+import { packageRoot, PulumiCli } from "../../lib/engine/pulumi-cli";
 import { ExitCode } from "../../lib/errors";
 import { S3AuditLog } from "../../lib/records/audit";
 import { checkConditionalWrites, s3LocationOf } from "../../lib/records/s3-backend";
@@ -165,6 +166,30 @@ describe("an s3:// backend shared by two machines: records and audit trail in th
     for (const e of entries.slice(before)) perWriter.set(e.actor, (perWriter.get(e.actor) ?? 0) + 1);
     assert.deepEqual([...perWriter.values()], [20, 20]);
     process.stderr.write(`      [figures] s3 concurrent appends: 2 x 20 -> ${v.entries - before} new entries in one chain of ${v.entries} (${(took / 1000).toFixed(1)} s)\n`);
+  });
+
+  it("status and history read the bucket loading nothing but the CLI's bundle: no AWS SDK", async () => {
+    // Node's own record of the modules the process required, written as it exits.
+    const hook = path.join(bob!.dir, "modules-loaded.js");
+    const list = path.join(bob!.dir, "modules-loaded.json");
+    fs.writeFileSync(hook, `process.on("exit", () => require("node:fs").writeFileSync(${JSON.stringify(list)}, JSON.stringify(Object.keys(require.cache))));\n`);
+    try {
+      for (const args of [["status"], ["history"], ["status", "--json"], ["history", "--json"]]) {
+        const r = await bob!.cli([...args, "--stack", "dev"], { env: { ...s3!.env, STACKPIN_BACKEND: backendUrl, STACKPIN_ACTOR: "bob", NODE_OPTIONS: `--require ${hook}` } });
+        assert.equal(r.code, ExitCode.ok, r.stderr);
+        const loaded = (JSON.parse(fs.readFileSync(list, "utf8")) as string[]).filter((f) => f !== hook);
+        assert.deepEqual(loaded, [path.join(packageRoot(), "dist", "lib", "cli", "main.js")], `${args.join(" ")} loaded:\n${loaded.join("\n")}`);
+      }
+    } finally {
+      fs.rmSync(hook, { force: true });
+      fs.rmSync(list, { force: true });
+    }
+  });
+
+  it("with a wrong secret key, status says what the store answered", async () => {
+    const r = await bob!.cli(["status", "--stack", "dev"], { env: { ...s3!.env, AWS_SECRET_ACCESS_KEY: "not-the-key", STACKPIN_BACKEND: backendUrl, STACKPIN_ACTOR: "bob" } });
+    assert.notEqual(r.code, ExitCode.ok);
+    assert.match(r.stderr, /The request signature we calculated does not match the signature you provided/);
   });
 
   it("the store check passes on the S3 server: it honours If-Match and If-None-Match", async () => {

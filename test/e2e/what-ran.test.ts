@@ -137,6 +137,20 @@ describe("a history longer than the engine's first page: every update, true revi
     assert.ok(direct!.some((u) => Object.values(u.config ?? {}).some((c) => c.secret)), "no secret config in the compared history");
   });
 
+  it(`check --all on ${updates} updates: the way back to v2 is read from the oldest page, with the approval it needs`, async () => {
+    const started = Date.now();
+    const r = await project.cli(["check", "--stack", "dev", "--all", "--json"]);
+    const ms = Date.now() - started;
+    assert.equal(r.code, ExitCode.ok, r.stderr);
+    const report = json(r);
+    assert.equal(report.revision, updates);
+    assert.deepEqual(report.targets.map((t: { version: string }) => t.version), ["v2"]);
+    const legs = Object.fromEntries(report.targets[0].legs.map((l: { leg: string; detail: string }) => [l.leg, l.detail]));
+    assert.match(legs.config, /the config that ran at revision 2 is recorded/);
+    assert.match(legs.approvals, /needs rollback \(required by the stack policy\), signed.*; this machine verifies them with .*allowed_signers/);
+    process.stderr.write(`      [figures] check --all on ${updates} updates: ${(ms / 1000).toFixed(1)} s for the command (${report.targets.length} way back, ${(report.targets[0].durationMs / 1000).toFixed(1)} s of it)\n`);
+  });
+
   it("a plan previewed before two more applies is refused (exit 7, nothing changed)", async () => {
     const preview = json(await project.cli(["preview", "--stack", "dev", "--to", "v2", "--json"]));
     assert.equal(preview.baseRevision, updates);

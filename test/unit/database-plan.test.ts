@@ -1,9 +1,12 @@
 import { strict as assert } from "node:assert";
 import { DatabasePlan, planDatabase, VersionDatabase } from "../../lib/planning/database";
+import { wayBackAfter } from "../../lib/planning/desired-state";
 import { ApprovalRequiredError, BackupNotRemovableError, RestoreImpossibleError } from "../../lib/errors";
 
 const v1: VersionDatabase = { version: "v1", spec: { schema: 1, migration: { name: "001", up: "u" }, backwardCompatible: true }, up: "create" };
 const v2: VersionDatabase = { version: "v2", spec: { schema: 2, migration: { name: "002", up: "u" }, backwardCompatible: false }, up: "drop" };
+const v2down: VersionDatabase = { version: "v2d", spec: { schema: 2, migration: { name: "002d", up: "u", down: "d" }, backwardCompatible: false }, up: "alter", down: "unalter" };
+const v3c: VersionDatabase = { version: "v3c", spec: { schema: 2, migration: { name: "002c", up: "u" }, backwardCompatible: true }, up: "add" };
 const noDatabase: VersionDatabase = { version: "v3", spec: { schema: 1, backwardCompatible: true } };
 const now = new Date("2026-11-24T12:00:00Z");
 
@@ -80,5 +83,25 @@ describe("database plan: the stack's record, restores that chain, approved reten
     const once = planDatabase("s", "deploy", noDatabase, [v1, v2], live, { now, restore: { snapshot: "pre-v2" }, approveDataLoss: true });
     const twice = planDatabase("s", "deploy", noDatabase, [v1, v2], { ...live, plan: once.plan }, { now, restore: { snapshot: "pre-v2" }, approveDataLoss: true });
     assert.equal(twice.plan.restore!.name, `${once.plan.restore!.name}-2`);
+  });
+});
+
+describe("database plan: the way back a deploy leaves to the version it replaces", () => {
+  const fresh = { snapshotTimes: {} };
+  const v1Plan = planDatabase("s", "deploy", v1, [v1], fresh, { now }).plan;
+
+  it("an incompatible migration without a down: a restore from the snapshot this deploy takes", () => {
+    const deploy = planDatabase("s", "deploy", v2, [v1, v2], { plan: v1Plan, snapshotTimes: {} }, { now });
+    assert.equal(
+      wayBackAfter("s", "v1", 1, deploy, [v1, v2], {}, now),
+      "way back after this deploy: a rollback to v1 needs a point-in-time restore from snapshot pre-v2 (taken by this deploy) and --approve-data-loss: data written after it is lost",
+    );
+  });
+
+  it("a migration with a down: down migrations; a backward-compatible one: the database is left alone", () => {
+    const withDown = planDatabase("s", "deploy", v2down, [v1, v2down], { plan: v1Plan, snapshotTimes: {} }, { now });
+    assert.equal(wayBackAfter("s", "v1", 1, withDown, [v1, v2down], {}, now), "way back after this deploy: a rollback to v1 runs down migrations 002d (after a fresh snapshot)");
+    const compatible = planDatabase("s", "deploy", v3c, [v1, v3c], { plan: v1Plan, snapshotTimes: {} }, { now });
+    assert.equal(wayBackAfter("s", "v1", 1, compatible, [v1, v3c], {}, now), "way back after this deploy: a rollback to v1 leaves the database alone (v1 works with schema 2)");
   });
 });

@@ -47,6 +47,40 @@ describe("the incident page's chart: marks from the record and history, one pane
     );
   });
 
+  it("marks a way back that broke or came back while the watch ran, from the record's timeline", () => {
+    const seen = {
+      ...record,
+      timeline: [
+        { at: "2026-11-26T02:10:00.000Z", step: "way back to v1 broke", detail: "database: WAL segment 000000010000000000000007 is in no WAL archive" },
+        { at: "2026-11-26T02:15:00.000Z", step: "way back to v1 restored", detail: "rollback to v1: ready" },
+        ...record.timeline,
+      ],
+    };
+    assert.deepEqual(
+      incidentMarks(seen, history).slice(0, 3).map((m) => `${m.at.slice(11, 23)} ${m.label}`),
+      ["02:10:00.000 way back to v1 broke", "02:15:00.000 way back to v1 restored", "02:19:35.000 deploy v2"],
+    );
+  });
+
+  it("marks the wait and the withheld rollback of a trigger a guard left to a person, and no rollback", () => {
+    const withheld: IncidentRecord = {
+      ...record,
+      verification: undefined,
+      endedAt: "2026-11-26T02:19:58.000Z",
+      withheld: { guard: "rollback-limit", reason: "1 automatic rollback(s) in the last 60 min" },
+      timeline: [
+        { at: "2026-11-26T02:19:53.100Z", step: "threshold breached" },
+        { at: "2026-11-26T02:19:53.100Z", step: "trigger fired" },
+        { at: "2026-11-26T02:19:53.300Z", step: "automatic rollback deferred" },
+        { at: "2026-11-26T02:19:58.000Z", step: "automatic rollback withheld" },
+      ],
+    };
+    assert.deepEqual(
+      incidentMarks(withheld, history.slice(1)).map((m) => `${m.at.slice(11, 23)} ${m.label}`),
+      ["02:19:35.000 deploy v2", "02:19:53.100 breach", "02:19:53.100 trigger", "02:19:53.300 rollback deferred", "02:19:58.000 rollback withheld"],
+    );
+  });
+
   it("draws each series with its threshold and every mark, and renders to SVG in Node", async () => {
     const points = Array.from({ length: 30 }, (_, i) => ({ at: new Date(Date.parse("2026-11-26T02:19:30Z") + i * 2000).toISOString(), value: i > 10 && i < 22 ? 0.14 : 0 }));
     const marks = incidentMarks(record, history);

@@ -4,8 +4,8 @@ import type { AddressInfo } from "node:net";
 
 /**
  * A test double of an S3-compatible store: a node:http server speaking just enough of the S3 API for
- * stackpin's own objects (PUT, GET, HEAD and DELETE of an object, path-style `/<bucket>/<key>`), holding
- * objects in memory. It does not check signatures. With `conditional: false` it ignores `If-Match` and
+ * stackpin's own objects (PUT, GET, HEAD and DELETE of an object, path-style `/<bucket>/<key>`, and
+ * ListObjectsV2, `listPageSize` keys a page), holding objects in memory. It does not check signatures. With `conditional: false` it ignores `If-Match` and
  * `If-None-Match`, as some S3-compatible stores do; with `conditional: true` it honours them (412).
  * `{ conditional: "If-Match" }` honours that header only. `loseResponses` makes it perform a PUT and then answer 500, as when the answer of a write that landed
  * is lost: the SDK retries that PUT.
@@ -34,7 +34,7 @@ function errorXml(code: string, message: string): string {
 }
 
 /** Starts the double on a free loopback port. */
-export async function startS3Double(options: { conditional: boolean | "If-Match" }): Promise<S3Double> {
+export async function startS3Double(options: { conditional: boolean | "If-Match"; listPageSize?: number }): Promise<S3Double> {
   const bucket = "double-bucket";
   const objects = new Map<string, { body: string; etag: string }>();
   const requests: string[] = [];
@@ -53,6 +53,25 @@ export async function startS3Double(options: { conditional: boolean | "If-Match"
         res.writeHead(status, { ...headers, ...(body && status >= 300 ? { "content-type": "application/xml" } : {}), "content-length": Buffer.byteLength(body) });
         res.end(req.method === "HEAD" ? undefined : body);
       };
+      if (b === bucket && !key && req.method === "GET" && url.searchParams.get("list-type") === "2") {
+        // ListObjectsV2: keys in order from after the continuation token (the last key of the page before).
+        const prefix = url.searchParams.get("prefix") ?? "";
+        const after = Buffer.from(url.searchParams.get("continuation-token") ?? "", "base64url").toString("utf8");
+        const matching = [...objects.keys()].filter((k) => k.startsWith(prefix) && k > after).sort();
+        const page = matching.slice(0, options.listPageSize ?? 1000);
+        const truncated = page.length < matching.length;
+        const xmlEscape = (t: string) => t.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+        const body = [
+          `<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult><Name>${bucket}</Name><Prefix>${xmlEscape(prefix)}</Prefix><KeyCount>${page.length}</KeyCount>`,
+          ...page.map((k) => `<Contents><Key>${xmlEscape(k)}</Key><ETag>${xmlEscape(objects.get(k)!.etag)}</ETag></Contents>`),
+          `<IsTruncated>${truncated}</IsTruncated>`,
+          truncated ? `<NextContinuationToken>${Buffer.from(page[page.length - 1]).toString("base64url")}</NextContinuationToken>` : "",
+          "</ListBucketResult>",
+        ].join("");
+        requests.push(`LIST ${prefix} 200`);
+        res.writeHead(200, { "content-type": "application/xml", "content-length": Buffer.byteLength(body) });
+        return res.end(body);
+      }
       if (b !== bucket || !key) return answer(404, {}, errorXml("NoSuchBucket", "only object requests on the one bucket"));
       const current = objects.get(key);
       if (req.method === "PUT") {
