@@ -25,6 +25,7 @@ import { approve, ApproveOptions } from "./operations/approve";
 import { watch, WatchOptions } from "./operations/watch";
 import { freeze, unfreeze, FreezeOptions } from "./operations/freeze";
 import { readAudit, verifyAudit } from "./operations/audit";
+import { check, CheckOptions } from "./operations/check";
 
 export * from "./errors";
 export type { OpenEnvironmentOptions, ProgressEvent, ProgressOptions, EnvironmentContext } from "./environment";
@@ -78,7 +79,7 @@ export type { Evaluation } from "./incident/triggers";
 export type { RollbackResult } from "./operations/rollback";
 export type { TrafficMoved } from "./operations/switch-first";
 export type { EnsurePulumiOptions, LocatePulumiOptions } from "./engine/pulumi-cli";
-export type { ApplyWatch, ApplyWatcher, ApplyWatchRequest, ProgramFactory, ProgramContext, ProgramConfigSpec, ProgramReconciler, FailureExplainer, ReadinessExplainer, StateResourceView, SwitchOutcome, SwitchRequest, TrafficSwitch } from "../programs/types";
+export type { ApplyWatch, ApplyWatcher, ApplyWatchRequest, ProgramFactory, ProgramContext, ProgramConfigSpec, ProgramReconciler, FailureExplainer, ReadinessCheck, ReadinessExplainer, ReadinessFinding, ReadinessRequest, StateResourceView, SwitchOutcome, SwitchRequest, TrafficSwitch } from "../programs/types";
 export type { RuleEvaluation } from "./incident/triggers";
 export type { NotificationResult } from "./incident/notify";
 export type { TimelineEntry } from "./incident/incident";
@@ -163,6 +164,10 @@ export class Environment {
   watch(options: WatchOptions) {
     return watch(this.context, options);
   }
+  /** See {@link check}. */
+  check(options: CheckOptions = {}) {
+    return check(this.context, options);
+  }
   /** See {@link freeze}. */
   freeze(options: FreezeOptions) {
     return freeze(this.context, options);
@@ -183,6 +188,10 @@ export class Environment {
 export { removeSnapshot } from "./operations/snapshot";
 export { watch, freeze, unfreeze, verifyAudit, readAudit };
 export type { WatchOptions, WatchResult } from "./operations/watch";
+export { check };
+export type { CheckOptions };
+export type { Candidate, Leg, LegName, ReadinessChange, ReadinessReport, TargetReadiness } from "./planning/readiness";
+export type { SeenReadinessChange } from "./operations/readiness-watch";
 export type { FreezeOptions };
 export type { AuditEntry, AuditVerification } from "./records/audit";
 export type { RemoveSnapshotOptions } from "./operations/snapshot";
