@@ -178,8 +178,9 @@ async function checkOne(
   if (!legs.some((l) => l.leg === "artifacts")) {
     legs.push({ leg: "artifacts", ok: true, detail: `the ${ctx.stack.settings.program} program names no artifacts to check; the engine's preview is its check` });
   }
-  options.onProgress?.({ type: "phase", phase: "check", message: readinessLine(done(window)) });
-  return done(window);
+  const answer = done(window);
+  options.onProgress?.({ type: "phase", phase: "check", message: readinessLine(answer) });
+  return answer;
 }
 
 /** What the program's readiness check finds (none when the program has none); its own failure is a finding too. */
@@ -223,16 +224,7 @@ function databaseLeg(plan: Plan | undefined): Leg {
   const db = plan.database;
   if (!db) return { leg: "database", ok: true, detail: "the version declares no database" };
   const note = plan.notes.find((n) => /database|schema|down migration|snapshot/.test(n));
-  switch (db.policy) {
-    case "expand-contract":
-    case "unchanged":
-    case "migrate":
-      return { leg: "database", ok: true, detail: note ?? `the database is left at schema ${db.schemaAfter}` };
-    case "down-migration":
-      return { leg: "database", ok: true, detail: note ?? `down migrations to schema ${db.schemaAfter}` };
-    default:
-      return { leg: "database", ok: true, detail: note ?? db.policy };
-  }
+  return { leg: "database", ok: true, detail: note ?? `${db.policy}: schema ${db.schemaBefore} -> ${db.schemaAfter}` };
 }
 
 function generationsLeg(plan: Plan): Leg {
@@ -283,11 +275,11 @@ export function pluginLeg(resources: StateResource[], pulumiHome: string | undef
     const installed = version ? path.join(home, `resource-${name}-v${version}`) : undefined;
     const ambient = (process.env.PATH ?? "").split(path.delimiter).map((d) => path.join(d, `pulumi-resource-${name}`)).find(executable);
     if (installed && fs.existsSync(installed) && !fs.existsSync(`${installed}.partial`)) found.push(`${name} ${version} (${installed})`);
-    else if (ambient) found.push(`${name} ${version ?? ""} (${ambient})`.replace("  ", " "));
+    else if (ambient) found.push(`${name}${version ? ` ${version}` : ""} (${ambient})`);
     else missing.push(`${name}${version ? ` ${version}` : ""}`);
   }
   return missing.length
-    ? { leg: "plugins", ok: false, detail: `provider plugin${missing.length === 1 ? "" : "s"} ${missing.join(", ")} not installed (in ${home} or on the PATH): \`pulumi plugin install resource ${missing[0].replace(" ", " ")}\`` }
+    ? { leg: "plugins", ok: false, detail: `provider plugin${missing.length === 1 ? "" : "s"} ${missing.join(", ")} not installed (in ${home} or on the PATH): \`pulumi plugin install resource ${missing[0]}\`` }
     : { leg: "plugins", ok: true, detail: `installed: ${found.join(", ")}` };
 }
 
