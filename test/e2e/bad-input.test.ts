@@ -91,7 +91,9 @@ describe("bad input gets a clear error, a documented exit code, and changes noth
     const gate = path.join(project.dir, "open-the-gate");
     project.writeVersion("v9", `version: v9\nconfig:\n  message: slow\n  rolloutHoldFile: ${gate}\n`);
     const first = project.start(["deploy", "--stack", "dev", "--version", "v9", "--yes"]);
-    await first.waitFor(/update app-settings/);
+    // The update's own step, after the apply line: the preview before it prints the same step while
+    // nothing holds the stack yet.
+    await first.waitFor(/▸ deploy [^\n]* on dev:[\s\S]*update app-settings/);
     let second;
     try {
       second = await project.cli(["rollback", "--stack", "dev", "--to", "v2", "--yes"]);

@@ -90,7 +90,9 @@ describe("every exit code in the README's table is what the CLI exits with in th
     const gate = path.join(project.dir, "gate-7");
     project.writeVersion("v9", `version: v9\nconfig:\n  message: held\n  rolloutHoldFile: ${gate}\n`);
     const first = project.start(["deploy", "--stack", "dev", "--version", "v9", "--yes"]);
-    await first.waitFor(/update app-settings/);
+    // The update's own step, after the apply line: the preview before it prints the same step while
+    // nothing holds the stack yet.
+    await first.waitFor(/▸ deploy [^\n]* on dev:[\s\S]*update app-settings/);
     try {
       await expect(ExitCode.concurrentOperation, "a held lock", ["rollback", "--stack", "dev", "--to", "v1", "--yes"]);
     } finally {
