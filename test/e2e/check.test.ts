@@ -157,13 +157,15 @@ describe("check: whether each way back works now, leg by leg, on a real PostgreS
     }
   });
 
-  it("a wrong passphrase: exit 19 naming the secrets leg, the preview stopped there, nothing changed", async () => {
+  it("a wrong passphrase: exit 19 naming the secrets leg, the preview stopped there, status shows it", async () => {
     const r = await project.cli(check(), { env: { PULUMI_CONFIG_PASSPHRASE: "not-the-passphrase" } });
     assert.equal(r.code, ExitCode.notReady, r.stderr);
     const legs = legsOf(r, "v3");
     assert.deepEqual(broken(legs), ["secrets"]);
     assert.match(legs.secrets.detail, /passphrase/i);
     assert.equal(legs.engine.ok, null, "the engine's preview is not claimed to pass");
+    const status = await project.cli(["status", "--stack", "shop"]);
+    assert.match(status.stdout, /! rollback to v3: NOT READY — secrets: [^\n]*passphrase/i);
   });
 
   it("a snapshot removed by an approved snapshot rm: exit 19 naming the database leg, status shows it", async () => {
@@ -178,7 +180,7 @@ describe("check: whether each way back works now, leg by leg, on a real PostgreS
     assert.match(status.stdout, /! rollback to v3: NOT READY — database: .*no snapshot pre-v4 to restore from/);
   });
 
-  it("a release artifact gone from the artifact store: exit 19 naming the artifacts leg", async () => {
+  it("a release artifact gone from the artifact store: exit 19 naming the artifacts leg, status shows it", async () => {
     // A release whose artifact is a copy made for this test, then a newer release on a kept artifact.
     const artifacts = path.join(packageRoot(), "programs", "local", "artifacts");
     const name = `hello-check-${process.pid}`;
@@ -196,6 +198,8 @@ describe("check: whether each way back works now, leg by leg, on a real PostgreS
       const legs = legsOf(r, "v5");
       assert.deepEqual(broken(legs), ["artifacts"]);
       assert.match(legs.artifacts.detail, new RegExp(`artifact ${name} is missing`));
+      const status = await project.cli(["status", "--stack", "shop"]);
+      assert.match(status.stdout, new RegExp(`! rollback to v5: NOT READY — artifacts: artifact ${name} is missing`));
     } finally {
       fs.rmSync(artifact, { force: true });
     }
