@@ -142,8 +142,8 @@ describe("a scripted incident on real Prometheus: a release that fails checkouts
     v2DeployedAt = Date.now();
     const d = await project.cli(["deploy", "--stack", "dev", "--version", "v2", "--yes"]);
     assert.equal(d.code, ExitCode.ok, d.stderr);
-    const firstFailure = load!.shots.find((s) => s.status === 500 && s.at >= v2DeployedAt);
-    assert.ok(firstFailure, "no checkout failed through the switch while v2 was live");
+    // The deploy can return before the load generator's next checkout reaches v2: wait for that request.
+    const firstFailure = await until("a checkout failing through the switch while v2 is live", async () => load!.shots.find((s) => s.status === 500 && s.at >= v2DeployedAt));
     const paged = await observer.done;
     assert.equal(paged.code, ExitCode.triggerFired, paged.stderr);
     const pagedAt = json(paged).error.details as { breachedAt: string; firedAt: string };
